@@ -1,0 +1,62 @@
+"""The ``twodclass`` command: one entry point, one subcommand per job.
+
+Subcommands live in their own modules (``engine.commands.*``); the terminal UI's
+subcommands (``tui``, ``browse``) are imported lazily so that the headless engine never
+needs Textual at import time. Errors of :class:`engine.errors.TwodclassError` print one
+line ``twodclass: error: ...`` and exit with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from engine import __version__
+from engine.errors import TwodclassError
+
+__all__ = ["main", "build_parser"]
+
+# subcommand name -> module with ``add_parser(subparsers)`` and ``run(args) -> int``
+SUBCOMMANDS = {
+    "run": "engine.commands.run",
+    "demo": "engine.commands.demo",
+    "simulate": "engine.commands.simulate",
+    "select": "engine.commands.select",
+    "tui": "tui.cli",
+    "browse": "tui.cli_browse",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twodclass",
+        description="Fast maximum-likelihood 2D classification for cryo-EM particles.",
+    )
+    parser.add_argument("--version", action="version", version=f"twodclass {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, modname in SUBCOMMANDS.items():
+        mod = importlib.import_module(modname)
+        p = mod.add_parser(sub)
+        p.set_defaults(_module=modname)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.run(args) or 0)
+    except TwodclassError as exc:
+        print(f"twodclass: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("twodclass: interrupted; resume with `twodclass run --resume JOBDIR`",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

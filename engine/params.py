@@ -1,0 +1,201 @@
+"""Every parameter of a 2D classification run, defined once.
+
+The CLI flags (``twodclass run --help``), the terminal UI's job form and the Scipion
+protocol's form are all generated from, or checked against, :class:`ClassifyParams`.
+Each field carries its metadata: the CLI flag, a label as cryoSPARC/RELION users know it,
+the unit, a one-line help text, the expert level and the valid range.
+
+Names say the unit: ``max_res_A`` is in Angstrom, ``offset_range_A`` too.
+``None`` means "choose automatically from the data" (stated in the help).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ClassifyParams", "ParamSpec", "param_specs", "resolve_threads"]
+
+
+def _p(default: Any, *, flag: str, label: str, help: str, unit: str = "",
+       level: str = "basic", min: float | None = None, max: float | None = None,
+       choices: tuple[str, ...] | None = None) -> Any:
+    meta = dict(flag=flag, label=label, help=help, unit=unit, level=level,
+                min=min, max=max, choices=choices)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ClassifyParams:
+    """Parameters of ``twodclass run`` (defaults follow cryoSPARC's 2D Classification job)."""
+
+    # --- basic (cryoSPARC names) -------------------------------------------------------
+    n_classes: int = _p(50, flag="--classes", label="Number of 2D classes",
+                        help="How many class averages to produce.", min=1, max=2000)
+    max_res_A: float = _p(6.0, flag="--max-res", label="Maximum resolution", unit="Å",
+                          help="Highest resolution used for alignment and class averages; "
+                               "particles are Fourier-cropped to it once.", min=0.1)
+    uncertainty: float = _p(2.0, flag="--uncertainty",
+                            label="Initial classification uncertainty factor",
+                            help="Annealing temperature at the start, decaying to 1. Higher = "
+                                 "slower, more diverse classes; lower = quicker, more junk classes.",
+                            min=1.0, max=100.0)
+    diameter_A: float | None = _p(None, flag="--diameter", label="Circular mask diameter",
+                                  unit="Å", help="Inner diameter of the circular mask; "
+                                  "default: 85% of the box.", min=1.0)
+    diameter_outer_A: float | None = _p(None, flag="--diameter-outer",
+                                        label="Circular mask diameter outer", unit="Å",
+                                        help="Soft mask edge ends here; default: 1.2 x inner "
+                                             "diameter, capped at the box.", min=1.0)
+    online_iters: int = _p(20, flag="--online-iters", label="Number of online-EM iterations",
+                           help="Online-EM iterations on random batches (30-40 for small "
+                                "particles).", min=0, max=10000)
+    batch_per_class: int = _p(100, flag="--batch-per-class", label="Batchsize per class",
+                              help="Particles per class in each online-EM batch (200-300 for "
+                                   "small particles).", min=1, max=100000)
+    full_passes: int = _p(1, flag="--full-passes", label="Number of final full iterations",
+                          help="Full passes over all particles after the online iterations; the "
+                               "last one gives the final assignment.", min=0, max=100)
+    # --- advanced ----------------------------------------------------------------------
+    force_max: bool = _p(True, flag="--force-max", label="Force max over poses/shifts",
+                         help="Keep only the best rotation and shift per class (fast); off = "
+                              "marginalise over all poses (better for small, low-SNR particles).",
+                         level="advanced")
+    min_res_align_A: float | None = _p(None, flag="--min-res-align",
+                                       label="Minimum alignment resolution", unit="Å",
+                                       help="Ignore Fourier components coarser than this in "
+                                            "alignment; default: use everything.",
+                                       level="advanced", min=1.0)
+    psi_step_deg: float = _p(5.0, flag="--psi-step", label="In-plane angular sampling",
+                             unit="deg", help="Rotation search step (rounded to a fast FFT "
+                             "length).", level="advanced", min=0.5, max=30.0)
+    offset_range_A: float | None = _p(None, flag="--offset-range", label="Offset search range",
+                                      unit="Å", help="Translations searched around the current "
+                                      "offset; default: 2.5 cropped pixels.", level="advanced",
+                                      min=0.0)
+    offset_step_A: float | None = _p(None, flag="--offset-step", label="Offset search step",
+                                     unit="Å", help="Translation sampling; default: one cropped "
+                                     "pixel.", level="advanced", min=0.01)
+    offset_sigma_A: float | None = _p(None, flag="--offset-sigma", label="Offset prior width",
+                                      unit="Å", help="Std. dev. of the Gaussian prior on "
+                                      "particle offsets; default: 10% of the box.",
+                                      level="advanced", min=0.01)
+    tau2_fudge: float = _p(2.0, flag="--tau2-fudge", label="Regularisation parameter T",
+                           help="RELION's T: weight of the data against the smoothness prior "
+                                "in the Wiener class averages.", level="advanced",
+                           min=0.1, max=100.0)
+    ctf: bool = _p(True, flag="--ctf", label="Do CTF correction",
+                   help="Use the particles' CTF in alignment and averaging.", level="advanced")
+    ctf_intact_first_peak: bool = _p(False, flag="--ctf-intact-first-peak",
+                                     label="Ignore CTFs until first peak",
+                                     help="Treat the CTF as 1 up to its first maximum "
+                                          "(for data with very low defocus).", level="advanced")
+    center_classes: bool = _p(True, flag="--center-classes", label="Re-center 2D classes",
+                              help="Shift each class average to its centre of mass after "
+                                   "every iteration.", level="advanced")
+    reseed_dead: bool = _p(True, flag="--reseed-dead", label="Re-seed dead classes",
+                           help="Split the largest class into classes that lost their "
+                                "particles.", level="advanced")
+    # --- compute -----------------------------------------------------------------------
+    threads: int = _p(0, flag="--threads", label="Threads",
+                      help="CPU threads for numba and BLAS together; 0 = all cores.",
+                      level="compute", min=0, max=4096)
+    seed: int = _p(0, flag="--seed", label="Random seed",
+                   help="Seed for batches and initial classes; same seed + threads = same "
+                        "result.", level="compute", min=0)
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> list[str]:
+        """Return a list of human-readable problems (empty when valid)."""
+        errs = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None or isinstance(v, bool):
+                continue
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None and v < lo:
+                errs.append(f"{f.metadata['flag']} must be >= {lo:g} (got {v})")
+            if hi is not None and v > hi:
+                errs.append(f"{f.metadata['flag']} must be <= {hi:g} (got {v})")
+        if (self.diameter_A is not None and self.diameter_outer_A is not None
+                and self.diameter_outer_A < self.diameter_A):
+            errs.append("--diameter-outer must be >= --diameter")
+        if (self.min_res_align_A is not None and self.min_res_align_A <= self.max_res_A):
+            errs.append("--min-res-align must be coarser (larger) than --max-res")
+        return errs
+
+    def validate_for_data(self, n_particles: int, box_px: int, apix_A: float) -> list[str]:
+        """Problems that depend on the input: mask larger than the box, too few particles."""
+        errs = self.validate()
+        box_A = box_px * apix_A
+        if self.diameter_A is not None and self.diameter_A > box_A:
+            errs.append(f"--diameter {self.diameter_A:g} Å is larger than the box "
+                        f"({box_px} px x {apix_A:g} Å = {box_A:g} Å)")
+        if self.n_classes > n_particles:
+            errs.append(f"--classes {self.n_classes} is more than the {n_particles} particles")
+        if self.max_res_A < 2 * apix_A:
+            errs.append(f"--max-res {self.max_res_A:g} Å is finer than Nyquist "
+                        f"({2 * apix_A:g} Å at {apix_A:g} Å/px)")
+        return errs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassifyParams:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Metadata of one parameter, as the faces (CLI, TUI, Scipion) need it."""
+
+    name: str
+    type: type
+    default: Any
+    optional: bool
+    flag: str
+    label: str
+    help: str
+    unit: str
+    level: str
+    min: float | None
+    max: float | None
+    choices: tuple[str, ...] | None
+
+
+def _base_type(annotation: str) -> tuple[type, bool]:
+    optional = "None" in annotation
+    base = annotation.replace("| None", "").strip()
+    return {"int": int, "float": float, "bool": bool, "str": str}[base], optional
+
+
+def param_specs() -> list[ParamSpec]:
+    """The parameters in display order, with type, default and metadata."""
+    out = []
+    for f in dataclasses.fields(ClassifyParams):
+        typ, optional = _base_type(str(f.type))
+        out.append(ParamSpec(name=f.name, type=typ, default=f.default, optional=optional,
+                             **{k: f.metadata[k] for k in ("flag", "label", "help", "unit",
+                                                           "level", "min", "max", "choices")}))
+    return out
+
+
+def resolve_threads(threads: int) -> int:
+    """0 means all cores available to this process."""
+    if threads and threads > 0:
+        return int(threads)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)

@@ -64,8 +64,8 @@ def _header(path: Path) -> tuple[tuple[int, int, int], np.dtype, int, float]:
     if size < need:
         raise InputError(path, f"MRC file is truncated ({size} bytes, header says "
                                f"{nz} images of {ny} x {nx} need {need})")
-    if not np.isfinite(apix) or apix < 0:
-        apix = 0.0
+    # header floats are float32: 3.54 reads as 3.5399999618; round to 6 significant digits
+    apix = float(f"{apix:.6g}") if np.isfinite(apix) and apix > 0 else 0.0
     return (nz, ny, nx), dtype, offset, apix
 
 

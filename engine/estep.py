@@ -1,0 +1,172 @@
+"""The fast E-step: every rotation and shift of every (particle, class) pair at once.
+
+Polar Fourier rings turn an in-plane rotation into a cyclic shift along the angle, so all
+rotations of one pair come from one inverse FFT over the angular frequencies ``m`` of
+``sum_r A_i(r, m) conj(W_c(r, m))``. Shifts are phase ramps put on the *references* in the
+class frame: for a class-frame shift ``t'`` and rotation ``psi`` the particle's shift is
+``R(psi) t'`` (the offset grid is a disc, so every rotation searches the same range). The sum
+over radii for all (particle) x (class, shift) pairs at one ``m`` is one complex matrix
+product (BLAS), batched over ``m``.
+
+Log-likelihood of pose (c, psi, t) for particle X with CTF C and noise sigma2(|k|)::
+
+    L = -1/2 sum_k |X - C R_psi V_c e^{-2 pi i k.t}|^2 / sigma2
+      = Re sum_k (X C / sigma2) conj(R_psi W_c,t') - 1/2 sum_k C^2 |R_psi V_c|^2 / sigma2 - 1/2 sum |X|^2/sigma2
+
+with polar quadrature weights ``r * dtheta`` standing in for the Cartesian sum over k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.fourier import centred_rfft2
+from engine.kernels import ctf_polar, polar_sample
+
+__all__ = ["PolarGrid", "make_grid", "ReferenceSpectra", "reference_spectra",
+           "ParticleSpectra", "particle_spectra", "score_block"]
+
+PAD = 2  # zero-padding factor of the DFTs that polar rings are interpolated from
+
+
+@dataclass
+class PolarGrid:
+    """Sampling of the search: rings, angles and the offset grid (all on the small box)."""
+
+    b: int                  # small box (px)
+    apix_A: float           # small-box pixel size
+    radii: np.ndarray       # (R,) ring radii, Fourier px of the small box
+    n_psi: int              # angles per ring = in-plane rotations searched
+    weights: np.ndarray     # (R,) quadrature weight r * dtheta
+    shifts: np.ndarray      # (T, 2) class-frame offsets (x, y), small px
+    r_max: int              # highest shell used (Fourier px)
+
+    @property
+    def n_m(self) -> int:
+        return self.n_psi // 2 + 1
+
+    @property
+    def psi_step_deg(self) -> float:
+        return 360.0 / self.n_psi
+
+
+def _fast_len(n: int) -> int:
+    """Smallest even 2-3-5-smooth integer >= n."""
+    n = max(8, int(n))
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1 and n % 2 == 0:
+            return n
+        n += 1
+
+
+def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float,
+              offset_step_px: float, min_res_align_A: float | None = None) -> PolarGrid:
+    r_max = b // 2 - 1
+    r_min = 1
+    if min_res_align_A:
+        r_min = max(1, int(np.ceil(b * apix_A / min_res_align_A)))
+    radii = np.arange(r_min, r_max + 1, dtype=np.float64)
+    n_psi = _fast_len(int(np.ceil(360.0 / psi_step_deg)))
+    weights = radii * (2.0 * np.pi / n_psi)
+    k = int(np.floor(offset_range_px / offset_step_px + 1e-9)) if offset_range_px > 0 else 0
+    g = np.arange(-k, k + 1) * offset_step_px
+    sx, sy = np.meshgrid(g, g)
+    keep = np.hypot(sx, sy) <= offset_range_px + 1e-9
+    shifts = np.stack([sx[keep], sy[keep]], axis=1)
+    order = np.lexsort((shifts[:, 0], shifts[:, 1], np.hypot(shifts[:, 0], shifts[:, 1])))
+    return PolarGrid(b=b, apix_A=apix_A, radii=radii, n_psi=n_psi, weights=weights,
+                     shifts=shifts[order].astype(np.float64), r_max=r_max)
+
+
+def _phase_ramps(grid: PolarGrid, sign: float) -> np.ndarray:
+    """``exp(sign * 2 pi i k.t / b)`` on the polar grid for every shift: ``(T, R, n)``."""
+    a = 2.0 * np.pi * np.arange(grid.n_psi) / grid.n_psi
+    kx = grid.radii[:, None] * np.cos(a)[None, :]
+    ky = grid.radii[:, None] * np.sin(a)[None, :]
+    t = grid.shifts
+    arg = (kx[None] * t[:, 0, None, None] + ky[None] * t[:, 1, None, None]) / grid.b
+    return np.exp(1j * sign * 2.0 * np.pi * arg).astype(np.complex64)
+
+
+@dataclass
+class ReferenceSpectra:
+    """Angular spectra of the references for one iteration."""
+
+    W: np.ndarray      # (M, R, K*T) complex64: conj(FFT_theta(V_c e^{-2 pi i q.t'}))  [c-major]
+    U: np.ndarray      # (M, R, K) complex64: conj(FFT_theta |V_c|^2)
+    half: np.ndarray   # (K, b, b//2+1) complex64: centred half-plane DFT (for the M-step)
+
+
+def reference_spectra(refs: np.ndarray, grid: PolarGrid) -> ReferenceSpectra:
+    """Prepare references ``(K, b, b)`` float32 (already masked) for :func:`score_block`."""
+    K = refs.shape[0]
+    Fp = centred_rfft2(refs, PAD)
+    pol = polar_sample(Fp, PAD, grid.radii, grid.n_psi)            # (K, R, n)
+    ramps = _phase_ramps(grid, -1.0)                                # (T, R, n)
+    Wt = pol[:, None] * ramps[None]                                 # (K, T, R, n)
+    What = np.fft.fft(Wt, axis=-1)[..., : grid.n_m]                 # (K, T, R, M)
+    T = grid.shifts.shape[0]
+    W = np.conj(What).reshape(K * T, len(grid.radii), grid.n_m).transpose(2, 1, 0)
+    Uhat = np.fft.rfft(np.abs(pol) ** 2, axis=-1)                  # (K, R, M)
+    U = np.conj(Uhat).transpose(2, 1, 0)
+    half = centred_rfft2(refs, 1)
+    return ReferenceSpectra(W=np.ascontiguousarray(W, dtype=np.complex64),
+                            U=np.ascontiguousarray(U, dtype=np.complex64), half=half)
+
+
+@dataclass
+class ParticleSpectra:
+    """One block of particles on the polar grid, with what the M-step needs."""
+
+    Fpad: np.ndarray      # (n, P, P//2+1) complex64 padded centred DFT (M-step interpolation)
+    A: np.ndarray         # (M, n, R) complex64 angular spectrum of X C w / sigma2
+    B: np.ndarray         # (M, n, R) complex64 angular spectrum of C^2 w / sigma2
+    xpow: np.ndarray      # (n,) sum_k |X|^2 / sigma2
+
+
+def particle_spectra(images: np.ndarray, ctfm: np.ndarray | None, grid: PolarGrid,
+                     inv_sigma2_r: np.ndarray, intact_first_peak: bool = False
+                     ) -> ParticleSpectra:
+    """Polar spectra of masked small-box particles ``(n, b, b)`` float32.
+
+    ``ctfm``: ``(n, 8)`` CTF rows or None (no CTF); ``inv_sigma2_r``: ``(R,)`` 1/sigma2 per ring.
+    """
+    n = images.shape[0]
+    Fpad = centred_rfft2(images, PAD)
+    P = polar_sample(Fpad, PAD, grid.radii, grid.n_psi)             # (n, R, psi)
+    wr = (grid.weights * inv_sigma2_r).astype(np.float32)[None, :, None]
+    if ctfm is not None:
+        C = ctf_polar(ctfm, grid.radii / (grid.b * grid.apix_A), grid.n_psi, intact_first_peak)
+    else:
+        C = np.ones((n, len(grid.radii), grid.n_psi), dtype=np.float32)
+    A = np.fft.fft(P * (C * wr), axis=-1)[..., : grid.n_m]
+    B = np.fft.rfft(C * C * wr, axis=-1)
+    xpow = np.sum(np.abs(P) ** 2 * wr, axis=(1, 2))
+    return ParticleSpectra(Fpad=Fpad,
+                           A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),
+                           B=np.ascontiguousarray(B.transpose(2, 0, 1), dtype=np.complex64),
+                           xpow=xpow.astype(np.float64))
+
+
+def score_block(ps: ParticleSpectra, refs: ReferenceSpectra, grid: PolarGrid) -> np.ndarray:
+    """Log-likelihood of every pose: ``(n, K, T, n_psi)`` float32.
+
+    Rotation index j means psi = 360 j / n_psi degrees; shift index t means the particle shift
+    ``R(psi) shifts[t]`` (small px). Includes the ``-1/2 sum |X|^2/sigma2`` term.
+    """
+    n = ps.A.shape[1]
+    K = refs.U.shape[2]
+    T = grid.shifts.shape[0]
+    S = np.matmul(ps.A, refs.W)                                      # (M, n, K*T)
+    cross = np.fft.irfft(S, n=grid.n_psi, axis=0)                     # (psi, n, K*T)
+    Q = np.matmul(ps.B, refs.U)                                      # (M, n, K)
+    ctf2 = np.fft.irfft(Q, n=grid.n_psi, axis=0)                      # (psi, n, K)
+    L = cross.reshape(grid.n_psi, n, K, T) - 0.5 * ctf2[..., None]
+    L -= 0.5 * ps.xpow[None, :, None, None]
+    return np.ascontiguousarray(L.transpose(1, 2, 3, 0), dtype=np.float32)

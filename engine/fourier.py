@@ -1,0 +1,117 @@
+"""Fourier cropping, masks, normalisation and centred transforms on small boxes.
+
+Conventions: images are ``(ny, nx)`` float32 arrays with x = column; the centre is pixel
+``(box//2, box//2)``. Centred half-plane transforms (:func:`centred_rfft2`) put that centre at the
+phase origin, are normalised like an orthonormal DFT of the *unpadded* image (so white noise of
+variance v has E|X|^2 = v at every frequency) and may be zero-padded by an integer factor for
+accurate interpolation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "small_box_size", "fourier_crop", "soft_circular_mask", "normalise_background",
+    "centred_rfft2", "centred_irfft2", "shell_index", "radial_average",
+]
+
+
+def small_box_size(box: int, apix_A: float, max_res_A: float) -> int:
+    """Smallest even box whose Nyquist reaches ``max_res_A`` (never larger than ``box``)."""
+    b = int(np.ceil(2.0 * box * apix_A / max_res_A))
+    b += b % 2
+    return int(min(max(b, 16), box)) if box >= 16 else box
+
+
+def fourier_crop(images: np.ndarray, b: int) -> np.ndarray:
+    """Fourier-crop ``(n, B, B)`` images to ``(n, b, b)`` float32, keeping pixel-value scale."""
+    n, B, _ = images.shape
+    if b == B:
+        return np.ascontiguousarray(images, dtype=np.float32)
+    F = np.fft.rfft2(images.astype(np.float32, copy=False))
+    h = b // 2
+    Fc = np.zeros((n, b, h + 1), dtype=F.dtype)
+    Fc[:, :h, :h] = F[:, :h, :h]
+    Fc[:, b - h + 1:, :h] = F[:, B - h + 1:, :h]  # drop the Nyquist row/column: keeps Hermitian
+    out = np.fft.irfft2(Fc, s=(b, b)) * (float(b * b) / float(B * B))
+    return out.astype(np.float32)
+
+
+def soft_circular_mask(box: int, radius_px: float, outer_px: float | None = None) -> np.ndarray:
+    """``(box, box)`` float32: 1 inside ``radius_px``, raised-cosine edge to ``outer_px``, 0 beyond."""
+    y, x = np.mgrid[0:box, 0:box].astype(np.float64) - box // 2
+    r = np.hypot(x, y)
+    outer = radius_px if outer_px is None else max(outer_px, radius_px)
+    m = np.zeros((box, box))
+    m[r <= radius_px] = 1.0
+    edge = (r > radius_px) & (r < outer)
+    if outer > radius_px:
+        m[edge] = 0.5 * (1.0 + np.cos(np.pi * (r[edge] - radius_px) / (outer - radius_px)))
+    return m.astype(np.float32)
+
+
+def normalise_background(images: np.ndarray, radius_px: float) -> np.ndarray:
+    """Subtract the mean and divide by the std. dev. of the pixels outside ``radius_px``.
+
+    ``(n, B, B)`` -> float32 copy. Falls back to the whole image when the background is empty
+    or flat (a constant image stays zero instead of dividing by zero).
+    """
+    n, B, _ = images.shape
+    y, x = np.mgrid[0:B, 0:B] - B // 2
+    bg = np.hypot(x, y) > radius_px
+    if bg.sum() < 16:
+        bg = np.ones((B, B), dtype=bool)
+    imgs = images.astype(np.float32, copy=True)
+    vals = imgs[:, bg]
+    mean = vals.mean(axis=1)
+    std = vals.std(axis=1)
+    std[std < 1e-12] = 1.0
+    imgs -= mean[:, None, None]
+    imgs /= std[:, None, None]
+    return imgs
+
+
+def centred_rfft2(images: np.ndarray, pad: int = 1) -> np.ndarray:
+    """Half-plane DFT of ``(n, b, b)`` images with the centre pixel as phase origin.
+
+    Zero-pads to ``pad * b``; frequency index ``(j, i)`` of the result is ``(ky, kx) * pad``
+    in units of the unpadded box. Scaled by ``1/b`` (orthonormal for the unpadded image).
+    Returns ``(n, pad*b, pad*b//2 + 1)`` complex64.
+    """
+    n, b, _ = images.shape
+    P = pad * b
+    buf = np.zeros((n, P, P), dtype=np.float32)
+    o = P // 2 - b // 2
+    buf[:, o:o + b, o:o + b] = images
+    buf = np.fft.ifftshift(buf, axes=(-2, -1))
+    F = np.fft.rfft2(buf)
+    F *= 1.0 / b
+    return F.astype(np.complex64)
+
+
+def centred_irfft2(F: np.ndarray, b: int) -> np.ndarray:
+    """Inverse of :func:`centred_rfft2` with ``pad=1``: ``(n, b, b//2+1)`` -> ``(n, b, b)``."""
+    img = np.fft.irfft2(np.asarray(F, dtype=np.complex128) * b, s=(b, b))
+    return np.fft.fftshift(img, axes=(-2, -1)).astype(np.float32)
+
+
+def shell_index(b: int) -> np.ndarray:
+    """Integer radius (Fourier pixels) of every half-plane frequency of a ``b`` box: ``(b, b//2+1)``."""
+    ky = np.fft.fftfreq(b) * b
+    kx = np.arange(b // 2 + 1, dtype=np.float64)
+    return np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)
+
+
+def radial_average(values: np.ndarray, shells: np.ndarray, n_shells: int) -> np.ndarray:
+    """Mean of ``values`` (``(..., b, b//2+1)``) per integer shell: ``(..., n_shells)``."""
+    flat = shells.ravel()
+    ok = flat < n_shells
+    cnt = np.bincount(flat[ok], minlength=n_shells).astype(np.float64)
+    cnt[cnt == 0] = 1.0
+    v = values.reshape(values.shape[:-2] + (-1,))[..., ok]
+    out = np.zeros(values.shape[:-2] + (n_shells,))
+    it = np.ndindex(values.shape[:-2]) if values.ndim > 2 else [()]
+    for idx in it:
+        out[idx] = np.bincount(flat[ok], weights=v[idx], minlength=n_shells) / cnt
+    return out

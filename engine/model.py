@@ -1,0 +1,365 @@
+"""The classification: online EM over random batches, then full passes (cryoSPARC's schedule).
+
+Pure computation on arrays: a :class:`Dataset` of particles already Fourier-cropped to the
+small box goes in, a :class:`State` (class sums, noise model, per-particle poses and classes)
+comes out. Files, progress display and MPI transport are handed in as callbacks/objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.estep import PAD, PolarGrid, make_grid, particle_spectra, reference_spectra, score_block
+from engine.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
+from engine.mstep import (Stats, accumulate, initial_stats_from_images, recentre, reseed_dead,
+                          resolution_A, wiener_averages)
+from engine.params import ClassifyParams
+
+__all__ = ["Dataset", "State", "Geometry", "geometry_for", "classify", "n_iterations",
+           "temperature", "step_size"]
+
+MIN_PAIR_WEIGHT = 1e-3   # posterior below which a class is pruned from a particle's M-step
+MAX_POSES = 32           # poses per particle kept by full marginalisation
+
+
+@dataclass
+class Dataset:
+    """Particles on the small box (normalised on the background, not masked)."""
+
+    images: np.ndarray              # (N, b, b) float32/float16, RAM or memory-mapped cache
+    ctfm: np.ndarray | None         # (N, 8) CTF rows (engine.ctf.CtfParams.as_matrix) or None
+    box: int                        # original box (px)
+    apix_A: float                   # original pixel size
+    b: int                          # small box (px)
+
+    @property
+    def n(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def apix_small_A(self) -> float:
+        return self.apix_A * self.box / self.b
+
+
+@dataclass
+class Geometry:
+    """Derived sampling: masks and the polar/offset grid on the small box."""
+
+    grid: PolarGrid
+    mask: np.ndarray           # (b, b) soft mask applied to particles and references
+    diameter_A: float
+    diameter_outer_A: float
+    offset_sigma_px: float
+
+
+def geometry_for(p: ClassifyParams, data: Dataset) -> Geometry:
+    b, a = data.b, data.apix_small_A
+    box_A = data.box * data.apix_A
+    d_in = p.diameter_A if p.diameter_A else 0.85 * box_A
+    d_out = p.diameter_outer_A if p.diameter_outer_A else min(1.2 * d_in, box_A)
+    d_out = max(d_out, d_in)
+    mask = soft_circular_mask(b, 0.5 * d_in / a, 0.5 * d_out / a)
+    rng_px = (p.offset_range_A / a) if p.offset_range_A is not None else 2.5
+    step_px = (p.offset_step_A / a) if p.offset_step_A else 1.0
+    grid = make_grid(b, a, p.psi_step_deg, rng_px, step_px, p.min_res_align_A)
+    sig = (p.offset_sigma_A / a) if p.offset_sigma_A else 0.1 * b
+    return Geometry(grid=grid, mask=mask, diameter_A=d_in, diameter_outer_A=d_out,
+                    offset_sigma_px=sig)
+
+
+@dataclass
+class State:
+    """Everything an interrupted run needs to continue (see engine.checkpoint)."""
+
+    stats: Stats
+    sigma2: np.ndarray          # (n_shells,) noise power per shell
+    refs: np.ndarray            # (K, b, b) float32 current class averages (masked)
+    cls: np.ndarray             # (N,) int32 best class, -1 = not yet visited
+    psi_deg: np.ndarray         # (N,) float32
+    shift_px: np.ndarray        # (N, 2) float32 particle shift t (small px): P = V(R(-psi)(x-t))
+    maxprob: np.ndarray         # (N,) float32
+    loglik: np.ndarray          # (N,) float32
+    nsig: np.ndarray            # (N,) int32 significant classes/poses
+    iteration: int = 0          # iterations completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resolution_A: np.ndarray | None = None   # (K,)
+    ssnr: np.ndarray | None = None           # (K, n_shells)
+
+
+def n_iterations(p: ClassifyParams) -> int:
+    return p.online_iters + p.full_passes
+
+
+def temperature(p: ClassifyParams, it: int) -> float:
+    """Annealing factor A of iteration ``it`` (1-based): ``uncertainty`` -> 1 over the online part."""
+    if it > p.online_iters or p.online_iters <= 1:
+        return 1.0 if it > p.online_iters else float(p.uncertainty)
+    f = (it - 1) / (p.online_iters - 1)
+    return float(p.uncertainty) ** (1.0 - f)
+
+
+def step_size(it: int) -> float:
+    """Online-EM step eta of iteration ``it``: 1, 0.66, 0.52, ... (it^-0.6)."""
+    return float(it) ** -0.6
+
+
+def batch_indices(p: ClassifyParams, n: int, it: int) -> np.ndarray:
+    """Particles of online iteration ``it``: consecutive slices of per-epoch permutations."""
+    size = p.batch_per_class * p.n_classes
+    if size >= n:
+        return np.arange(n)
+    start = (it - 1) * size
+    out = []
+    pos = start
+    while pos < start + size:
+        epoch, off = divmod(pos, n)
+        perm = np.random.default_rng([p.seed, 7919, epoch]).permutation(n)
+        take = min(n - off, start + size - pos)
+        out.append(perm[off:off + take])
+        pos += take
+    return np.sort(np.concatenate(out))
+
+
+def _block_size(K: int, T: int, n_psi: int) -> int:
+    return int(np.clip(3.0e7 // max(K * T * n_psi, 1), 8, 512))
+
+
+def _masked_block(data: Dataset, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.asarray(data.images[idx], dtype=np.float32) * mask[None]
+
+
+def initial_noise(data: Dataset, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """Noise power per shell from the spectra of a random subset (mostly noise at low SNR)."""
+    b = data.b
+    idx = np.sort(rng.choice(data.n, size=min(data.n, 500), replace=False))
+    F = centred_rfft2(_masked_block(data, idx, geo.mask), 1)
+    s2 = radial_average((np.abs(F) ** 2).mean(axis=0), shell_index(b), b // 2 + 1)
+    s2[s2 <= 0] = s2[s2 > 0].min() if np.any(s2 > 0) else 1.0
+    return s2
+
+
+def initial_state(p: ClassifyParams, data: Dataset, geo: Geometry) -> State:
+    rng = np.random.default_rng([p.seed, 17])
+    K, b, N = p.n_classes, data.b, data.n
+    sigma2 = initial_noise(data, geo, rng)
+    m = min(N, max(K, min(N, K * 20)))
+    idx = np.sort(rng.choice(N, size=m, replace=False))
+    cls = rng.permutation(np.arange(m) % K)
+    ctfm = data.ctfm[idx] if data.ctfm is not None else None
+    st = initial_stats_from_images(_masked_block(data, idx, geo.mask), ctfm, cls, K, b,
+                                   data.apix_small_A, sigma2, geo.grid.r_max, PAD)
+    refs, _, _ = wiener_averages(st, p.tau2_fudge, geo.mask, geo.grid.r_max)
+    return State(stats=st, sigma2=sigma2, refs=refs, cls=np.full(N, -1, np.int32),
+                 psi_deg=np.zeros(N, np.float32), shift_px=np.zeros((N, 2), np.float32),
+                 maxprob=np.zeros(N, np.float32), loglik=np.zeros(N, np.float32),
+                 nsig=np.zeros(N, np.int32))
+
+
+def _refine_parabola(s_m: np.ndarray, s_0: np.ndarray, s_p: np.ndarray) -> np.ndarray:
+    den = s_m - 2.0 * s_0 + s_p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(den < 0, 0.5 * (s_m - s_p) / den, 0.0)
+    return np.clip(d, -0.5, 0.5)
+
+
+@dataclass
+class BlockResult:
+    """Per-particle outcome of one block and the particle-class pairs for the M-step."""
+
+    cls: np.ndarray
+    psi_deg: np.ndarray
+    shift_px: np.ndarray
+    maxprob: np.ndarray
+    loglik: np.ndarray
+    nsig: np.ndarray
+    pairs: tuple[np.ndarray, ...]   # (local idx, class, weight, psi_rad, tx, ty)
+
+
+def assign_block(L: np.ndarray, log_pi: np.ndarray, logprior_t: np.ndarray, grid: PolarGrid,
+                 A: float, force_max: bool) -> BlockResult:
+    """Posteriors from log-likelihoods ``L`` (n, K, T, n_psi) at temperature A."""
+    n, K, T, npsi = L.shape
+    S = L / A + logprior_t[None, None, :, None]
+    step = 2.0 * np.pi / npsi
+    shifts = grid.shifts
+    ar = np.arange(n)
+    if force_max:
+        flat = S.reshape(n, K, T * npsi)
+        best = flat.argmax(axis=2)                                    # (n, K)
+        sbest = np.take_along_axis(flat, best[..., None], axis=2)[..., 0]
+        ti, j = np.divmod(best, npsi)
+        s0 = sbest
+        sm = np.take_along_axis(S, ti[..., None, None], axis=2)[:, :, 0, :]   # (n, K, psi)
+        s_minus = np.take_along_axis(sm, ((j - 1) % npsi)[..., None], axis=2)[..., 0]
+        s_plus = np.take_along_axis(sm, ((j + 1) % npsi)[..., None], axis=2)[..., 0]
+        psi = (j + _refine_parabola(s_minus, s0, s_plus)) * step     # (n, K) rad
+        lp = log_pi[None, :] + sbest
+        lp -= lp.max(axis=1, keepdims=True)
+        g = np.exp(lp)
+        g /= g.sum(axis=1, keepdims=True)
+        c_best = g.argmax(axis=1)
+        keep = g >= MIN_PAIR_WEIGHT
+        g = np.where(keep, g, 0.0)
+        g /= g.sum(axis=1, keepdims=True)
+        ii, cc = np.nonzero(keep)
+        ps = psi[ii, cc]
+        tp = shifts[ti[ii, cc]]
+        tx = np.cos(ps) * tp[:, 0] - np.sin(ps) * tp[:, 1]
+        ty = np.sin(ps) * tp[:, 0] + np.cos(ps) * tp[:, 1]
+        pairs = (ii, cc, g[ii, cc], ps, tx, ty)
+        bpsi = psi[ar, c_best]
+        btp = shifts[ti[ar, c_best]]
+        maxprob = g[ar, c_best]
+        loglik = L.reshape(n, K, T * npsi)[ar, c_best, best[ar, c_best]]
+        nsig = keep.sum(axis=1)
+    else:
+        lw = (log_pi[None, :, None, None] + S).reshape(n, -1)
+        lw -= lw.max(axis=1, keepdims=True)
+        w = np.exp(lw)
+        w /= w.sum(axis=1, keepdims=True)
+        order = np.argsort(-w, axis=1)[:, :MAX_POSES]
+        wo = np.take_along_axis(w, order, axis=1)
+        cum = np.cumsum(wo, axis=1)
+        keep = (cum - wo < 0.99) & (wo >= MIN_PAIR_WEIGHT * wo[:, :1])
+        wo = np.where(keep, wo, 0.0)
+        wo /= wo.sum(axis=1, keepdims=True)
+        cc, ti, j = np.unravel_index(order, (K, T, npsi))
+        ii = np.repeat(ar[:, None], order.shape[1], axis=1)
+        ps = j * step
+        tp = shifts[ti]
+        tx = np.cos(ps) * tp[..., 0] - np.sin(ps) * tp[..., 1]
+        ty = np.sin(ps) * tp[..., 0] + np.cos(ps) * tp[..., 1]
+        k = keep
+        pairs = (ii[k], cc[k], wo[k], ps[k], tx[k], ty[k])
+        cls_post = w.reshape(n, K, -1).sum(axis=2)
+        c_best = cls_post.argmax(axis=1)
+        within = w.reshape(n, K, -1)[ar, c_best].argmax(axis=1)
+        bt, bj = np.divmod(within, npsi)
+        bpsi = bj * step
+        btp = shifts[bt]
+        maxprob = w.max(axis=1)
+        loglik = L.reshape(n, K, -1)[ar, c_best, within]
+        nsig = keep.sum(axis=1)
+    shift = np.stack([np.cos(bpsi) * btp[:, 0] - np.sin(bpsi) * btp[:, 1],
+                      np.sin(bpsi) * btp[:, 0] + np.cos(bpsi) * btp[:, 1]], axis=1)
+    return BlockResult(cls=c_best.astype(np.int32), psi_deg=np.rad2deg(bpsi) % 360.0,
+                       shift_px=shift, maxprob=maxprob, loglik=loglik, nsig=nsig,
+                       pairs=pairs)
+
+
+class Reducer:
+    """Combines sums across processes; the single-process version does nothing."""
+
+    rank = 0
+    size = 1
+
+    def sum_stats(self, st: Stats) -> Stats:
+        return st
+
+    def sum_array(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+
+def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State, it: int,
+                  reducer: Reducer | None = None,
+                  on_block: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """One E+M iteration (online batch or full pass); updates ``state`` in place."""
+    red = reducer or Reducer()
+    t0 = time.perf_counter()
+    grid = geo.grid
+    K, b = p.n_classes, data.b
+    online = it <= p.online_iters
+    A = temperature(p, it)
+    idx_all = batch_indices(p, data.n, it) if online else np.arange(data.n)
+    idx_mine = idx_all[red.rank::red.size]
+    inv_s2 = 1.0 / np.maximum(state.sigma2[np.rint(grid.radii).astype(int)], 1e-30)
+    refspec = reference_spectra(state.refs, grid)
+    w = state.stats.weight
+    log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
+    logprior = -0.5 * (grid.shifts ** 2).sum(axis=1) / geo.offset_sigma_px ** 2
+    batch = Stats.zeros(K, b)
+    nb = _block_size(K, len(grid.shifts), grid.n_psi)
+    changed = 0.0
+    revisited = 0.0
+    ll_sum = 0.0
+    done = 0
+    for s in range(0, len(idx_mine), nb):
+        idx = idx_mine[s:s + nb]
+        ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
+        ps = particle_spectra(_masked_block(data, idx, geo.mask), ctfm, grid, inv_s2,
+                              p.ctf_intact_first_peak)
+        L = score_block(ps, refspec, grid)
+        res = assign_block(L, log_pi, logprior, grid, A, p.force_max)
+        prev = state.cls[idx]
+        seen = prev >= 0
+        revisited += seen.sum()
+        changed += (prev[seen] != res.cls[seen]).sum()
+        ll_sum += float(res.loglik.sum())
+        state.cls[idx] = res.cls
+        state.psi_deg[idx] = res.psi_deg
+        state.shift_px[idx] = res.shift_px
+        state.maxprob[idx] = res.maxprob
+        state.loglik[idx] = res.loglik
+        state.nsig[idx] = res.nsig
+        li, cc, ww, pr, tx, ty = res.pairs
+        accumulate(batch, ps.Fpad, PAD, b, ctfm, data.apix_small_A, li, cc, ww, pr, tx, ty,
+                   state.sigma2, refspec.half, grid.r_max, p.ctf_intact_first_peak)
+        done += len(idx)
+        if on_block is not None:
+            on_block(done, len(idx_mine))
+    batch = red.sum_stats(batch)
+    scal = red.sum_array(np.array([changed, revisited, ll_sum, float(len(idx_mine))]))
+    state.stats = state.stats.mix(batch, step_size(it)) if online else batch
+    st = state.stats
+    nw = st.noise_w.sum(axis=0)
+    s2 = np.where(nw > 0, st.noise.sum(axis=0) / np.maximum(nw, 1e-30), state.sigma2)
+    state.sigma2 = np.where(s2 > 0, s2, state.sigma2)
+    last = it == n_iterations(p)
+    reseeded: list[int] = []
+    if online and p.reseed_dead:
+        reseeded = reseed_dead(st, np.random.default_rng([p.seed, 31, it]), 0.1 / K)
+    refs, _, ssnr = wiener_averages(st, p.tau2_fudge, geo.mask, grid.r_max)
+    if p.center_classes and online and not last:
+        max_px = max(2.0, 0.1 * b)
+        if np.any(recentre(st, refs, geo.mask, max_px)):
+            refs, _, ssnr = wiener_averages(st, p.tau2_fudge, geo.mask, grid.r_max)
+    state.refs = refs
+    state.ssnr = ssnr
+    state.resolution_A = resolution_A(ssnr, b, data.apix_small_A, grid.r_max)
+    state.iteration = it
+    info = {
+        "iteration": it, "kind": "online" if online else "full", "temperature": A,
+        "n_particles": int(scal[3]),
+        "changed_fraction": float(scal[0] / scal[1]) if scal[1] > 0 else 1.0,
+        "mean_loglik": float(scal[2] / max(scal[3], 1.0)),
+        "reseeded": len(reseeded),
+        "seconds": time.perf_counter() - t0,
+    }
+    state.history.append(info)
+    return info
+
+
+def classify(p: ClassifyParams, data: Dataset, state: State | None = None,
+             reducer: Reducer | None = None,
+             on_iteration: Callable[[State, dict[str, Any]], None] | None = None,
+             on_block: Callable[[int, int, int], None] | None = None) -> State:
+    """Run (or continue) the whole schedule and return the final state."""
+    geo = geometry_for(p, data)
+    if state is None:
+        state = initial_state(p, data, geo)
+    for it in range(state.iteration + 1, n_iterations(p) + 1):
+        cb = (lambda d, t, it=it: on_block(it, d, t)) if on_block else None
+        info = run_iteration(p, data, geo, state, it, reducer, cb)
+        if on_iteration is not None:
+            on_iteration(state, info)
+    return state
+
+
+def class_counts(state: State, K: int) -> np.ndarray:
+    ok = state.cls >= 0
+    return np.bincount(state.cls[ok], minlength=K)

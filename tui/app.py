@@ -1,0 +1,54 @@
+"""The twodclass terminal application: job form -> run -> class browser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+__all__ = ["TwodclassApp"]
+
+
+class TwodclassApp(App[int]):
+    """``mode="job"``: start at the job form; ``mode="browse"``: open a job's classes;
+    ``mode="run"``: follow (or resume) the job in ``job_dir``."""
+
+    CSS_PATH = "twodclass.tcss"
+    TITLE = "twodclass"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, mode: str = "job", *, particles: Path | None = None,
+                 job_dir: Path | None = None, out_dir: Path | None = None,
+                 start_dir: Path | None = None) -> None:
+        super().__init__()
+        self.mode = mode
+        self.particles = particles
+        self.job_dir = job_dir
+        self.out_dir = out_dir
+        self.start_dir = start_dir
+
+    def on_mount(self) -> None:
+        if self.mode == "browse":
+            from tui.screen_browser import BrowserScreen
+
+            assert self.job_dir is not None
+            self.push_screen(BrowserScreen(self.job_dir, self.out_dir))
+        elif self.mode == "resume":
+            from tui.engine_process import resume_argv
+            from tui.screen_run import RunScreen
+
+            assert self.job_dir is not None
+            self.push_screen(RunScreen(resume_argv(self.job_dir), self.job_dir))
+        else:
+            from tui.screen_job import JobScreen
+
+            self.push_screen(JobScreen(self.particles, self.job_dir, self.start_dir))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = getattr(screen, "palette_commands", None)
+        if commands is not None:
+            yield from commands()

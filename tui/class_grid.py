@@ -1,0 +1,312 @@
+"""The class-average grid: one line-API widget draws every tile, lazily.
+
+Each tile is ``tile_w`` cells wide: a one-cell margin (highlighted at the cursor), the image
+(half-block cells, two pixels per cell) and two label lines under it (class number, particle
+count, resolution, a tick when selected). Only visible lines are drawn; each class's image
+segments are computed once per tile size and cached, so 200+ classes stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.segment import Segment
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tui.halfblock import halfblock_segments, to_grey_levels
+from tui.jobfiles import ClassInfo
+
+__all__ = ["ClassGrid", "SORT_KEYS"]
+
+SORT_KEYS = ("count", "resolution", "number")
+LABEL_ROWS = 2
+
+
+class ClassGrid(ScrollView, can_focus=True):
+    """Grid of class averages with a cursor and a set of selected class numbers."""
+
+    COMPONENT_CLASSES = {
+        "class-grid--label", "class-grid--selected", "class-grid--cursor",
+        "class-grid--cursor-label", "class-grid--dim",
+    }
+    BINDINGS = [
+        Binding("left", "move(-1, 0)", "Move", show=False),
+        Binding("right", "move(1, 0)", "Move", show=False),
+        Binding("up", "move(0, -1)", "Move", show=False),
+        Binding("down", "move(0, 1)", "Move", show=False),
+        Binding("pageup", "move(0, -3)", show=False),
+        Binding("pagedown", "move(0, 3)", show=False),
+        Binding("home", "jump(0)", show=False),
+        Binding("end", "jump(-1)", show=False),
+        Binding("space", "toggle", "Toggle"),
+        Binding("enter", "open", "Open"),
+        Binding("plus,equals_sign", "zoom(1)", "Bigger", show=False),
+        Binding("minus", "zoom(-1)", "Smaller", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
+    """Index of the cursor tile in the current display order."""
+
+    @dataclass
+    class CursorMoved(Message):
+        grid: ClassGrid
+        number: int
+
+    @dataclass
+    class SelectionChanged(Message):
+        grid: ClassGrid
+
+    @dataclass
+    class Opened(Message):
+        grid: ClassGrid
+        number: int
+
+    ZOOMS = ((14, 7), (20, 10), (28, 14), (10, 5))
+
+    def __init__(self, *, selectable: bool = True, name: str | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.selectable = selectable
+        self.infos: list[ClassInfo] = []
+        self.images: np.ndarray = np.zeros((0, 1, 1), np.float32)
+        self.selected: set[int] = set()
+        self.order: list[int] = []  # indices into infos
+        self.sort_key = "number"
+        self._zoom = 0
+        self._cache: dict[tuple[int, int, int], list[list[Segment]]] = {}
+        self._blank_cache: dict[int, Segment] = {}
+
+    # ---------------------------------------------------------------- data
+    def set_classes(self, infos: list[ClassInfo], images: np.ndarray) -> None:
+        """Replace the classes (e.g. after each iteration of a run); keeps the cursor's class."""
+        keep = self.current_number
+        self.infos = list(infos)
+        self.images = images
+        self._cache.clear()
+        self._sort(keep)
+
+    def sort_by(self, key: str) -> None:
+        if key not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {key!r}")
+        self.sort_key = key
+        self._sort(self.current_number)
+
+    def _sort(self, keep: int | None) -> None:
+        idx = list(range(len(self.infos)))
+        if self.sort_key == "count":
+            idx.sort(key=lambda i: (-self.infos[i].count, self.infos[i].number))
+        elif self.sort_key == "resolution":
+            idx.sort(key=lambda i: (self.infos[i].resolution_A, self.infos[i].number))
+        else:
+            idx.sort(key=lambda i: self.infos[i].number)
+        self.order = idx
+        pos = 0
+        if keep is not None:
+            pos = next((p for p, i in enumerate(idx) if self.infos[i].number == keep), 0)
+        self._update_virtual_size()
+        self.cursor = min(pos, max(len(idx) - 1, 0))
+        self.refresh()
+
+    @property
+    def current_number(self) -> int | None:
+        if not self.order or self.cursor >= len(self.order):
+            return None
+        return self.infos[self.order[self.cursor]].number
+
+    def info(self, number: int) -> ClassInfo | None:
+        return next((c for c in self.infos if c.number == number), None)
+
+    def set_selected(self, numbers: set[int] | list[int]) -> None:
+        self.selected = {int(n) for n in numbers}
+        self.refresh()
+        self.post_message(self.SelectionChanged(self))
+
+    # ---------------------------------------------------------------- geometry
+    @property
+    def img_w(self) -> int:
+        return self.ZOOMS[self._zoom][0]
+
+    @property
+    def img_h(self) -> int:
+        return self.ZOOMS[self._zoom][1]
+
+    @property
+    def tile_w(self) -> int:
+        return self.img_w + 1
+
+    @property
+    def tile_h(self) -> int:
+        return self.img_h + LABEL_ROWS
+
+    @property
+    def columns(self) -> int:
+        width = self.scrollable_content_region.width or self.size.width
+        return max(1, width // self.tile_w)
+
+    def _update_virtual_size(self) -> None:
+        rows = -(-len(self.order) // self.columns) if self.order else 0
+        self.virtual_size = Size(self.columns * self.tile_w, rows * self.tile_h)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._update_virtual_size()
+        self._scroll_to_cursor()
+
+    # ---------------------------------------------------------------- drawing
+    def _image_rows(self, index: int) -> list[list[Segment]]:
+        key = (index, self.img_w, self.img_h)
+        rows = self._cache.get(key)
+        if rows is None:
+            levels = to_grey_levels(self.images[index], self.img_w, self.img_h)
+            rows = halfblock_segments(levels)
+            self._cache[key] = rows
+        return rows
+
+    def _label(self, info: ClassInfo, line: int) -> str:
+        w = self.img_w
+        if line == 0:
+            mark = "✓" if info.number in self.selected else " "
+            text = f"{mark}#{info.number}"
+            count = f"{info.count:,}"
+            return (text + count.rjust(max(w - len(text), 0)))[:w].ljust(w)
+        res = info.resolution_A
+        res_s = f"{res:.1f} Å" if np.isfinite(res) else "– Å"
+        return res_s.rjust(w)[:w]
+
+    def render_line(self, y: int) -> Strip:
+        scroll_y = int(self.scroll_offset.y)
+        vy = y + scroll_y
+        th = self.tile_h
+        cols = self.columns
+        row, line = divmod(vy, th)
+        width = self.scrollable_content_region.width or self.size.width
+        base = self.rich_style
+        label_style = base + self.get_component_rich_style("class-grid--label")
+        sel_style = base + self.get_component_rich_style("class-grid--selected")
+        cur_style = base + self.get_component_rich_style("class-grid--cursor")
+        cur_label = base + self.get_component_rich_style("class-grid--cursor-label")
+        focused = self.has_focus_within_screen()
+        segs: list[Segment] = []
+        for c in range(cols):
+            p = row * cols + c
+            if p >= len(self.order) or p < 0:
+                break
+            index = self.order[p]
+            info = self.infos[index]
+            is_cur = p == self.cursor and focused
+            margin = Segment(" ", cur_style if is_cur else base)
+            segs.append(margin)
+            if line < self.img_h:
+                if index < len(self.images):
+                    segs.extend(self._image_rows(index)[line])
+                else:
+                    segs.append(Segment(" " * self.img_w, base))
+            else:
+                text = self._label(info, line - self.img_h)
+                if is_cur:
+                    style = cur_label
+                elif info.number in self.selected:
+                    style = sel_style
+                else:
+                    style = label_style
+                segs.append(Segment(text, style))
+        used = sum(s.cell_length for s in segs)
+        if used < width:
+            segs.append(Segment(" " * (width - used), base))
+        return Strip(segs, max(width, used))
+
+    def has_focus_within_screen(self) -> bool:
+        """The cursor is drawn whenever the grid is the focused widget of its screen."""
+        try:
+            return self.screen.focused is self or not self.screen.focused
+        except Exception:  # noqa: BLE001 - not mounted yet
+            return True
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # ---------------------------------------------------------------- cursor
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._refresh_tile(old)
+        self._refresh_tile(new)
+        self._scroll_to_cursor()
+        number = self.current_number
+        if number is not None:
+            self.post_message(self.CursorMoved(self, number))
+
+    def _tile_region(self, pos: int) -> Region:
+        cols = self.columns
+        row, col = divmod(pos, cols)
+        return Region(col * self.tile_w, row * self.tile_h, self.tile_w, self.tile_h)
+
+    def _refresh_tile(self, pos: int) -> None:
+        if 0 <= pos < len(self.order):
+            r = self._tile_region(pos)
+            self.refresh(r.translate((-int(self.scroll_offset.x), -int(self.scroll_offset.y))))
+
+    def _scroll_to_cursor(self) -> None:
+        if self.order and self.size.height:
+            self.scroll_to_region(self._tile_region(self.cursor), animate=False, immediate=True)
+
+    def action_move(self, dx: int, dy: int) -> None:
+        if not self.order:
+            return
+        new = self.cursor + dx + dy * self.columns
+        if dy and not 0 <= new < len(self.order):
+            new = min(max(new, 0), len(self.order) - 1)
+        self.cursor = min(max(new, 0), len(self.order) - 1)
+
+    def action_jump(self, pos: int) -> None:
+        if self.order:
+            self.cursor = pos % len(self.order)
+
+    def action_toggle(self) -> None:
+        number = self.current_number
+        if number is None or not self.selectable:
+            return
+        if number in self.selected:
+            self.selected.discard(number)
+        else:
+            self.selected.add(number)
+        self._refresh_tile(self.cursor)
+        self.post_message(self.SelectionChanged(self))
+
+    def action_open(self) -> None:
+        number = self.current_number
+        if number is not None:
+            self.post_message(self.Opened(self, number))
+
+    def action_zoom(self, step: int) -> None:
+        order = (3, 0, 1, 2)  # smallest .. largest
+        i = order.index(self._zoom)
+        self._zoom = order[min(max(i + step, 0), len(order) - 1)]
+        self._update_virtual_size()
+        self.refresh()
+        self._scroll_to_cursor()
+
+    def position_at(self, x: int, y: int) -> int | None:
+        """Display position of the tile under widget coordinates ``(x, y)``, if any."""
+        col = x // self.tile_w
+        if col >= self.columns:
+            return None
+        row = (y + int(self.scroll_offset.y)) // self.tile_h
+        p = row * self.columns + col
+        return p if 0 <= p < len(self.order) else None
+
+    def on_click(self, event: events.Click) -> None:
+        p = self.position_at(event.x, event.y)
+        if p is None:
+            return
+        self.focus()
+        self.cursor = p
+        if event.chain >= 2:
+            self.action_open()

@@ -1,0 +1,259 @@
+"""Reading a twodclass job folder (the README's output-file contract) for the terminal UI.
+
+No widgets here: plain functions and small dataclasses, called from thread workers.
+Files: ``job.json``, ``run_model.star`` (classes, iterations), ``run_classes.mrcs``,
+``run_data.star`` (particles with class and pose), ``selection.json`` (a saved selection).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ClassInfo", "JobData", "load_job", "read_job_json", "read_model", "read_class_images",
+           "read_run_data", "read_star", "read_selection", "input_path_of", "particle_info",
+           "resolve_image_name", "member_samples"]
+
+
+@dataclass
+class ClassInfo:
+    """One class of a job: its number (1-based), hard particle count and resolution (Å)."""
+
+    number: int
+    count: int
+    resolution_A: float
+    distribution: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobData:
+    """What the browser and the run screen show of a job folder."""
+
+    job_dir: Path
+    job: dict[str, Any]
+    classes: list[ClassInfo]
+    images: np.ndarray  # (K, b, b) float32 class averages
+    iterations: list[dict[str, Any]]
+    apix_A: float
+
+    @property
+    def n_particles(self) -> int:
+        return int(sum(c.count for c in self.classes))
+
+
+def read_star(path: Path) -> dict[str, Any]:
+    """All data blocks of a STAR file as ``{name: DataFrame or dict}``."""
+    import starfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dict(starfile.read(path, always_dict=True))
+
+
+def read_job_json(job_dir: Path) -> dict[str, Any]:
+    p = Path(job_dir) / "job.json"
+    if not p.exists():
+        return {}
+    try:
+        return dict(json.loads(p.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _col(df: Any, *names: str, default: Any = None) -> Any:
+    for n in names:
+        for cand in (n, n.lstrip("_")):
+            if cand in df.columns:
+                return df[cand].to_numpy()
+    return default
+
+
+def read_model(job_dir: Path) -> tuple[list[ClassInfo], list[dict[str, Any]]]:
+    """Classes (in class-number order) and the per-iteration rows of ``run_model.star``."""
+    blocks = read_star(Path(job_dir) / "run_model.star")
+    cls = blocks.get("model_classes")
+    classes: list[ClassInfo] = []
+    if cls is not None and len(cls):
+        k = len(cls)
+        numbers = _col(cls, "tdcClassNumber", default=np.arange(1, k + 1))
+        counts = _col(cls, "tdcParticleCount", default=np.zeros(k))
+        res = _col(cls, "rlnEstimatedResolution", default=np.full(k, np.inf))
+        dist = _col(cls, "rlnClassDistribution", default=np.zeros(k))
+        for i in range(k):
+            stats = {c: _plain(cls[c].iloc[i]) for c in cls.columns}
+            classes.append(ClassInfo(int(numbers[i]), int(counts[i]), float(res[i]),
+                                     float(dist[i]), stats))
+    its = blocks.get("model_iterations")
+    iterations = [] if its is None else [
+        {c: _plain(v) for c, v in row.items()} for row in its.to_dict("records")]
+    return classes, iterations
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def read_class_images(job_dir: Path) -> tuple[np.ndarray, float]:
+    """``(K, b, b)`` float32 class averages and their pixel size (Å)."""
+    import mrcfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.open(Path(job_dir) / "run_classes.mrcs", permissive=True) as m:
+            data = np.array(m.data, dtype=np.float32)
+            apix = float(m.voxel_size.x)
+    if data.ndim == 2:
+        data = data[None]
+    return data, apix
+
+
+def load_job(job_dir: Path) -> JobData:
+    """Read everything the class grid needs (not ``run_data.star``: it can be large)."""
+    job_dir = Path(job_dir)
+    classes, iterations = read_model(job_dir)
+    images, apix = read_class_images(job_dir)
+    if not classes:
+        classes = [ClassInfo(i + 1, 0, float("inf")) for i in range(len(images))]
+    return JobData(job_dir, read_job_json(job_dir), classes, images, iterations, apix)
+
+
+def read_run_data(job_dir: Path) -> dict[str, Any]:
+    """``run_data.star`` as ``{"optics": DataFrame, "particles": DataFrame}``."""
+    return read_star(Path(job_dir) / "run_data.star")
+
+
+def read_selection(path: Path) -> list[int] | None:
+    """Class numbers of a saved ``selection.json`` (a file or the folder holding it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "selection.json"
+    if not p.exists():
+        return None
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    for key in ("classes", "class_ids", "selected_classes"):
+        if key in d:
+            return [int(c) for c in d[key]]
+    return None
+
+
+def input_path_of(job: dict[str, Any]) -> Path | None:
+    """The input particle file recorded in ``job.json`` (key names tolerated loosely)."""
+    for key in ("input", "particles", "input_star", "input_path"):
+        v = job.get(key)
+        if isinstance(v, str) and v:
+            return Path(v)
+    return None
+
+
+def particle_info(path: Path) -> tuple[int, int, float]:
+    """``(n_particles, box_px, apix_A)`` of an input particle file, read cheaply."""
+    try:
+        from engine.io.particles import read_particles  # type: ignore[import-not-found]
+    except ImportError:
+        read_particles = None
+    if read_particles is not None:
+        ps = read_particles(Path(path))
+        return len(ps), int(ps.box), float(ps.apix_A)
+    return _particle_info_fallback(Path(path))
+
+
+def _particle_info_fallback(path: Path) -> tuple[int, int, float]:
+    import mrcfile
+
+    from engine.errors import InputError
+
+    blocks = read_star(path)
+    parts = blocks.get("particles")
+    if parts is None:
+        parts = next((b for b in blocks.values() if hasattr(b, "columns")
+                      and "rlnImageName" in b.columns), None)
+    if parts is None or "rlnImageName" not in parts.columns:
+        raise InputError(path, "no particles table with rlnImageName")
+    optics = blocks.get("optics")
+    apix = None
+    if optics is not None and "rlnImagePixelSize" in optics.columns:
+        apix = float(optics["rlnImagePixelSize"].iloc[0])
+    name = str(parts["rlnImageName"].iloc[0])
+    stack = resolve_image_name(name, [path.parent, Path.cwd()])
+    if stack is None:
+        raise InputError(path, f"cannot find the image stack of {name!r}", row=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.mmap(stack[0], permissive=True) as m:
+            box = int(m.header.nx)
+            if apix is None:
+                apix = float(m.voxel_size.x)
+    return len(parts), box, float(apix)
+
+
+def resolve_image_name(name: str, bases: list[Path]) -> tuple[Path, int] | None:
+    """``"12@stack.mrcs"`` -> ``(existing path, 0-based index)``, trying each base folder."""
+    idx_s, _, fname = name.partition("@")
+    if not fname:
+        fname, idx_s = idx_s, "1"
+    p = Path(fname)
+    cands = [p] if p.is_absolute() else [b / p for b in bases]
+    for c in cands:
+        if c.exists():
+            return c, int(idx_s) - 1
+    return None
+
+
+def member_samples(job_dir: Path, run_data: dict[str, Any], class_number: int, n: int = 6,
+                   job: dict[str, Any] | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``n`` member particles of a class, aligned onto the class (best-first order).
+
+    Particles are sorted by ``rlnMaxValueProbDistribution`` when present; images that cannot
+    be found are skipped.
+    """
+    import mrcfile
+
+    from engine.pose import align_to_class
+
+    parts = run_data.get("particles")
+    if parts is None or "rlnClassNumber" not in parts.columns:
+        return []
+    members = parts[parts["rlnClassNumber"] == class_number]
+    if "rlnMaxValueProbDistribution" in members.columns:
+        members = members.sort_values("rlnMaxValueProbDistribution", ascending=False)
+    members = members.head(n)
+    optics = run_data.get("optics")
+    apix_by_group: dict[int, float] = {}
+    if optics is not None and "rlnImagePixelSize" in optics.columns:
+        for _, row in optics.iterrows():
+            apix_by_group[int(row.get("rlnOpticsGroup", 1))] = float(row["rlnImagePixelSize"])
+    bases = [Path(job_dir), Path.cwd()]
+    inp = input_path_of(job or read_job_json(Path(job_dir)))
+    if inp is not None:
+        bases.insert(0, inp.parent if inp.is_absolute() else (Path.cwd() / inp).parent)
+    out = []
+    open_stacks: dict[Path, Any] = {}
+    try:
+        for _, row in members.iterrows():
+            loc = resolve_image_name(str(row["rlnImageName"]), bases)
+            if loc is None:
+                continue
+            path, idx = loc
+            if path not in open_stacks:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    open_stacks[path] = mrcfile.mmap(path, permissive=True)
+            data = open_stacks[path].data
+            img = np.asarray(data[idx] if data.ndim == 3 else data, dtype=np.float32)
+            apix = apix_by_group.get(int(row.get("rlnOpticsGroup", 1)), 1.0)
+            ox = float(row.get("rlnOriginXAngst", 0.0)) / apix
+            oy = float(row.get("rlnOriginYAngst", 0.0)) / apix
+            out.append(align_to_class(img, float(row.get("rlnAnglePsi", 0.0)), ox, oy))
+    finally:
+        for m in open_stacks.values():
+            m.close()
+    return out

@@ -1,0 +1,212 @@
+"""Reading a job folder (the README's output-file contract) into one :class:`Job`.
+
+A twodclass job folder holds ``job.json``, ``run_model.star``, ``run_classes.mrcs`` and,
+once finished, ``run_data.star``. A RELION Class2D job folder (``run_itNNN_model.star``,
+``run_itNNN_classes.mrcs``, ``run_itNNN_data.star``) is read too: its last iteration.
+
+Tables are pandas DataFrames named as starfile reads them (``rlnClassNumber``,
+``tdcParticleCount``: the STAR labels without the leading underscore).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import InputError
+from engine.io.mrc import open_stack
+from engine.io.star import read_star
+
+__all__ = ["Job", "load_job", "job_files"]
+
+
+@dataclass
+class Job:
+    """A job folder as read from disk.
+
+    Attributes
+    ----------
+    job_dir : Path
+    classes : ``(K, b, b)`` float32
+        Class averages, row ``k - 1`` is class ``k``.
+    apix_A : float
+        Pixel size of the class images (Å).
+    model : DataFrame
+        ``data_model_classes``, one row per class in class-number order.
+    general : dict
+        ``data_model_general`` (empty if absent).
+    iterations : DataFrame or None
+        ``data_model_iterations``.
+    data : DataFrame or None
+        Particles of ``run_data.star`` (None while the job runs or with ``read_data=False``).
+    optics : DataFrame or None
+        Optics table of ``run_data.star``, unchanged.
+    params : dict
+        Run parameters from ``job.json`` (names of :class:`engine.params.ClassifyParams`).
+    input_path : str or None
+        The input particle STAR file.
+    status : str
+        ``job.json`` status (``finished``, ``running``, ...); ``finished`` for a RELION job
+        with a data file, ``unknown`` without ``job.json``.
+    info : dict
+        ``job.json`` as read.
+    """
+
+    job_dir: Path
+    classes: np.ndarray
+    apix_A: float
+    model: pd.DataFrame
+    general: dict[str, Any] = field(default_factory=dict)
+    iterations: pd.DataFrame | None = None
+    data: pd.DataFrame | None = None
+    optics: pd.DataFrame | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    input_path: str | None = None
+    status: str = "unknown"
+    info: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.classes.shape[0])
+
+    @property
+    def class_numbers(self) -> np.ndarray:
+        """``(K,)`` int class numbers (1..K)."""
+        if "tdcClassNumber" in self.model.columns:
+            return self.model["tdcClassNumber"].to_numpy(dtype=np.int64)
+        return np.arange(1, self.n_classes + 1, dtype=np.int64)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """``(K,)`` hard particle counts (``tdcParticleCount``, else counted in the data)."""
+        if "tdcParticleCount" in self.model.columns:
+            return self.model["tdcParticleCount"].to_numpy(dtype=np.int64)
+        if self.data is not None and "rlnClassNumber" in self.data.columns:
+            vc = self.data["rlnClassNumber"].astype(int).value_counts()
+            return np.array([int(vc.get(int(c), 0)) for c in self.class_numbers])
+        w = self.weights
+        n = int(self.info.get("n_particles", 0) or 0)
+        return np.round(w * n).astype(np.int64)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``(K,)`` soft weights (``rlnClassDistribution``), 0 if absent."""
+        if "rlnClassDistribution" in self.model.columns:
+            return self.model["rlnClassDistribution"].to_numpy(dtype=np.float64)
+        return np.zeros(self.n_classes)
+
+    @property
+    def resolution_A(self) -> np.ndarray:
+        """``(K,)`` ``rlnEstimatedResolution`` (Å), inf if absent or not a number."""
+        if "rlnEstimatedResolution" in self.model.columns:
+            r = pd.to_numeric(self.model["rlnEstimatedResolution"], errors="coerce")
+            return r.fillna(np.inf).to_numpy(dtype=np.float64)
+        return np.full(self.n_classes, np.inf)
+
+    @property
+    def diameter_A(self) -> float | None:
+        v = self.params.get("diameter_A")
+        return None if v is None else float(v)
+
+    @property
+    def diameter_outer_A(self) -> float | None:
+        v = self.params.get("diameter_outer_A")
+        return None if v is None else float(v)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished" and self.data is not None
+
+
+def _relion_prefix(job_dir: Path) -> str | None:
+    best = None
+    for p in job_dir.glob("run_it*_model.star"):
+        m = re.fullmatch(r"run_it(\d+)_model\.star", p.name)
+        if m and (best is None or int(m.group(1)) > best[0]):
+            best = (int(m.group(1)), f"run_it{m.group(1)}")
+    return None if best is None else best[1]
+
+
+def job_files(job_dir: str | Path) -> dict[str, Path]:
+    """Paths of ``model``, ``classes``, ``data`` and ``job`` (job.json) of a job folder."""
+    d = Path(job_dir)
+    prefix = "run"
+    if not (d / "run_model.star").exists():
+        prefix = _relion_prefix(d) or "run"
+    return {"model": d / f"{prefix}_model.star", "classes": d / f"{prefix}_classes.mrcs",
+            "data": d / f"{prefix}_data.star", "job": d / "job.json"}
+
+
+def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
+    """Read a job folder.
+
+    Parameters
+    ----------
+    job_dir : path
+        A twodclass job folder (or a RELION Class2D folder).
+    read_data : bool
+        Read ``run_data.star`` too (all particles; skip it to show classes quickly). It is
+        read anyway when the class table has no ``tdcParticleCount`` (a RELION job).
+
+    Raises
+    ------
+    InputError
+        Missing folder, no ``run_model.star`` / ``run_classes.mrcs`` yet, unreadable files,
+        or a class table and image stack that disagree.
+    """
+    d = Path(job_dir)
+    if not d.is_dir():
+        raise InputError(d, "job folder not found" if not d.exists() else "not a folder")
+    files = job_files(d)
+    info: dict[str, Any] = {}
+    if files["job"].exists():
+        try:
+            info = dict(json.loads(files["job"].read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(files["job"], f"cannot read job.json ({exc})") from None
+    if not files["model"].exists():
+        st = info.get("status")
+        hint = (f" (job status: {st}; no iteration finished yet)" if st
+                else "; is this a twodclass job folder?")
+        raise InputError(d, f"no run_model.star{hint}")
+    blocks = read_star(files["model"])
+    model = blocks.get("model_classes")
+    if model is None:
+        raise InputError(files["model"], "no data_model_classes block")
+    model = model.reset_index(drop=True)
+    general_df = blocks.get("model_general")
+    general = ({} if general_df is None
+               else {c: general_df[c].iloc[0] for c in general_df.columns})
+    if not files["classes"].exists():
+        raise InputError(files["classes"], "class averages not found")
+    arr, apix = open_stack(files["classes"])
+    classes = np.array(arr, dtype=np.float32)
+    if classes.shape[0] != len(model):
+        raise InputError(files["classes"], f"{classes.shape[0]} images but "
+                         f"{len(model)} classes in {files['model'].name}")
+    if not apix:
+        apix = float(general.get("rlnPixelSize", 0.0) or 0.0)
+    data = optics = None
+    need_counts = "tdcParticleCount" not in model.columns  # e.g. RELION: count the particles
+    if (read_data or need_counts) and files["data"].exists():
+        dblocks = read_star(files["data"])
+        data = dblocks.get("particles")
+        optics = dblocks.get("optics")
+        if data is None:
+            raise InputError(files["data"], "no data_particles block")
+    status = str(info.get("status", "unknown"))
+    if not files["job"].exists() and files["data"].exists():
+        status = "finished"  # a RELION job: the data file is written per iteration
+    params = info.get("params") or info.get("parameters") or {}
+    input_path = info.get("input") or info.get("input_path") or info.get("particles")
+    return Job(job_dir=d, classes=classes, apix_A=float(apix), model=model, general=general,
+               iterations=blocks.get("model_iterations"), data=data, optics=optics,
+               params=dict(params), input_path=None if input_path is None else str(input_path),
+               status=status, info=info, files=files)

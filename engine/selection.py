@@ -1,0 +1,497 @@
+"""Explained automatic class selection, view families and the selection files.
+
+:func:`auto_select` turns the per-class statistics (:mod:`engine.stats`) into a decision
+per class with a reason a user can check ("resolution 28 Å > 15 Å", "straight edge
+(carbon) (0.92 > 0.60)"). A class is kept when it looks like a particle (no carbon edge, no
+ice ring/blob, no signal at the mask edge, centred, some contrast) and has enough particles
+at a good enough resolution. A small class that is the only good class of its *view family*
+(classes showing the same view, :func:`engine.stats.view_families`) is kept too, so a
+rare view survives. :func:`view_coverage` says which views a selection keeps and warns
+when it drops the last class of one.
+
+:func:`write_selection` writes, atomically, into the job folder (or ``out_dir``):
+``particles_selected.star`` (optics unchanged + the rows of ``run_data.star`` of the selected
+classes), ``classes_selected.mrcs`` / ``classes_selected.star`` (the selected class averages
+and their ``data_model_classes`` rows) and ``selection.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine import stats as _stats
+from engine.errors import InputError, ParameterError
+from engine.jobfiles import Job, load_job
+
+__all__ = ["SelectionThresholds", "ViewCoverage", "auto_select", "view_coverage",
+           "write_selection", "load_selection", "parse_class_list", "SELECTION_FILES"]
+
+SELECTION_FILES = ("particles_selected.star", "classes_selected.mrcs", "classes_selected.star",
+                   "selection.json")
+
+
+def _t(default: Any, *, flag: str, label: str, help: str, unit: str = "",
+       min: float | None = None, max: float | None = None) -> Any:
+    return field(default=default, metadata=dict(flag=flag, label=label, help=help, unit=unit,
+                                                min=min, max=max))
+
+
+@dataclass
+class SelectionThresholds:
+    """Thresholds of the automatic class selection (defaults keep good particles)."""
+
+    min_particles: int = _t(30, flag="--min-particles", label="Minimum particles per class",
+                            help="Classes with fewer particles are dropped, unless they are the "
+                                 "only good class of their view (see --rare-min-particles).",
+                            min=0)
+    max_res_A: float | None = _t(None, flag="--max-res-A", label="Maximum class resolution",
+                                 unit="Å", help="Drop classes whose estimated resolution is "
+                                 "worse (larger); default: --res-factor x the particle-weighted "
+                                 "median resolution of the populated classes.", min=0.1)
+    res_factor: float = _t(1.5, flag="--res-factor", label="Resolution factor",
+                           help="Automatic --max-res-A: this factor times the median "
+                                "resolution.", min=1.0)
+    max_edge_signal: float = _t(0.30, flag="--max-edge-signal", label="Maximum edge signal",
+                                help="Fraction of the signal in the ring at the mask edge (0-1): "
+                                     "particle cut by the mask or off-centre.", min=0.0, max=1.0)
+    max_centre_offset: float = _t(0.25, flag="--max-centre-offset",
+                                  label="Maximum centre offset", unit="mask radius",
+                                  help="Distance of the density's centre from the box centre, "
+                                       "as a fraction of the mask radius.", min=0.0)
+    max_carbon_score: float = _t(0.60, flag="--max-carbon", label="Maximum straight-edge score",
+                                 help="Structure-tensor coherence (0-1); a straight edge "
+                                      "(carbon) gives about 0.9, particles below 0.4.",
+                                 min=0.0, max=1.0)
+    max_ice_score: float = _t(0.94, flag="--max-ice", label="Maximum ring/blob score",
+                              help="Variance explained by the rotational average (0-1); a ring "
+                                   "or blob without structure (ice) gives 0.97 or more.",
+                              min=0.0, max=1.0)
+    min_contrast: float = _t(1.0, flag="--min-contrast", label="Minimum contrast",
+                             help="Low-passed over high-frequency standard deviation inside "
+                                  "the mask; pure noise gives about 0.5.", min=0.0)
+    family_similarity: float = _t(0.75, flag="--family-similarity",
+                                  label="View family similarity",
+                                  help="Rotation/mirror-invariant correlation above which two "
+                                       "classes show the same view.", min=0.0, max=1.0)
+    rare_min_particles: int = _t(10, flag="--rare-min-particles",
+                                 label="Minimum particles of a rare view",
+                                 help="A smaller class is kept if it is the only good class of "
+                                      "its view family and has at least this many particles.",
+                                 min=0)
+    rare_res_factor: float = _t(1.0, flag="--rare-res-factor",
+                                label="Resolution allowance of a rare view",
+                                help="A rare view may be this much worse than --max-res-A "
+                                     "(1 = it must meet it too).", min=1.0)
+
+    def validate(self) -> list[str]:
+        """Human-readable problems (empty when valid)."""
+        errs = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if lo is not None and v < lo:
+                errs.append(f"{f.metadata['flag']} must be >= {lo:g} (got {v})")
+            if hi is not None and v > hi:
+                errs.append(f"{f.metadata['flag']} must be <= {hi:g} (got {v})")
+        return errs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SelectionThresholds:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
+        return cls(**dict(d))
+
+
+# ------------------------------------------------------------------------------------------
+def _col(df: pd.DataFrame, name: str, default: Any = None) -> np.ndarray | None:
+    for cand in (name, "_" + name, name.lstrip("_")):
+        if cand in df.columns:
+            return df[cand].to_numpy()
+    return default
+
+
+def _table_from_job(job: Job, th: SelectionThresholds) -> tuple[pd.DataFrame, float]:
+    """Statistics of a job's classes (recomputed from the images) and the mask radius (Å)."""
+    b = job.classes.shape[-1]
+    d_in, d_out = _stats.default_diameters_A(b, job.apix_A, job.diameter_A, job.diameter_outer_A)
+    counts = job.counts
+    st = _stats.class_statistics(job.classes, job.apix_A, d_in, d_out, counts=counts,
+                                 family_similarity=th.family_similarity)
+    st.insert(1, "tdcParticleCount", counts)
+    st["rlnClassDistribution"] = job.weights
+    st["rlnEstimatedResolution"] = job.resolution_A
+    st["tdcClassNumber"] = job.class_numbers
+    return st, min(d_in / 2, b * job.apix_A / 2)
+
+
+def auto_resolution_limit(resolution_A: np.ndarray, counts: np.ndarray,
+                          factor: float) -> float:
+    """``factor`` x the particle-weighted median resolution of the populated classes (Å)."""
+    res = np.asarray(resolution_A, dtype=np.float64)
+    w = np.asarray(counts, dtype=np.float64)
+    ok = np.isfinite(res) & (w > 0) & (res > 0)
+    if not ok.any():
+        return float("inf")
+    order = np.argsort(res[ok])
+    r, ww = res[ok][order], w[ok][order]
+    med = r[np.searchsorted(np.cumsum(ww), 0.5 * ww.sum())]
+    return float(factor * med)
+
+
+def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
+                thresholds: SelectionThresholds | None = None,
+                mask_radius_A: float | None = None) -> pd.DataFrame:
+    """Decide, per class, keep or drop, and say why.
+
+    Parameters
+    ----------
+    job_or_model : Job, job folder, or DataFrame
+        A :class:`engine.jobfiles.Job` (or its folder): the statistics are computed from its
+        class averages. Or a ``data_model_classes`` table that already holds the
+        statistics columns of :func:`engine.stats.class_statistics` (``tdcParticleCount``,
+        ``rlnEstimatedResolution``, ``tdcEdgeSignalFraction``, ...); its
+        ``tdcViewFamily`` is used as is.
+    thresholds : SelectionThresholds, optional
+        Defaults if omitted.
+    mask_radius_A : float, optional
+        Inner mask radius (Å) for the centre-offset test of a DataFrame input (a Job knows
+        it); without it that test is skipped.
+
+    Returns
+    -------
+    DataFrame
+        One row per class in class-number order: ``class_number``, ``count``,
+        ``resolution_A``, ``family`` (view family, 1 = largest), ``particle_like`` (looks
+        like a particle and could stand for a view), ``selected`` (bool), ``reason`` (why:
+        ``"ok"``, ``"kept: only good class of view family 3"``, or the failed tests joined
+        by ``"; "``), then the statistics columns (``tdc*``).
+    """
+    th = thresholds or SelectionThresholds()
+    errs = th.validate()
+    if errs:
+        raise ParameterError("; ".join(errs))
+    if isinstance(job_or_model, (str, os.PathLike)):
+        job_or_model = load_job(job_or_model, read_data=False)
+    if isinstance(job_or_model, Job):
+        st, mask_radius_A = _table_from_job(job_or_model, th)
+        recompute_families = True
+    else:
+        st = job_or_model.reset_index(drop=True).copy()
+        st.columns = [c.lstrip("_") for c in st.columns]
+        missing = [c for c in _stats.STAT_COLUMNS if c not in st.columns]
+        if missing:
+            raise InputError("data_model_classes", "no class statistics (missing "
+                             f"{', '.join(missing)}); pass the job folder instead")
+        recompute_families = False
+    k = len(st)
+    number = _col(st, "tdcClassNumber", np.arange(1, k + 1)).astype(np.int64)
+    counts = _col(st, "tdcParticleCount")
+    if counts is None:
+        counts = np.zeros(k)
+    counts = np.asarray(counts, dtype=np.int64)
+    res_raw = _col(st, "rlnEstimatedResolution", np.full(k, np.inf))
+    res = pd.to_numeric(pd.Series(res_raw), errors="coerce").fillna(np.inf).to_numpy(float)
+    max_res = (th.max_res_A if th.max_res_A is not None
+               else auto_resolution_limit(res, counts, th.res_factor))
+
+    edge = st["tdcEdgeSignalFraction"].to_numpy(float)
+    offset = st["tdcCentreOffsetAngst"].to_numpy(float)
+    contrast = st["tdcContrast"].to_numpy(float)
+    carbon = st["tdcStraightEdge"].to_numpy(float)
+    ice = st["tdcRingScore"].to_numpy(float)
+    max_off_A = (th.max_centre_offset * mask_radius_A if mask_radius_A else np.inf)
+
+    image_fail: list[list[str]] = [[] for _ in range(k)]
+    other_fail: list[list[str]] = [[] for _ in range(k)]
+    for i in range(k):
+        f = image_fail[i]
+        if counts[i] <= 0:
+            f.append("empty class")
+            continue
+        if contrast[i] < th.min_contrast:
+            f.append(f"no structure, noise (contrast {contrast[i]:.2f} < {th.min_contrast:.2f})")
+        if carbon[i] > th.max_carbon_score:
+            f.append(f"straight edge (carbon) ({carbon[i]:.2f} > {th.max_carbon_score:.2f})")
+        if ice[i] > th.max_ice_score:
+            f.append(f"ring/blob without structure (ice) ({ice[i]:.2f} > "
+                     f"{th.max_ice_score:.2f})")
+        if edge[i] > th.max_edge_signal:
+            f.append(f"signal at the mask edge ({edge[i]:.2f} > {th.max_edge_signal:.2f})")
+        if offset[i] > max_off_A:
+            f.append(f"off-centre ({offset[i]:.0f} Å > {max_off_A:.0f} Å)")
+        if res[i] > max_res:
+            other_fail[i].append(f"resolution {_fmt_res(res[i])} > {_fmt_res(max_res)}")
+        if counts[i] < th.min_particles:
+            other_fail[i].append(f"too few particles ({counts[i]} < {th.min_particles})")
+
+    image_ok = np.array([not f for f in image_fail])
+    if recompute_families and k > 1:
+        job = job_or_model
+        assert isinstance(job, Job)
+        sim = _stats.class_similarity(job.classes, job.apix_A, job.diameter_A)
+        family = _stats.view_families(sim, th.family_similarity, counts, member=image_ok)
+    else:
+        family = np.asarray(st["tdcViewFamily"].to_numpy(), dtype=np.int64)
+    rare_res = max_res * th.rare_res_factor
+    particle_like = image_ok & (counts >= th.rare_min_particles) & (res <= rare_res)
+    full_ok = image_ok & np.array([not f for f in other_fail])
+    good_families = set(family[full_ok].tolist())
+
+    selected = full_ok.copy()
+    reason = []
+    for i in range(k):
+        if full_ok[i]:
+            reason.append("ok")
+        elif particle_like[i] and family[i] not in good_families:
+            selected[i] = True
+            reason.append(f"kept: only good class of view family {family[i]} ("
+                          + "; ".join(other_fail[i]) + ")")
+        else:
+            reason.append("; ".join(image_fail[i] + other_fail[i]))
+
+    out = pd.DataFrame({
+        "class_number": number, "count": counts, "resolution_A": res, "family": family,
+        "particle_like": particle_like, "selected": selected, "reason": reason,
+    })
+    for c in _stats.STAT_COLUMNS:
+        if c != "tdcViewFamily":
+            out[c] = st[c].to_numpy()
+    out.attrs["max_res_A"] = max_res
+    out.attrs["thresholds"] = th.to_dict()
+    return out
+
+
+def _fmt_res(r: float) -> str:
+    return "∞ Å" if not np.isfinite(r) else f"{r:.0f} Å" if r >= 10 else f"{r:.1f} Å"
+
+
+# ------------------------------------------------------------------------------------------
+@dataclass
+class ViewCoverage:
+    """Which view families a selection keeps.
+
+    Attributes
+    ----------
+    n_families : int
+        View families with at least one particle-like class.
+    kept : list[int]
+        Those with at least one selected class.
+    dropped : list[int]
+        Those without (the view is lost).
+    warnings : list[str]
+        One line per dropped family, naming its classes and particles.
+    """
+
+    n_families: int
+    kept: list[int]
+    dropped: list[int]
+    warnings: list[str]
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.kept)
+
+    def summary(self) -> str:
+        return f"{self.n_kept} of {self.n_families} views kept"
+
+
+def view_coverage(families: pd.DataFrame | Mapping[int, int],
+                  selected: Iterable[int] | np.ndarray | pd.Series) -> ViewCoverage:
+    """Report how many distinct views a selection keeps, and warn about lost ones.
+
+    Parameters
+    ----------
+    families : DataFrame or mapping
+        :func:`auto_select`'s table (``class_number``, ``family``, optional
+        ``particle_like`` and ``count``; only families with a particle-like class count),
+        or ``{class_number: family}``.
+    selected : iterable of int or bool array
+        Selected class numbers, or a boolean mask aligned with the table rows.
+    """
+    if isinstance(families, pd.DataFrame):
+        tab = families.reset_index(drop=True)
+        numbers = tab["class_number"].to_numpy(dtype=np.int64)
+        fam = tab["family"].to_numpy(dtype=np.int64)
+        like = (tab["particle_like"].to_numpy(bool) if "particle_like" in tab.columns
+                else np.ones(len(tab), bool))
+        cnt = (tab["count"].to_numpy(dtype=np.int64) if "count" in tab.columns
+               else np.zeros(len(tab), np.int64))
+    else:
+        numbers = np.array(list(families.keys()), dtype=np.int64)
+        fam = np.array(list(families.values()), dtype=np.int64)
+        like = np.ones(len(numbers), bool)
+        cnt = np.zeros(len(numbers), np.int64)
+    sel_arr = np.asarray(list(selected) if not isinstance(selected, np.ndarray) else selected)
+    if sel_arr.dtype == bool:
+        if sel_arr.size != numbers.size:
+            raise ValueError("boolean selection must have one entry per class")
+        sel = set(numbers[sel_arr].tolist())
+    else:
+        sel = {int(c) for c in sel_arr.tolist()}
+    relevant = sorted(set(fam[like].tolist()))
+    kept, dropped, warns = [], [], []
+    for f in relevant:
+        members = np.flatnonzero(fam == f)
+        if any(int(numbers[m]) in sel for m in members):
+            kept.append(f)
+            continue
+        dropped.append(f)
+        names = ", ".join(str(int(numbers[m])) for m in members if like[m])
+        n = int(cnt[members].sum())
+        plural = "es" if "," in names else ""
+        part = f", {n} particles" if n else ""
+        warns.append(f"view family {f} (class{plural} {names}{part}) has no selected class: "
+                     "this view would be lost")
+    return ViewCoverage(len(relevant), kept, dropped, warns)
+
+
+# ------------------------------------------------------------------------------------------
+def parse_class_list(text: str) -> list[int]:
+    """``"1,4,7-9"`` -> ``[1, 4, 7, 8, 9]``."""
+    out: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ParameterError(f"cannot read class list {text!r}: expected numbers "
+                                 "like 1,4,7-9") from None
+    return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[int],
+                    out_dir: str | os.PathLike[str] | None = None,
+                    reasons: Mapping[int, str] | None = None,
+                    thresholds: SelectionThresholds | None = None,
+                    coverage: ViewCoverage | None = None) -> dict[str, Path]:
+    """Write the selection files of the classes ``class_ids`` (atomically).
+
+    Parameters
+    ----------
+    job_dir : path or Job
+        A finished job folder (``run_data.star`` must exist).
+    class_ids : iterable of int
+        Selected class numbers (1-based); order does not matter.
+    out_dir : path, optional
+        Where to write (default: the job folder).
+    reasons : mapping, optional
+        ``{class_number: reason}`` recorded in ``selection.json`` (e.g. from auto_select).
+    thresholds : SelectionThresholds, optional
+        Recorded in ``selection.json`` (``null`` for a manual selection).
+    coverage : ViewCoverage, optional
+        Recorded in ``selection.json``.
+
+    Returns
+    -------
+    dict
+        ``{"particles": ..., "classes_mrcs": ..., "classes_star": ..., "json": ...}`` paths.
+
+    Raises
+    ------
+    InputError
+        Unfinished job (no particle file) or unknown class numbers.
+    """
+    from engine.io.atomic import atomic_write_text
+    from engine.io.mrc import write_stack
+    from engine.io.star import write_star
+
+    job = job_dir if isinstance(job_dir, Job) else load_job(job_dir, read_data=True)
+    if job.data is None:
+        raise InputError(job.files.get("data", job.job_dir),
+                         "no particle file: the job has not finished "
+                         f"(status: {job.status}); wait for it or resume it")
+    ids = sorted({int(c) for c in class_ids})
+    known = job.class_numbers.tolist()
+    unknown = [c for c in ids if c not in known]
+    if unknown:
+        raise InputError(job.job_dir, f"unknown class number(s) {', '.join(map(str, unknown))}"
+                         f" (the job has classes {min(known)}..{max(known)})")
+    if not ids:
+        raise ParameterError("no classes selected")
+    out = Path(out_dir) if out_dir is not None else job.job_dir
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"particles": out / "particles_selected.star",
+             "classes_mrcs": out / "classes_selected.mrcs",
+             "classes_star": out / "classes_selected.star",
+             "json": out / "selection.json"}
+
+    data = job.data
+    keep = data["rlnClassNumber"].astype(int).isin(ids).to_numpy()
+    blocks: dict[str, pd.DataFrame] = {}
+    if job.optics is not None:
+        blocks["optics"] = job.optics
+    blocks["particles"] = data.loc[keep].reset_index(drop=True)
+    write_star(paths["particles"], blocks)
+
+    rows = [known.index(c) for c in ids]
+    write_stack(paths["classes_mrcs"], job.classes[rows], job.apix_A)
+    model = job.model.iloc[rows].reset_index(drop=True).copy()
+    model["rlnReferenceImage"] = [f"{i:06d}@{paths['classes_mrcs'].name}"
+                                  for i in range(1, len(rows) + 1)]
+    if "tdcClassNumber" not in model.columns:
+        model["tdcClassNumber"] = ids
+    write_star(paths["classes_star"], {"model_classes": model})
+
+    counts = dict(zip(known, job.counts.tolist(), strict=True))
+    info = {
+        "job_dir": str(job.job_dir.resolve()),
+        "class_ids": ids,
+        "n_classes": len(ids),
+        "n_particles": int(keep.sum()),
+        "n_particles_total": int(len(data)),
+        "counts": {str(c): int(counts[c]) for c in ids},
+        "mode": "manual" if thresholds is None else "auto",
+        "thresholds": None if thresholds is None else thresholds.to_dict(),
+        "reasons": {str(int(c)): str(r) for c, r in (reasons or {}).items()},
+        "coverage": None if coverage is None else dataclasses.asdict(coverage),
+        "files": {k: v.name for k, v in paths.items() if k != "json"},
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(paths["json"], json.dumps(info, indent=2, default=_json_default) + "\n")
+    return paths
+
+
+def load_selection(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``selection.json`` of a job (or output) folder as a dict, or None if there is none.
+
+    ``class_ids`` is a list of int; ``thresholds`` a dict or None (manual selection).
+    """
+    p = Path(job_dir) / "selection.json"
+    if not p.exists():
+        return None
+    try:
+        info = dict(json.loads(p.read_text()))
+    except (OSError, ValueError) as exc:
+        raise InputError(p, f"cannot read the saved selection ({exc})") from None
+    info["class_ids"] = [int(c) for c in info.get("class_ids", [])]
+    return info

@@ -1,0 +1,31 @@
+"""Names shared by the plugin's protocols, converters and viewers."""
+
+from __future__ import annotations
+
+ENGINE_SCRIPT = "twodclass"
+
+# files of an engine job folder (README: "Output files")
+DATA_STAR = "run_data.star"
+MODEL_STAR = "run_model.star"
+CLASSES_MRCS = "run_classes.mrcs"
+JOB_JSON = "job.json"
+
+# the input STAR the protocol writes for the engine (in the run's extra folder)
+INPUT_STAR = "input_particles.star"
+INPUT_STACKS_DIR = "input_stacks"
+JOB_DIR = "job"
+
+# STAR column (without the leading underscore) that carries the Scipion particle id
+SCIPION_ID_COLUMN = "tdcScipionId"
+
+# extra attributes stored on the output classes
+ATTR_RESOLUTION = "_tdc_resolution"
+ATTR_PARTICLE_COUNT = "_tdc_particleCount"
+ATTR_DISTRIBUTION = "_tdc_classDistribution"
+ATTR_ESS = "_tdc_effectiveSampleSize"
+ATTR_MEAN_MAX_PROB = "_tdc_meanMaxProb"
+ATTR_MAX_PROB = "_tdc_maxProb"
+ATTR_LOGLIK = "_tdc_logLikeContribution"
+
+# the engine parameters that the parallel section provides instead of the form
+PARALLEL_SPECS = ("threads",)

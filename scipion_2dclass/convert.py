@@ -1,0 +1,286 @@
+"""Conversion between Scipion objects and the engine's files.
+
+* :func:`write_particles_star` writes the engine's input STAR (RELION 3.1 layout: an optics
+  table and a particles table) from a ``SetOfParticles``: image locations as ``index@stack``
+  (links in the run's folder), CTF, existing 2D alignment and the Scipion id of every
+  particle (column ``_tdcScipionId``) so that the results map back.
+* :func:`read_job` reads an engine job folder (``run_data.star``, ``run_model.star``,
+  ``run_classes.mrcs``), see the README's output-file contract.
+* :func:`pose_to_matrix` / :func:`matrix_to_pose` convert RELION's in-plane pose
+  (``rlnAnglePsi``, ``rlnOriginX/YAngst``) to and from a Scipion ``ALIGN_2D`` transform matrix
+  exactly as scipion-em-relion does (reader: ``M = euler_matrix(0, 0, radians(psi), 'szyz')``,
+  ``M[:3, 3] = origin_px``; writer: the inverse of that).
+* :func:`align_with_matrix` applies such a matrix to a particle image, which moves the particle
+  onto its class average (README "Pose convention": ``V(y) = P(R(psi) y + c - origin)``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+from pwem.convert import transformations as tfs
+
+from engine.pose import sample_bilinear
+
+from .constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
+
+__all__ = [
+    "JobResult", "align_with_matrix", "matrix_to_pose", "pose_to_matrix", "read_job",
+    "relion_location", "split_relion_location", "write_particles_star",
+]
+
+MRC_EXTENSIONS = (".mrcs", ".mrc", ".st", ".map")
+
+
+# --------------------------------------------------------------------------- poses
+def pose_to_matrix(psi_deg: float, origin_x_px: float, origin_y_px: float) -> np.ndarray:
+    """Scipion ``ALIGN_2D`` matrix (4x4) of a RELION in-plane pose, as scipion-em-relion."""
+    m = tfs.euler_matrix(0.0, 0.0, np.deg2rad(psi_deg), "szyz")
+    m[:3, 3] = (origin_x_px, origin_y_px, 0.0)
+    return m
+
+
+def matrix_to_pose(matrix: np.ndarray) -> tuple[float, float, float]:
+    """``(psi_deg, origin_x_px, origin_y_px)`` of an ``ALIGN_2D`` matrix (RELION's writer)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    shifts = tfs.translation_from_matrix(m)
+    angles = -np.rad2deg(tfs.euler_from_matrix(m, axes="szyz"))
+    psi = -(angles[0] + angles[2])
+    psi = (psi + 180.0) % 360.0 - 180.0
+    return float(psi), float(shifts[0]), float(shifts[1])
+
+
+def align_with_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a Scipion ``ALIGN_2D`` transform to a particle: the aligned image.
+
+    With ``A = M[:2, :2]`` and ``t = M[:2, 3]`` (pixels) the aligned image at centred position
+    ``y`` samples the particle at ``A y + c - t`` (``c`` = box centre ``box // 2``): the particle
+    is moved by ``+t`` and rotated by ``-psi``. ``image`` is ``(box, box)``; returns float32.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    box = image.shape[0]
+    c = float(box // 2)
+    yy, xx = np.mgrid[0:box, 0:box].astype(np.float64)
+    x, y = xx - c, yy - c
+    xs = m[0, 0] * x + m[0, 1] * y + c - m[0, 3]
+    ys = m[1, 0] * x + m[1, 1] * y + c - m[1, 3]
+    return sample_bilinear(np.asarray(image, dtype=np.float64), xs, ys).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- locations
+def relion_location(index: int, path: str) -> str:
+    """``index@path`` (1-based); a single image (Scipion index 0) is section 1."""
+    return f"{max(int(index), 1)}@{path}"
+
+
+def split_relion_location(loc: str) -> tuple[int, str]:
+    """``'3@stack.mrcs'`` -> ``(3, 'stack.mrcs')``; no ``@`` -> ``(1, loc)``."""
+    if "@" in loc:
+        idx, path = loc.split("@", 1)
+        return int(idx), path
+    return 1, loc
+
+
+def _link_stack(path: str, stacks_dir: str, links: dict[str, str]) -> str:
+    """A link (``.mrcs``) in ``stacks_dir`` to an MRC stack; other formats are converted."""
+    if path in links:
+        return links[path]
+    src = os.path.abspath(path)
+    base, ext = os.path.splitext(os.path.basename(path))
+    dst = os.path.join(os.path.abspath(stacks_dir), f"{len(links) + 1:04d}_{base}.mrcs")
+    os.makedirs(stacks_dir, exist_ok=True)
+    if ext.lower() in MRC_EXTENSIONS:
+        if os.path.lexists(dst):
+            os.remove(dst)
+        os.symlink(os.path.realpath(src), dst)
+    else:  # SPIDER, HDF, TIFF ...: convert once with Scipion's image handler
+        from pwem.emlib.image import ImageHandler
+
+        ImageHandler().convertStack(src, dst)
+    links[path] = dst
+    return dst
+
+
+# --------------------------------------------------------------------------- writer
+def _optics_key(acq, apix: float) -> tuple:
+    return (round(acq.getVoltage() or 0.0, 4), round(acq.getSphericalAberration() or 0.0, 4),
+            round(acq.getAmplitudeContrast() or 0.0, 4), round(apix, 6))
+
+
+def write_particles_star(particles, star_path: str, stacks_dir: str,
+                         write_ctf: bool | None = None) -> dict:
+    """Write ``particles`` (a Scipion ``SetOfParticles``) as the engine's input STAR.
+
+    Rows follow the Scipion ids in increasing order. Returns a small summary
+    (``n_particles``, ``box``, ``apix``, ``has_ctf``, ``has_alignment``, ``n_stacks``).
+    """
+    from pwem.constants import ALIGN_2D
+
+    apix = float(particles.getSamplingRate() or 0.0)
+    if apix <= 0:
+        raise ValueError("the input particles have no pixel size (sampling rate)")
+    box = int(particles.getXDim() or particles.getDimensions()[0])
+    has_ctf = bool(particles.hasCTF()) if write_ctf is None else bool(write_ctf and
+                                                                      particles.hasCTF())
+    has_align = particles.getAlignment() == ALIGN_2D
+
+    optics: dict[tuple, dict] = {}
+    links: dict[str, str] = {}
+    rows: list[dict] = []
+    for part in particles.iterItems(orderBy="id", direction="ASC"):
+        acq = part.getAcquisition() or particles.getAcquisition()
+        key = _optics_key(acq, apix)
+        if key not in optics:
+            optics[key] = {
+                "rlnOpticsGroup": len(optics) + 1,
+                "rlnOpticsGroupName": f"opticsGroup{len(optics) + 1}",
+                "rlnVoltage": float(acq.getVoltage() or 300.0),
+                "rlnSphericalAberration": float(acq.getSphericalAberration() or 0.0),
+                "rlnAmplitudeContrast": float(acq.getAmplitudeContrast() or 0.1),
+                "rlnImagePixelSize": apix,
+                "rlnImageSize": box,
+                "rlnImageDimensionality": 2,
+            }
+        index, fn = part.getLocation()
+        row = {"rlnImageName": relion_location(index, _link_stack(fn, stacks_dir, links)),
+               "rlnOpticsGroup": optics[key]["rlnOpticsGroup"]}
+        if has_ctf:
+            ctf = part.getCTF()
+            row["rlnDefocusU"] = float(ctf.getDefocusU())
+            row["rlnDefocusV"] = float(ctf.getDefocusV())
+            row["rlnDefocusAngle"] = float(ctf.getDefocusAngle())
+            row["rlnCtfPhaseShift"] = float(ctf.getPhaseShift() or 0.0)
+        if has_align:
+            tr = part.getTransform()
+            psi, ox, oy = matrix_to_pose(tr.getMatrix()) if tr is not None else (0.0, 0.0, 0.0)
+            row["rlnAnglePsi"] = psi
+            row["rlnOriginXAngst"] = ox * apix
+            row["rlnOriginYAngst"] = oy * apix
+        row[SCIPION_ID_COLUMN] = int(part.getObjId())
+        rows.append(row)
+    if not rows:
+        raise ValueError("the input set of particles is empty")
+
+    os.makedirs(os.path.dirname(os.path.abspath(star_path)), exist_ok=True)
+    starfile.write({"optics": pd.DataFrame(list(optics.values())),
+                    "particles": pd.DataFrame(rows)}, star_path, overwrite=True)
+    return {"n_particles": len(rows), "box": box, "apix": apix, "has_ctf": has_ctf,
+            "has_alignment": has_align, "n_stacks": len(links)}
+
+
+# --------------------------------------------------------------------------- reader
+@dataclass
+class JobResult:
+    """The results of an engine job folder."""
+
+    job_dir: str
+    particles: pd.DataFrame           # run_data.star particles, sorted by Scipion id if present
+    optics: pd.DataFrame | None
+    classes: pd.DataFrame             # data_model_classes, one row per class (1..K)
+    iterations: pd.DataFrame          # data_model_iterations (may be empty)
+    general: dict = field(default_factory=dict)
+    classes_path: str = ""
+    classes_apix: float = 0.0
+    classes_box: int = 0
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def class_numbers(self) -> np.ndarray:
+        if "tdcClassNumber" in self.classes:
+            return self.classes["tdcClassNumber"].to_numpy(dtype=int)
+        return np.arange(1, len(self.classes) + 1)
+
+    def class_rows(self) -> dict[int, dict]:
+        """Class number -> its ``data_model_classes`` row (as a dict)."""
+        return {int(k): row for k, row in zip(self.class_numbers(),
+                                              self.classes.to_dict("records"), strict=True)}
+
+    def particle_rows(self) -> Iterator[dict]:
+        """``run_data`` rows as dicts, in increasing Scipion id (the ``classifyItems`` order)."""
+        yield from self.particles.to_dict("records")
+
+    def averages(self) -> np.ndarray:
+        """``(K, b, b)`` float32 class averages."""
+        with mrcfile.mmap(self.classes_path, permissive=True) as m:
+            data = np.asarray(m.data, dtype=np.float32)
+        return data.reshape(-1, data.shape[-2], data.shape[-1])
+
+
+def _read_star(path: str) -> dict[str, pd.DataFrame | dict]:
+    out = starfile.read(path, always_dict=True)
+    return {str(k): v for k, v in out.items()}
+
+
+def _block(blocks: dict, name: str) -> pd.DataFrame | dict | None:
+    for key in (name, f"data_{name}"):
+        if key in blocks:
+            return blocks[key]
+    return None
+
+
+def read_model(job_dir: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """``(classes, iterations, general)`` of ``run_model.star`` (may be read while running)."""
+    path = os.path.join(job_dir, MODEL_STAR)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: missing (did the twodclass job run?)")
+    blocks = _read_star(path)
+    classes = _block(blocks, "model_classes")
+    if not isinstance(classes, pd.DataFrame) or classes.empty:
+        raise ValueError(f"{path}: no data_model_classes table")
+    iters = _block(blocks, "model_iterations")
+    if not isinstance(iters, pd.DataFrame):
+        iters = pd.DataFrame()
+    general = _block(blocks, "model_general")
+    if isinstance(general, pd.DataFrame):
+        general = general.iloc[0].to_dict() if len(general) else {}
+    return classes.reset_index(drop=True), iters.reset_index(drop=True), dict(general or {})
+
+
+def classes_file_info(path: str) -> tuple[float, int, int]:
+    """``(pixel size Å, box, number of images)`` of a class-average stack's MRC header."""
+    with mrcfile.mmap(path, permissive=True) as m:
+        apix = float(m.voxel_size.x)
+        shape = m.data.shape
+    n = shape[0] if len(shape) == 3 else 1
+    return apix, int(shape[-1]), int(n)
+
+
+def read_job(job_dir: str, need_data: bool = True) -> JobResult:
+    """Read an engine job folder (see README: output files)."""
+    job_dir = os.path.abspath(job_dir)
+    classes, iters, general = read_model(job_dir)
+    data_path = os.path.join(job_dir, DATA_STAR)
+    particles = pd.DataFrame()
+    optics = None
+    if need_data:
+        if not os.path.exists(data_path):
+            raise FileNotFoundError(f"{data_path}: missing (the twodclass job did not finish)")
+        blocks = _read_star(data_path)
+        particles = _block(blocks, "particles")
+        if not isinstance(particles, pd.DataFrame):
+            raise ValueError(f"{data_path}: no data_particles table")
+        optics = _block(blocks, "optics")
+        if SCIPION_ID_COLUMN in particles:
+            particles = particles.sort_values(SCIPION_ID_COLUMN, kind="stable")
+        particles = particles.reset_index(drop=True)
+    classes_path = os.path.join(job_dir, CLASSES_MRCS)
+    apix, box, _ = classes_file_info(classes_path)
+    return JobResult(job_dir=job_dir, particles=particles,
+                     optics=optics if isinstance(optics, pd.DataFrame) else None,
+                     classes=classes, iterations=iters, general=general,
+                     classes_path=classes_path, classes_apix=apix, classes_box=box)
+
+
+def particle_pixel_size(result: JobResult) -> float:
+    """Pixel size of the particles (the optics table of ``run_data.star``)."""
+    if result.optics is not None and "rlnImagePixelSize" in result.optics:
+        return float(result.optics["rlnImagePixelSize"].iloc[0])
+    raise ValueError(f"{result.job_dir}/{DATA_STAR}: no rlnImagePixelSize in data_optics")

@@ -1,0 +1,183 @@
+"""Class selection by criteria, and the bridge to the engine's automatic selection.
+
+Pure Python (no Scipion objects): :func:`decide` takes one :class:`ClassInfo` per class and
+returns one :class:`Decision` (keep or reject, with reasons). :func:`auto_decisions` calls
+``engine.selection.auto_select(job_dir)`` when that module exists and the classes come from a
+twodclass job folder, and normalises its answer to ``{class number: (keep, reason)}``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import DATA_STAR, MODEL_STAR
+
+__all__ = ["ClassInfo", "Decision", "auto_decisions", "decide", "find_job_dir",
+           "parse_ids"]
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    class_id: int
+    size: int
+    resolution_A: float | None = None
+
+
+@dataclass
+class Decision:
+    class_id: int
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        verdict = "kept" if self.keep else "rejected"
+        return f"class {self.class_id}: {verdict}" + (
+            f" ({'; '.join(self.reasons)})" if self.reasons else "")
+
+
+def parse_ids(text: str | None) -> set[int]:
+    """``'1 3-5, 8'`` -> ``{1, 3, 4, 5, 8}``; empty -> empty set."""
+    out: set[int] = set()
+    for tok in (text or "").replace(",", " ").split():
+        if "-" in tok.strip("-"):
+            a, b = tok.split("-", 1)
+            out.update(range(int(a), int(b) + 1))
+        else:
+            out.add(int(tok))
+    return out
+
+
+def decide(classes: Iterable[ClassInfo], *, min_particles: int = 0,
+           max_resolution_A: float = 0.0, keep_ids: Iterable[int] = (),
+           reject_ids: Iterable[int] = (), only_listed: bool = False,
+           auto: Mapping[int, tuple[bool, str]] | None = None) -> list[Decision]:
+    """Decide every class. Explicit ids win over criteria; a class passes the criteria when
+    it has at least ``min_particles`` (0 = off), a resolution better than or equal to
+    ``max_resolution_A`` (0 = off) and is kept by the automatic selection (if given)."""
+    keep_ids, reject_ids = set(keep_ids), set(reject_ids)
+    out = []
+    for c in classes:
+        if c.class_id in reject_ids:
+            out.append(Decision(c.class_id, False, ["rejected by id"]))
+            continue
+        if c.class_id in keep_ids:
+            out.append(Decision(c.class_id, True, ["kept by id"]))
+            continue
+        if only_listed:
+            out.append(Decision(c.class_id, False, ["not in the list of classes to keep"]))
+            continue
+        reasons = []
+        if min_particles > 0 and c.size < min_particles:
+            reasons.append(f"{c.size} particles < minimum {min_particles}")
+        if max_resolution_A > 0:
+            if c.resolution_A is None or c.resolution_A <= 0:
+                reasons.append("no resolution estimate")
+            elif c.resolution_A > max_resolution_A:
+                reasons.append(f"resolution {c.resolution_A:.1f} Å worse than "
+                               f"{max_resolution_A:g} Å")
+        if auto is not None and c.class_id in auto:
+            ok, why = auto[c.class_id]
+            if not ok:
+                reasons.append(f"automatic: {why}" if why else "automatic selection")
+        out.append(Decision(c.class_id, not reasons, reasons))
+    return out
+
+
+# ---------------------------------------------------------------------- automatic
+def find_job_dir(classes_file: str | None) -> str | None:
+    """The twodclass job folder holding a class-average stack, if it is one."""
+    if not classes_file:
+        return None
+    d = os.path.dirname(os.path.abspath(classes_file))
+    if all(os.path.exists(os.path.join(d, f)) for f in (MODEL_STAR, DATA_STAR)):
+        return d
+    return None
+
+
+def _get(obj: Any, names: tuple[str, ...], default: Any = None) -> Any:
+    for n in names:
+        if isinstance(obj, Mapping) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+_ID_NAMES = ("class_number", "class_id", "klass", "k", "number", "cls", "class")
+_KEEP_NAMES = ("keep", "selected", "accept", "accepted", "good", "is_good", "decision")
+_REASON_NAMES = ("reason", "reasons", "why", "message", "explanation")
+
+
+def _keep_value(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("keep", "kept", "good", "accept", "accepted",
+                                     "selected", "yes", "true")
+    return bool(v)
+
+
+def _reason_text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, Iterable):
+        return "; ".join(str(x) for x in v)
+    return str(v)
+
+
+def normalise_auto(result: Any) -> dict[int, tuple[bool, str]]:
+    """``auto_select``'s answer -> ``{class number: (keep, reason)}``.
+
+    Accepts a mapping ``{k: decision}``, a sequence of decisions (objects or dicts with a class
+    number, a keep flag and a reason), a pandas DataFrame, or an object with such a sequence in
+    ``.classes`` / ``.decisions``.
+    """
+    try:
+        import pandas as pd
+
+        if isinstance(result, pd.DataFrame):
+            result = result.to_dict("records")
+    except ImportError:  # pragma: no cover
+        pass
+    inner = _get(result, ("decisions", "classes", "per_class"))
+    if inner is not None and not isinstance(result, (list, tuple)):
+        result = inner
+    out: dict[int, tuple[bool, str]] = {}
+    if isinstance(result, Mapping):
+        for k, d in result.items():
+            if isinstance(d, (bool, int, str)) and not isinstance(d, Mapping):
+                out[int(k)] = (_keep_value(d), "")
+            elif isinstance(d, tuple) and len(d) == 2:
+                out[int(k)] = (_keep_value(d[0]), _reason_text(d[1]))
+            else:
+                out[int(k)] = (_keep_value(_get(d, _KEEP_NAMES, True)),
+                               _reason_text(_get(d, _REASON_NAMES)))
+        return out
+    for i, d in enumerate(result, start=1):
+        k = _get(d, _ID_NAMES, i)
+        out[int(k)] = (_keep_value(_get(d, _KEEP_NAMES, True)),
+                       _reason_text(_get(d, _REASON_NAMES)))
+    return out
+
+
+def auto_decisions(job_dir: str | None) -> tuple[dict[int, tuple[bool, str]] | None, str]:
+    """``(decisions, note)``: the engine's automatic selection of a job, or ``None`` and why."""
+    if job_dir is None:
+        return None, "the classes do not come from a twodclass job folder"
+    try:
+        from engine import selection  # written alongside; optional
+    except ImportError as exc:
+        return None, f"engine.selection is not available ({exc})"
+    func = getattr(selection, "auto_select", None)
+    if func is None:
+        return None, "engine.selection has no auto_select()"
+    try:
+        result = func(job_dir)
+    except TypeError:
+        from pathlib import Path
+
+        result = func(Path(job_dir))
+    return normalise_auto(result), f"automatic selection of {job_dir}"

@@ -393,7 +393,8 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
                     out_dir: str | os.PathLike[str] | None = None,
                     reasons: Mapping[int, str] | None = None,
                     thresholds: SelectionThresholds | None = None,
-                    coverage: ViewCoverage | None = None) -> dict[str, Path]:
+                    coverage: ViewCoverage | None = None,
+                    resolution_limit_A: float | None = None) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
     Parameters
@@ -410,6 +411,9 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
         Recorded in ``selection.json`` (``null`` for a manual selection).
     coverage : ViewCoverage, optional
         Recorded in ``selection.json``.
+    resolution_limit_A : float, optional
+        The resolution limit the automatic selection applied (``auto_select(...).attrs
+        ["max_res_A"]``), recorded in ``selection.json``.
 
     Returns
     -------
@@ -472,7 +476,10 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
         "counts": {str(c): int(counts[c]) for c in ids},
         "mode": "manual" if thresholds is None else "auto",
         "thresholds": None if thresholds is None else thresholds.to_dict(),
-        "reasons": {str(int(c)): str(r) for c, r in (reasons or {}).items()},
+        "resolution_limit_A": (None if resolution_limit_A is None
+                               or not np.isfinite(resolution_limit_A)
+                               else float(resolution_limit_A)),
+        "reasons": {str(int(c)): str(r) for c, r in sorted((reasons or {}).items())},
         "coverage": None if coverage is None else dataclasses.asdict(coverage),
         "files": {k: v.name for k, v in paths.items() if k != "json"},
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

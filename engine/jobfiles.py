@@ -112,17 +112,28 @@ class Job:
 
     @property
     def diameter_A(self) -> float | None:
-        v = self.params.get("diameter_A")
-        return None if v is None else float(v)
+        """Inner mask diameter (Å) the run used (``rlnParticleDiameter``), None if unknown."""
+        v = self.general.get("rlnParticleDiameter", self.params.get("diameter_A"))
+        return None if v is None or not np.isfinite(float(v)) or float(v) <= 0 else float(v)
 
     @property
     def diameter_outer_A(self) -> float | None:
-        v = self.params.get("diameter_outer_A")
-        return None if v is None else float(v)
+        """Outer mask diameter (Å) (``_tdcMaskOuterDiameter``), None if unknown."""
+        v = self.general.get("tdcMaskOuterDiameter", self.params.get("diameter_outer_A"))
+        return None if v is None or not np.isfinite(float(v)) or float(v) <= 0 else float(v)
 
     @property
     def finished(self) -> bool:
         return self.status == "finished" and self.data is not None
+
+
+def _clean(df: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Column names as starfile reads ``_tdcX`` labels: ``tdcX`` (also from ``__tdcX``)."""
+    if df is None:
+        return None
+    df = df.reset_index(drop=True)
+    df.columns = [str(c).lstrip("_") for c in df.columns]
+    return df
 
 
 def _relion_prefix(job_dir: Path) -> str | None:
@@ -180,8 +191,8 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
     model = blocks.get("model_classes")
     if model is None:
         raise InputError(files["model"], "no data_model_classes block")
-    model = model.reset_index(drop=True)
-    general_df = blocks.get("model_general")
+    model = _clean(model)
+    general_df = _clean(blocks.get("model_general"))
     general = ({} if general_df is None
                else {c: general_df[c].iloc[0] for c in general_df.columns})
     if not files["classes"].exists():
@@ -197,7 +208,7 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
     need_counts = "tdcParticleCount" not in model.columns  # e.g. RELION: count the particles
     if (read_data or need_counts) and files["data"].exists():
         dblocks = read_star(files["data"])
-        data = dblocks.get("particles")
+        data = _clean(dblocks.get("particles"))
         optics = dblocks.get("optics")
         if data is None:
             raise InputError(files["data"], "no data_particles block")
@@ -207,6 +218,6 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
     params = info.get("params") or info.get("parameters") or {}
     input_path = info.get("input") or info.get("input_path") or info.get("particles")
     return Job(job_dir=d, classes=classes, apix_A=float(apix), model=model, general=general,
-               iterations=blocks.get("model_iterations"), data=data, optics=optics,
+               iterations=_clean(blocks.get("model_iterations")), data=data, optics=optics,
                params=dict(params), input_path=None if input_path is None else str(input_path),
                status=status, info=info, files=files)

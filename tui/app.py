@@ -14,21 +14,26 @@ __all__ = ["TwodclassApp"]
 
 class TwodclassApp(App[int]):
     """``mode="job"``: start at the job form; ``mode="browse"``: open a job's classes;
-    ``mode="run"``: follow (or resume) the job in ``job_dir``."""
+    ``mode="resume"``: continue the job in ``job_dir`` and follow it; ``mode="run"``: run the
+    engine command line ``argv`` and follow ``job_dir``."""
 
-    CSS_PATH = "twodclass.tcss"
+    CSS_PATH = Path(__file__).with_name("twodclass.tcss")
     TITLE = "twodclass"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(self, mode: str = "job", *, particles: Path | None = None,
                  job_dir: Path | None = None, out_dir: Path | None = None,
-                 start_dir: Path | None = None) -> None:
+                 start_dir: Path | None = None, argv: list[str] | None = None,
+                 engine: list[str] | None = None) -> None:
         super().__init__()
         self.mode = mode
         self.particles = particles
         self.job_dir = job_dir
         self.out_dir = out_dir
         self.start_dir = start_dir
+        self.argv = argv
+        self.engine = engine
+        """The engine's command prefix (default ``python -m engine``; tests use a stand-in)."""
 
     def on_mount(self) -> None:
         if self.mode == "browse":
@@ -36,12 +41,13 @@ class TwodclassApp(App[int]):
 
             assert self.job_dir is not None
             self.push_screen(BrowserScreen(self.job_dir, self.out_dir))
-        elif self.mode == "resume":
+        elif self.mode in ("resume", "run"):
             from tui.engine_process import resume_argv
             from tui.screen_run import RunScreen
 
             assert self.job_dir is not None
-            self.push_screen(RunScreen(resume_argv(self.job_dir), self.job_dir))
+            argv = self.argv or resume_argv(self.job_dir, self.engine)
+            self.push_screen(RunScreen(argv, self.job_dir))
         else:
             from tui.screen_job import JobScreen
 

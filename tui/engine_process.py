@@ -20,7 +20,7 @@ from textual.message import Message
 from engine.params import ClassifyParams, param_specs
 
 __all__ = ["EngineEvent", "EngineLog", "EngineExited", "parse_line", "params_to_args",
-           "run_argv", "resume_argv", "stream_process"]
+           "run_argv", "resume_argv", "engine_command", "stream_process"]
 
 
 @dataclass
@@ -78,15 +78,21 @@ def params_to_args(params: ClassifyParams) -> list[str]:
     return args
 
 
-def run_argv(particles: Path, job_dir: Path, params: ClassifyParams) -> list[str]:
+def engine_command() -> list[str]:
+    """How the engine is started: this Python, ``-m engine`` (no console script needed)."""
+    return [sys.executable, "-m", "engine"]
+
+
+def run_argv(particles: Path, job_dir: Path, params: ClassifyParams,
+             engine: list[str] | None = None) -> list[str]:
     """The command line of a new run."""
-    return [sys.executable, "-m", "engine", "run", str(particles), "-o", str(job_dir),
+    return [*(engine or engine_command()), "run", str(particles), "-o", str(job_dir),
             "--progress", "jsonl", *params_to_args(params)]
 
 
-def resume_argv(job_dir: Path) -> list[str]:
+def resume_argv(job_dir: Path, engine: list[str] | None = None) -> list[str]:
     """The command line that continues a cancelled job from its checkpoint."""
-    return [sys.executable, "-m", "engine", "run", "--resume", str(job_dir),
+    return [*(engine or engine_command()), "run", "--resume", str(job_dir),
             "--progress", "jsonl"]
 
 

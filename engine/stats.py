@@ -34,6 +34,8 @@ Every measure works on a low-passed copy of the class average (``lowpass_A``, de
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -41,6 +43,7 @@ __all__ = [
     "STAT_COLUMNS",
     "class_similarity",
     "class_statistics",
+    "class_statistics_for_state",
     "default_diameters_A",
     "similarity_matrix",
     "view_families",
@@ -363,3 +366,22 @@ def class_statistics(classes: np.ndarray, apix_A: float, diameter_A: float | Non
         "tdcViewFamily": fam,
     })
     return df
+
+
+def class_statistics_for_state(state: Any, params: Any, data: Any, geo: Any) -> pd.DataFrame:
+    """:func:`class_statistics` of an engine state, rows in the output's class order.
+
+    The adapter ``twodclass run`` calls before writing ``run_model.star``: classes are
+    reordered as :func:`engine.output.class_order` numbers them, and the statistics columns
+    (:data:`STAT_COLUMNS`, without ``tdcClassNumber``) are returned for
+    ``write_model(extra_columns=...)``.
+    """
+    from engine.model import class_counts
+    from engine.output import class_order
+
+    k = int(params.n_classes)
+    order = class_order(state, k)
+    counts = np.asarray(class_counts(state, k))[order]
+    df = class_statistics(np.asarray(state.refs)[order], float(data.apix_small_A),
+                          float(geo.diameter_A), float(geo.diameter_outer_A), counts=counts)
+    return df[list(STAT_COLUMNS)]

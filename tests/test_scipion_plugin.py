@@ -1,0 +1,254 @@
+"""The Scipion plugin is discovered, placed in the protocol tree, and its form is the engine's."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.resources
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pwem")
+pytestmark = pytest.mark.scipion
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- discovery
+def test_plugin_and_protocols_are_discovered():
+    import pyworkflow
+
+    domain = pyworkflow.Config.getDomain()
+    plugins = domain.getPlugins()
+    assert "scipion_2dclass" in plugins, sorted(plugins)
+    protocols = domain.getProtocols()
+    assert "ProtTwoDClassify" in protocols
+    assert "ProtTwoDSelect" in protocols
+    from pwem.protocols import ProtClassify2D
+
+    assert issubclass(protocols["ProtTwoDClassify"], ProtClassify2D)
+    viewers = domain.getViewers()
+    assert "TwoDClassifyViewer" in viewers
+    # the plugin imports cleanly and has no binaries to install
+    plugin = plugins["scipion_2dclass"].Plugin
+    assert plugin.validateInstallation() == []
+    assert "twodclass2026" in plugins["scipion_2dclass"]._bibtex
+
+
+def _tree(conf_text: str) -> list:
+    import configparser
+
+    cp = configparser.ConfigParser()
+    cp.optionxform = str
+    cp.read_string(conf_text)
+    return json.loads(cp["PROTOCOLS"]["Protocols SPA"])
+
+
+def _find(children: list, text: str) -> dict:
+    for c in children:
+        if c.get("text") == text:
+            return c
+    raise AssertionError(f"{text!r} not in {[c.get('text') for c in children]}")
+
+
+def test_protocols_conf_places_both_protocols_under_2d():
+    tree = _tree((ROOT / "protocols.conf").read_text())
+    section = _find(tree, "2D")
+    classify = _find(section["children"], "Classify")
+    select = _find(section["children"], "Select")
+    assert [p["value"] for p in classify["children"]] == ["ProtTwoDClassify"]
+    assert [p["value"] for p in select["children"]] == ["ProtTwoDSelect"]
+
+
+def test_protocol_tree_reads_our_conf():
+    """Scipion's own tree loader puts our protocols under 2D > Classify / Select (SPA view)."""
+    import pyworkflow
+    from pyworkflow.gui.project.viewprotocols_extra import ProtocolTreeConfig
+
+    domain = pyworkflow.Config.getDomain()
+    trees = ProtocolTreeConfig.load(domain, pyworkflow.Config.SCIPION_PROTOCOLS)
+    found = {}
+
+    def walk(node, path):
+        text = str(node.text.get() if hasattr(node.text, "get") else node.text)
+        value = getattr(node, "value", None)
+        value = value.get() if hasattr(value, "get") else value
+        if value in ("ProtTwoDClassify", "ProtTwoDSelect"):
+            found[value] = path
+        for child in node.childs:
+            walk(child, path + [text])
+
+    walk(trees["Protocols SPA"], [])
+    assert found["ProtTwoDClassify"][-2:] == ["2D", "Classify"], found
+    assert found["ProtTwoDSelect"][-2:] == ["2D", "Select"], found
+
+
+def test_installed_package_has_protocols_conf():
+    import scipion_2dclass
+
+    shipped = importlib.resources.files(scipion_2dclass) / "protocols.conf"
+    assert shipped.is_file()
+    assert shipped.read_text() == (ROOT / "protocols.conf").read_text()
+    pkg_dir = Path(scipion_2dclass.__file__).parent
+    assert filecmp.cmp(pkg_dir / "protocols.conf", ROOT / "protocols.conf", shallow=False)
+
+
+@pytest.mark.slow
+def test_built_wheel_contains_protocols_conf(tmp_path):
+    """A wheel of the project ships protocols.conf (a real file) in the plugin package."""
+    if shutil.which("pip", path=os.path.dirname(sys.executable)) is None:
+        pytest.skip("pip not available")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+           str(ROOT)]
+    try:
+        import wheel  # noqa: F401
+
+        cmd.insert(5, "--no-build-isolation")
+    except ImportError:
+        pass
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (whl,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(whl) as z:
+        conf = z.read("scipion_2dclass/protocols.conf").decode()
+        names = z.namelist()
+    assert conf == (ROOT / "protocols.conf").read_text()
+    assert "scipion_2dclass/viewers/viewer_classify.py" in names
+
+
+# --------------------------------------------------------------------------- form
+def _protocol_params(cls) -> dict:
+    from pyworkflow.protocol import Form
+
+    prot = cls()
+    form = Form(prot)
+    prot._defineParams(form)
+    return dict(form.iterAllParams())
+
+
+def test_form_matches_engine_params():
+    """Every engine parameter is in the form with its label, help, default and level."""
+    from pyworkflow.protocol import params as pwparams
+    from pyworkflow.protocol.constants import LEVEL_ADVANCED, LEVEL_NORMAL
+
+    from engine.params import param_specs
+    from scipion_2dclass.constants import PARALLEL_SPECS
+    from scipion_2dclass.protocols import ProtTwoDClassify
+
+    params = _protocol_params(ProtTwoDClassify)
+    specs = param_specs()
+    engine_names = {s.name for s in specs} - set(PARALLEL_SPECS)
+    form_names = set(params) - {"inputParticles", "numberOfThreads", "numberOfMpi",
+                                "hostName", "useQueue", "queueParams", "runName", "runMode",
+                                "comment", "useGpu", "gpuList", "binThreads"}
+    assert form_names == engine_names
+    kinds = {int: pwparams.IntParam, float: pwparams.FloatParam, bool: pwparams.BooleanParam}
+    for s in specs:
+        if s.name in PARALLEL_SPECS:
+            continue
+        p = params[s.name]
+        assert type(p) is kinds[s.type], s.name
+        assert p.label.get().startswith(s.label), (s.name, p.label.get())
+        if s.unit:
+            assert f"({s.unit})" in p.label.get()
+        assert s.help in p.help.get(), s.name
+        assert s.flag in p.help.get()
+        want_default = s.default if s.default is not None else None
+        got = p.default.get()
+        if want_default is None:
+            assert got in (None, ""), (s.name, got)
+        elif s.type is bool:
+            assert str(got).lower() == str(want_default).lower(), s.name
+        else:
+            assert float(got) == pytest.approx(float(want_default)), s.name
+        level = LEVEL_NORMAL if s.level == "basic" else LEVEL_ADVANCED
+        assert p.expertLevel.get() == level, s.name
+    # the basic cryoSPARC parameters are on the normal level
+    for name in ("n_classes", "max_res_A", "uncertainty", "diameter_A", "diameter_outer_A",
+                 "online_iters", "batch_per_class", "full_passes"):
+        assert params[name].expertLevel.get() == LEVEL_NORMAL
+    # threads and MPI live in the parallel section
+    assert "numberOfThreads" in params and "numberOfMpi" in params
+
+
+def test_form_values_reach_the_engine_cli():
+    """The form's values -> ClassifyParams -> CLI args parse back to the same parameters."""
+    from engine.params import ClassifyParams
+    from scipion_2dclass.protocols import ProtTwoDClassify
+    from scipion_2dclass.protocols.engine_form import classify_params, cli_args
+
+    prot = ProtTwoDClassify()
+    prot.n_classes.set(7)
+    prot.max_res_A.set(9.5)
+    prot.diameter_A.set(150.0)
+    prot.force_max.set(False)
+    prot.online_iters.set(12)
+    params = classify_params(prot, threads=3)
+    assert params == ClassifyParams(n_classes=7, max_res_A=9.5, diameter_A=150.0,
+                                    force_max=False, online_iters=12, threads=3)
+    args = cli_args(params)
+    assert args[args.index("--classes") + 1] == "7"
+    assert "--no-force-max" in args and "--ctf" in args
+    assert "--diameter-outer" not in args  # None = automatic: not passed
+    run = pytest.importorskip("engine.commands.run")
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    run.add_parser(sub)
+    ns = parser.parse_args(["run", "in.star", "-o", "job", *args])
+    assert run.params_from_args(ns) == params
+
+
+def test_validation_messages_use_form_labels():
+    from scipion_2dclass.protocols.protocol_classify import engine_messages
+
+    from engine.params import ClassifyParams
+
+    errs = ClassifyParams(n_classes=50, diameter_A=500.0).validate_for_data(20, 64, 3.0)
+    msgs = engine_messages(errs)
+    assert len(msgs) == 2
+    assert any("'Number of 2D classes'" in m and "20 particles" in m for m in msgs)
+    assert any("'Circular mask diameter'" in m and "larger than the box" in m for m in msgs)
+
+
+# --------------------------------------------------------------------------- selection
+def test_selection_criteria_and_reasons():
+    from scipion_2dclass.selection import ClassInfo, decide, parse_ids
+
+    assert parse_ids("1 3-5, 8") == {1, 3, 4, 5, 8}
+    assert parse_ids("") == set()
+    classes = [ClassInfo(1, 120, 8.0), ClassInfo(2, 15, 9.0), ClassInfo(3, 200, 25.0),
+               ClassInfo(4, 90, None), ClassInfo(5, 10, 30.0)]
+    d = {x.class_id: x for x in decide(classes, min_particles=20, max_resolution_A=12.0,
+                                       keep_ids={5}, reject_ids={1})}
+    assert [c for c in d if d[c].keep] == [5]
+    assert d[1].reasons == ["rejected by id"]
+    assert d[2].reasons == ["15 particles < minimum 20"]
+    assert d[3].reasons == ["resolution 25.0 Å worse than 12 Å"]
+    assert d[4].reasons == ["no resolution estimate"]
+    auto = {1: (True, "ok"), 2: (False, "straight edge"), 3: (True, "ok")}
+    d = decide(classes[:3], auto=auto)
+    assert [x.keep for x in d] == [True, False, True]
+    assert d[1].reasons == ["automatic: straight edge"]
+    d = decide(classes, keep_ids={2, 4}, only_listed=True)
+    assert [x.class_id for x in d if x.keep] == [2, 4]
+
+
+def test_auto_selection_answers_are_normalised():
+    import pandas as pd
+
+    from scipion_2dclass.selection import normalise_auto
+
+    df = pd.DataFrame({"class_number": [1, 2, 3], "selected": [True, False, True],
+                       "reason": ["ok", "resolution 28 Å > 15 Å", "ok"]})
+    assert normalise_auto(df) == {1: (True, "ok"), 2: (False, "resolution 28 Å > 15 Å"),
+                                  3: (True, "ok")}
+    assert normalise_auto({4: (False, ["a", "b"])}) == {4: (False, "a; b")}
+    assert normalise_auto([{"class_id": 2, "keep": "keep"}]) == {2: (True, "")}

@@ -28,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from tui.cli import prepare_graphics
 
     job_dir: Path = args.job_dir
-    if not (job_dir / "run_model.star").exists() or not (job_dir / "run_classes.mrcs").exists():
+    from engine.jobfiles import job_files
+
+    files = job_files(job_dir)
+    if not files["model"].exists() or not files["classes"].exists():
         from engine.errors import InputError
 
         raise InputError(job_dir, "not a twodclass job folder (run_model.star and "

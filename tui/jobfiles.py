@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClassInfo", "JobData", "load_job", "read_job_json", "read_model", "read_class_images",
-           "read_run_data", "read_star", "read_selection", "input_path_of", "particle_info",
-           "resolve_image_name", "member_samples"]
+__all__ = ["ClassInfo", "JobData", "load_job", "read_job_json", "read_run_data", "read_star",
+           "read_selection", "input_path_of", "particle_info", "resolve_image_name",
+           "member_samples"]
 
 
 @dataclass
@@ -41,6 +41,7 @@ class JobData:
     images: np.ndarray  # (K, b, b) float32 class averages
     iterations: list[dict[str, Any]]
     apix_A: float
+    engine_job: Any = None  # engine.jobfiles.Job, for engine.selection
 
     @property
     def n_particles(self) -> int:
@@ -66,66 +67,39 @@ def read_job_json(job_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _col(df: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        for cand in (n, n.lstrip("_")):
-            if cand in df.columns:
-                return df[cand].to_numpy()
-    return default
-
-
-def read_model(job_dir: Path) -> tuple[list[ClassInfo], list[dict[str, Any]]]:
-    """Classes (in class-number order) and the per-iteration rows of ``run_model.star``."""
-    blocks = read_star(Path(job_dir) / "run_model.star")
-    cls = blocks.get("model_classes")
-    classes: list[ClassInfo] = []
-    if cls is not None and len(cls):
-        k = len(cls)
-        numbers = _col(cls, "tdcClassNumber", default=np.arange(1, k + 1))
-        counts = _col(cls, "tdcParticleCount", default=np.zeros(k))
-        res = _col(cls, "rlnEstimatedResolution", default=np.full(k, np.inf))
-        dist = _col(cls, "rlnClassDistribution", default=np.zeros(k))
-        for i in range(k):
-            stats = {c: _plain(cls[c].iloc[i]) for c in cls.columns}
-            classes.append(ClassInfo(int(numbers[i]), int(counts[i]), float(res[i]),
-                                     float(dist[i]), stats))
-    its = blocks.get("model_iterations")
-    iterations = [] if its is None else [
-        {c: _plain(v) for c, v in row.items()} for row in its.to_dict("records")]
-    return classes, iterations
-
-
 def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def read_class_images(job_dir: Path) -> tuple[np.ndarray, float]:
-    """``(K, b, b)`` float32 class averages and their pixel size (Å)."""
-    import mrcfile
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mrcfile.open(Path(job_dir) / "run_classes.mrcs", permissive=True) as m:
-            data = np.array(m.data, dtype=np.float32)
-            apix = float(m.voxel_size.x)
-    if data.ndim == 2:
-        data = data[None]
-    return data, apix
-
-
 def load_job(job_dir: Path) -> JobData:
-    """Read everything the class grid needs (not ``run_data.star``: it can be large)."""
-    job_dir = Path(job_dir)
-    classes, iterations = read_model(job_dir)
-    images, apix = read_class_images(job_dir)
-    if not classes:
-        classes = [ClassInfo(i + 1, 0, float("inf")) for i in range(len(images))]
-    return JobData(job_dir, read_job_json(job_dir), classes, images, iterations, apix)
+    """Read everything the class grid needs (not ``run_data.star``: it can be large).
+
+    Uses :func:`engine.jobfiles.load_job` (twodclass and RELION Class2D folders).
+    """
+    from engine.jobfiles import load_job as engine_load_job
+
+    job = engine_load_job(Path(job_dir), read_data=False)
+    model = job.model
+    numbers = job.class_numbers
+    counts = job.counts
+    res = job.resolution_A
+    dist = job.weights
+    classes = []
+    for i in range(job.n_classes):
+        stats = {c: _plain(model[c].iloc[i]) for c in model.columns}
+        classes.append(ClassInfo(int(numbers[i]), int(counts[i]), float(res[i]),
+                                 float(dist[i]), stats))
+    iterations = [] if job.iterations is None else [
+        {c: _plain(v) for c, v in row.items()} for row in job.iterations.to_dict("records")]
+    return JobData(Path(job_dir), dict(job.info), classes, job.classes, iterations,
+                   float(job.apix_A), job)
 
 
 def read_run_data(job_dir: Path) -> dict[str, Any]:
     """``run_data.star`` as ``{"optics": DataFrame, "particles": DataFrame}``."""
-    return read_star(Path(job_dir) / "run_data.star")
+    from engine.jobfiles import job_files
+
+    return read_star(job_files(Path(job_dir))["data"])
 
 
 def read_selection(path: Path) -> list[int] | None:

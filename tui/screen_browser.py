@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header, Static
 
 from tui.class_grid import SORT_KEYS, ClassGrid
 from tui.jobfiles import JobData, load_job, read_selection
-from tui.selection_io import Suggestion, auto_suggest, save_selection
+from tui.selection_io import AutoSelection, auto_suggest, coverage_summary, save_selection
 
 __all__ = ["BrowserScreen"]
 
@@ -36,7 +36,7 @@ class BrowserScreen(Screen[None]):
         self.job_dir = Path(job_dir)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.job = job
-        self.suggestions: dict[int, Suggestion] = {}
+        self.auto: AutoSelection | None = None
         self.saved: set[int] | None = None
 
     def compose(self) -> ComposeResult:
@@ -73,7 +73,6 @@ class BrowserScreen(Screen[None]):
         grid = self.query_one(ClassGrid)
         grid.sort_key = "count"
         grid.set_classes(job.classes, job.images)
-        self.suggestions = auto_suggest(job)
         restored = None
         for folder in (self.out_dir, self.job_dir):
             if folder is not None:
@@ -92,6 +91,23 @@ class BrowserScreen(Screen[None]):
         else:
             self._update_status()
         grid.focus()
+        self._suggest(job)
+
+    @work(thread=True, exclusive=True, group="auto")
+    def _suggest(self, job: JobData) -> None:
+        auto = auto_suggest(job)
+        self.app.call_from_thread(self._auto_ready, auto)
+
+    def _auto_ready(self, auto: AutoSelection) -> None:
+        self.auto = auto
+        if auto.error:
+            self.notify(f"Automatic selection unavailable ({auto.error}); using the simple "
+                        "rule", severity="warning")
+        self._update_status()
+
+    @property
+    def suggestions(self) -> dict:
+        return {} if self.auto is None else self.auto.suggestions
 
     # ------------------------------------------------------------------ status
     @property
@@ -105,9 +121,12 @@ class BrowserScreen(Screen[None]):
         n_part = sum(infos[c].count for c in grid.selected if c in infos)
         total = sum(c.count for c in grid.infos)
         unsaved = "" if self.saved == grid.selected else " · unsaved"
+        views, warnings = coverage_summary(self.auto, grid.selected) if n_cls else ("", [])
+        views_s = f" · {views}" if views else ""
         self.query_one("#status-line", Static).update(
             f"Selected {n_cls}/{len(grid.infos)} classes · "
-            f"{n_part:,}/{total:,} particles{unsaved}")
+            f"{n_part:,}/{total:,} particles{views_s}{unsaved}")
+        self.query_one("#status-line", Static).tooltip = "\n".join(warnings) or None
         self._update_class_line()
 
     def _update_class_line(self) -> None:
@@ -144,9 +163,13 @@ class BrowserScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions
     def action_auto(self) -> None:
-        keep = [n for n, s in self.suggestions.items() if s.keep]
+        if self.auto is None:
+            self.notify("Still computing the automatic suggestion…")
+            return
+        keep = self.auto.keep
         self.grid.set_selected(keep)
-        self.notify(f"Automatic suggestion: {len(keep)} of {len(self.suggestions)} classes")
+        self.notify(f"Automatic suggestion ({self.auto.source}): {len(keep)} of "
+                    f"{len(self.auto.suggestions)} classes")
 
     def action_clear(self) -> None:
         self.grid.set_selected([])
@@ -177,7 +200,8 @@ class BrowserScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="save")
     def _save(self, ids: list[int]) -> None:
         try:
-            res = save_selection(self.job_dir, ids, self.out_dir, self.job)
+            assert self.job is not None
+            res = save_selection(self.job, ids, self.out_dir, self.auto)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.notify, f"Saving failed: {exc}", severity="error",
                                       timeout=10)

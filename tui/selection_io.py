@@ -1,28 +1,24 @@
-"""Class selection for the browser: the automatic suggestion and writing the selection.
+"""Class selection for the browser: the automatic suggestion, view coverage, saving.
 
-Both prefer the engine's shared implementation (``engine.selection``: ``auto_select`` and
-``write_selection``, also used by ``twodclass select``); the fallbacks here follow the same
-file contract so that the browser works before / without it.
+Everything is delegated to the engine's shared implementation (:mod:`engine.selection`,
+also behind ``twodclass select``): ``auto_select`` (a decision and a reason per class),
+``view_coverage`` and ``write_selection`` (the four selection files). Only when the
+engine's automatic selection fails (e.g. an unusual job folder) does the browser fall back
+to a simple rule: count >= max(20, 1 % of the particles) and resolution better than 20 Å.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tui.jobfiles import ClassInfo, JobData, read_run_data
+from tui.jobfiles import ClassInfo, JobData
 
-__all__ = ["Suggestion", "auto_suggest", "save_selection", "SELECTION_FILES"]
-
-SELECTION_FILES = ("particles_selected.star", "classes_selected.mrcs", "classes_selected.star",
-                   "selection.json")
+__all__ = ["Suggestion", "AutoSelection", "auto_suggest", "simple_rule", "coverage_summary",
+           "save_selection"]
 
 
 @dataclass(frozen=True)
@@ -33,32 +29,31 @@ class Suggestion:
     reason: str
 
 
-def auto_suggest(job: JobData) -> dict[int, Suggestion]:
-    """Per class number: keep or not, with a one-line reason."""
+@dataclass
+class AutoSelection:
+    """Decisions for every class; ``table`` is ``engine.selection.auto_select``'s output."""
+
+    suggestions: dict[int, Suggestion] = field(default_factory=dict)
+    table: Any = None
+    source: str = "engine"
+    error: str | None = None
+
+    @property
+    def keep(self) -> list[int]:
+        return sorted(n for n, s in self.suggestions.items() if s.keep)
+
+
+def auto_suggest(job: JobData) -> AutoSelection:
+    """Run the engine's explained automatic selection (slow-ish: call from a thread)."""
     try:
-        from engine import selection as eng_sel  # type: ignore[attr-defined]
-    except ImportError:
-        eng_sel = None
-    if eng_sel is not None and hasattr(eng_sel, "auto_select"):
-        try:
-            return _from_engine(eng_sel, job)
-        except Exception:  # noqa: BLE001 - fall back to the simple rule, never crash the UI
-            pass
-    return simple_rule(job.classes)
+        from engine.selection import auto_select
 
-
-def _from_engine(eng_sel: Any, job: JobData) -> dict[int, Suggestion]:
-    res = eng_sel.auto_select(job.job_dir)
-    out: dict[int, Suggestion] = {}
-    items = res.items() if isinstance(res, dict) else enumerate(res, start=1)
-    for key, dec in items:
-        number = int(getattr(dec, "class_number", getattr(dec, "number", key)))
-        keep = bool(getattr(dec, "keep", getattr(dec, "selected", dec)))
-        reason = str(getattr(dec, "reason", ""))
-        out[number] = Suggestion(keep, reason)
-    if not out:
-        raise ValueError("empty suggestion")
-    return out
+        table = auto_select(job.engine_job if job.engine_job is not None else job.job_dir)
+        sug = {int(r.class_number): Suggestion(bool(r.selected), str(r.reason))
+               for r in table.itertuples()}
+        return AutoSelection(sug, table, "engine")
+    except Exception as exc:  # noqa: BLE001 - never lose the browser over the suggestion
+        return AutoSelection(simple_rule(job.classes), None, "simple rule", str(exc))
 
 
 def simple_rule(classes: list[ClassInfo], min_count: int = 20,
@@ -69,87 +64,50 @@ def simple_rule(classes: list[ClassInfo], min_count: int = 20,
     out = {}
     for c in classes:
         if c.count < need:
-            out[c.number] = Suggestion(False, f"only {c.count} particles (< {need})")
+            out[c.number] = Suggestion(False, f"too few particles ({c.count} < {need})")
         elif not c.resolution_A < max_res_A:
             out[c.number] = Suggestion(False, f"resolution {c.resolution_A:.1f} Å "
-                                              f"(worse than {max_res_A:g} Å)")
+                                              f"> {max_res_A:g} Å")
         else:
-            out[c.number] = Suggestion(True, f"{c.count} particles at {c.resolution_A:.1f} Å")
+            out[c.number] = Suggestion(True, "ok")
     return out
 
 
-def save_selection(job_dir: Path, class_ids: list[int], out_dir: Path | None = None,
-                   job: JobData | None = None) -> dict[str, Any]:
-    """Write the selection files into ``out_dir`` (default: the job folder).
-
-    Returns a small summary ``{"out_dir", "n_classes", "n_particles", "engine": bool}``.
-    """
-    out = Path(out_dir) if out_dir is not None else Path(job_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = sorted(int(c) for c in class_ids)
+def coverage_summary(auto: AutoSelection | None, selected: set[int]) -> tuple[str, list[str]]:
+    """``("4 of 5 views kept", [warnings])`` for a selection; empty without the engine table."""
+    if auto is None or auto.table is None:
+        return "", []
     try:
-        from engine import selection as eng_sel  # type: ignore[attr-defined]
-    except ImportError:
-        eng_sel = None
-    if eng_sel is not None and hasattr(eng_sel, "write_selection"):
-        res = eng_sel.write_selection(Path(job_dir), ids, out)
-        n = getattr(res, "n_particles", None)
-        if n is None and isinstance(res, dict):
-            n = res.get("n_particles")
-        return {"out_dir": out, "n_classes": len(ids), "n_particles": n, "engine": True}
-    n = _write_selection_fallback(Path(job_dir), ids, out, job)
-    return {"out_dir": out, "n_classes": len(ids), "n_particles": n, "engine": False}
+        from engine.selection import view_coverage
+
+        cov = view_coverage(auto.table, sorted(selected))
+    except Exception:  # noqa: BLE001
+        return "", []
+    return cov.summary(), list(cov.warnings)
 
 
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = None,
+                   auto: AutoSelection | None = None) -> dict[str, Any]:
+    """Write the selection files (``engine.selection.write_selection``) and summarise.
 
+    When the selection equals the automatic suggestion, its thresholds and resolution limit
+    are recorded too (``selection.json`` ``mode: auto``); reasons are recorded in any case.
+    """
+    from engine.selection import SelectionThresholds, view_coverage, write_selection
 
-def _write_selection_fallback(job_dir: Path, ids: list[int], out: Path,
-                              job: JobData | None) -> int:
-    import mrcfile
-    import starfile
-
-    from tui.jobfiles import load_job
-
-    job = job or load_job(job_dir)
-    data = read_run_data(job_dir)
-    parts = data["particles"]
-    sel = parts[parts["rlnClassNumber"].isin(ids)]
-    blocks = {k: v for k, v in data.items() if k != "particles"}
-    blocks["particles"] = sel
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _atomic(out / "particles_selected.star",
-                lambda p: starfile.write(blocks, p, overwrite=True))
-    by_number = {c.number: i for i, c in enumerate(job.classes)}
-    stack = np.stack([job.images[by_number[c]] for c in ids]) if ids else \
-        np.zeros((0,) + job.images.shape[1:], np.float32)
-
-    def _write_mrcs(p: Path) -> None:
-        with mrcfile.new(p, overwrite=True) as m:
-            m.set_data(stack.astype(np.float32))
-            m.voxel_size = job.apix_A
-
-    _atomic(out / "classes_selected.mrcs", _write_mrcs)
-    import pandas as pd
-
-    info = {c.number: c for c in job.classes}
-    rows = pd.DataFrame({
-        "rlnReferenceImage": [f"{i + 1}@classes_selected.mrcs" for i in range(len(ids))],
-        "rlnClassNumber": ids,
-        "rlnClassDistribution": [info[c].distribution for c in ids],
-        "rlnEstimatedResolution": [info[c].resolution_A for c in ids],
-        "tdcParticleCount": [info[c].count for c in ids],
-    })
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _atomic(out / "classes_selected.star",
-                lambda p: starfile.write({"model_classes": rows}, p, overwrite=True))
-    summary = {"job_dir": str(job_dir), "classes": ids, "n_particles": int(len(sel)),
-               "n_classes_total": len(job.classes), "written_by": "twodclass tui",
-               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    _atomic(out / "selection.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
-    return int(len(sel))
+    ids = sorted(int(c) for c in class_ids)
+    kwargs: dict[str, Any] = {}
+    if auto is not None and auto.suggestions:
+        kwargs["reasons"] = {c: auto.suggestions[c].reason for c in ids if c in auto.suggestions}
+        if auto.table is not None:
+            kwargs["coverage"] = view_coverage(auto.table, ids)
+            if ids == auto.keep:
+                th = auto.table.attrs.get("thresholds")
+                kwargs["thresholds"] = SelectionThresholds.from_dict(th) if th else None
+                kwargs["resolution_limit_A"] = auto.table.attrs.get("max_res_A")
+    source = job.engine_job if job.engine_job is not None and \
+        getattr(job.engine_job, "data", None) is not None else job.job_dir
+    paths = write_selection(source, ids, out_dir, **kwargs)
+    counts = {c.number: c.count for c in job.classes}
+    return {"out_dir": Path(paths["json"]).parent, "n_classes": len(ids),
+            "n_particles": int(sum(counts.get(c, 0) for c in ids)), "paths": paths}

@@ -1,0 +1,145 @@
+"""The class browser driven with the Pilot: move, select, save, reopen; the class detail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import starfile
+from helpers_job import make_finished_job
+
+from tui.app import TwodclassApp
+from tui.class_grid import ClassGrid
+from tui.screen_browser import BrowserScreen
+from tui.screen_detail import ClassDetailScreen
+
+
+@pytest.fixture(autouse=True)
+def _halfblock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWODCLASS_HALFBLOCK", "1")
+
+
+async def _ready(pilot, app) -> BrowserScreen:
+    for _ in range(100):
+        await pilot.pause(0.05)
+        screen = app.screen
+        if isinstance(screen, BrowserScreen) and screen.job is not None \
+                and screen.auto is not None:
+            return screen
+    raise AssertionError("browser did not load")
+
+
+def test_select_three_classes_and_save(tmp_path):
+    asyncio.run(_test_select_three_classes_and_save(tmp_path))
+
+
+async def _test_select_three_classes_and_save(tmp_path):
+    job = make_finished_job(tmp_path, n_classes=8, n_particles=240)
+    app = TwodclassApp("browse", job_dir=job)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _ready(pilot, app)
+        grid = screen.query_one(ClassGrid)
+        assert grid.columns == 5  # 80 columns: five 15-cell tiles
+        assert grid.current_number == 1  # sorted by count: class 1 first
+        await pilot.press("right", "space", "down", "space", "right", "space")
+        chosen = {2, 7, 8}
+        assert grid.selected == chosen
+        status = str(screen.query_one("#status-line").render())
+        counts = {c.number: c.count for c in screen.job.classes}
+        n_sel = sum(counts[c] for c in chosen)
+        assert f"Selected 3/8 classes · {n_sel:,}/240 particles" in status
+        assert "unsaved" in status
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "unsaved" not in str(screen.query_one("#status-line").render())
+
+    written = starfile.read(job / "particles_selected.star", always_dict=True)
+    inp = starfile.read(tmp_path / "particles.star", always_dict=True)
+    run_data = starfile.read(job / "run_data.star", always_dict=True)
+    parts = written["particles"]
+    # exactly the particles of the chosen classes, in input order, with every input column
+    expect = run_data["particles"][run_data["particles"]["rlnClassNumber"].isin(chosen)]
+    assert len(parts) == n_sel
+    assert list(parts["rlnImageName"]) == list(expect["rlnImageName"])
+    assert set(parts["rlnClassNumber"]) == chosen
+    for col in inp["particles"].columns:
+        assert col in parts.columns, col
+    for col in ("rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"):
+        np.testing.assert_allclose(parts[col].to_numpy(), expect[col].to_numpy())
+    # the optics table unchanged
+    assert written["optics"].equals(inp["optics"])
+    # class averages and the selection record
+    sel = json.loads((job / "selection.json").read_text())
+    assert sel["class_ids"] == sorted(chosen)
+    classes = starfile.read(job / "classes_selected.star", always_dict=True)
+    assert len(classes["model_classes"]) == 3
+    assert (job / "classes_selected.mrcs").exists()
+
+
+def test_reopen_restores_selection_sorts_and_auto(tmp_path):
+    asyncio.run(_test_reopen_restores_selection_sorts_and_auto(tmp_path))
+
+
+async def _test_reopen_restores_selection_sorts_and_auto(tmp_path):
+    job = make_finished_job(tmp_path, n_classes=8, n_particles=240)
+    (job / "selection.json").write_text(json.dumps({"class_ids": [3, 5]}))
+    app = TwodclassApp("browse", job_dir=job)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _ready(pilot, app)
+        grid = screen.query_one(ClassGrid)
+        assert grid.selected == {3, 5}
+        # sort by resolution then by number: cursor keeps its class
+        await pilot.press("right", "right")
+        assert grid.current_number == 3
+        await pilot.press("o")
+        assert grid.sort_key == "resolution"
+        assert grid.current_number == 3
+        res = [grid.infos[i].resolution_A for i in grid.order]
+        assert res == sorted(res)
+        await pilot.press("o")
+        assert grid.sort_key == "number"
+        assert [grid.infos[i].number for i in grid.order] == list(range(1, 9))
+        # the automatic suggestion, with a reason per class
+        await pilot.press("a")
+        assert grid.selected == set(screen.auto.keep)
+        assert all(s.reason for s in screen.auto.suggestions.values())
+        assert 8 not in grid.selected  # 25 Å, the smallest class
+        line = str(screen.query_one("#class-line").render())
+        assert line.startswith("Class 3:") and "auto:" in line
+        # the mouse moves the cursor too
+        await pilot.click(ClassGrid, offset=(15 * 3 + 4, 3))
+        assert grid.current_number == 4
+
+
+def test_class_detail_shows_aligned_members(tmp_path):
+    asyncio.run(_test_class_detail_shows_aligned_members(tmp_path))
+
+
+async def _test_class_detail_shows_aligned_members(tmp_path):
+    job = make_finished_job(tmp_path, n_classes=4, n_particles=80)
+    app = TwodclassApp("browse", job_dir=job)
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await _ready(pilot, app)
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = app.screen
+        assert isinstance(detail, ClassDetailScreen) and detail.number == 1
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        samples = detail.query(".sample")
+        assert len(samples) == 6
+        # members aligned with engine.pose.align_to_class look like their class
+        ref = screen.job.images[0]
+        for s in samples:
+            cc = np.corrcoef(s.image.ravel(), ref.ravel())[0, 1]
+            assert cc > 0.7, cc
+        await pilot.press("space")
+        assert 1 in screen.grid.selected
+        await pilot.press("right")
+        assert detail.number == 2
+        await pilot.press("escape")
+        assert app.screen is screen
+        assert "Selected 1/4" in str(screen.query_one("#status-line").render())

@@ -41,10 +41,11 @@ except ImportError:  # pragma: no cover
     _fft = np.fft  # type: ignore[assignment]
 
 __all__ = ["simulate", "simulate_arrays", "SimResult", "SimData", "fibonacci_views",
-           "ctf_half_plane", "apply_ctf", "JUNK_KINDS", "CHUNK"]
+           "ctf_half_plane", "apply_ctf", "JUNK_KINDS", "CHUNK", "SimSpec", "plan_simulation"]
 
 JUNK_KINDS = ("noise", "ice", "carbon", "aggregate", "offcentre")
 CHUNK = 512            # particles per block (also the unit of the per-block random streams)
+MapSource = str | os.PathLike | np.ndarray | None
 N_REFERENCE_VIEWS = 20  # random views: _tdcViewId = nearest of this many Fibonacci views
 PER_MICROGRAPH = 100
 
@@ -262,13 +263,19 @@ def _plan(n: int, box: int, n_views: int | None, view_weights: object, junk_frac
     return _Plan(rot, tilt, psi, ox, oy, view_id, kind, extras, ctf, views)
 
 
-def _projector(box: int, apix_A: float, map_path: str | os.PathLike[str] | None
+def _projector(box: int, apix_A: float, map_path: MapSource,
+               map_apix_A: float | None = None
                ) -> tuple[GaussianProjector | VolumeProjector, float]:
-    """The projector and the particle radius (px)."""
+    """The projector and the particle radius (px); ``map_path`` may be a volume array."""
     if map_path is None:
         p = GaussianProjector(box)
         return p, particle_radius_px(p.volume())
-    vol, apix_map = read_volume(map_path)
+    if isinstance(map_path, np.ndarray):
+        vol, apix_map = np.asarray(map_path, dtype=np.float32), 0.0
+    else:
+        vol, apix_map = read_volume(map_path)
+    if map_apix_A:
+        apix_map = float(map_apix_A)
     if vol.ndim != 3 or len(set(vol.shape)) != 1 or vol.shape[0] < 2:
         raise ParameterError(f"{map_path}: need a cubic 3D map, got shape {vol.shape}")
     vol = resample_volume(vol, apix_map, box, apix_A)
@@ -370,11 +377,11 @@ def _tables(plan: _Plan, n: int, box: int, apix_A: float, voltage_kV: float, cs_
     return parts, optics, truth
 
 
-def _setup(n_particles: int, box: int, apix_A: float, map_path: str | os.PathLike[str] | None,
+def _setup(n_particles: int, box: int, apix_A: float, map_path: MapSource,
            snr: float, junk_fraction: float, n_views: int | None, view_weights: object,
            junk_kinds: tuple[str, ...], defocus_range_um: tuple[float, float], astig_A: float,
            voltage_kV: float, cs_mm: float, amp_contrast: float, max_shift_A: float | None,
-           ctf: bool, seed: int, stack_name: str
+           ctf: bool, seed: int, stack_name: str, map_apix_A: float | None = None
            ) -> tuple[_Plan, _Renderer, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     _validate(n_particles, box, apix_A, snr, junk_fraction, n_views, view_weights,
               tuple(junk_kinds))
@@ -382,7 +389,7 @@ def _setup(n_particles: int, box: int, apix_A: float, map_path: str | os.PathLik
     shift_px = (0.03 * box) if max_shift_A is None else max_shift_A / apix_A
     plan = _plan(n_particles, box, n_views, view_weights, junk_fraction, tuple(junk_kinds),
                  defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, shift_px, rng)
-    proj, radius = _projector(box, apix_A, map_path)
+    proj, radius = _projector(box, apix_A, map_path, map_apix_A)
     rend = _Renderer(proj, plan, box, apix_A, snr, radius, ctf)
     parts, optics, truth = _tables(plan, n_particles, box, apix_A, voltage_kV, cs_mm,
                                    amp_contrast, ctf, stack_name, rng)
@@ -394,13 +401,13 @@ def _block_rng(seed: int, block: int) -> np.random.Generator:
 
 
 def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5,
-                    map_path: str | os.PathLike[str] | None = None, snr: float = 0.05,
+                    map_path: MapSource = None, snr: float = 0.05,
                     junk_fraction: float = 0.15, n_views: int | None = None,
                     view_weights: object = None, junk_kinds: tuple[str, ...] = JUNK_KINDS,
                     defocus_range_um: tuple[float, float] = (1.0, 2.5), astig_A: float = 300.0,
                     voltage_kV: float = 300.0, cs_mm: float = 2.7, amp_contrast: float = 0.1,
                     max_shift_A: float | None = None, ctf: bool = True, seed: int = 0,
-                    return_clean: bool = False) -> SimData:
+                    return_clean: bool = False, map_apix_A: float | None = None) -> SimData:
     """Simulate particles in memory (same images as :func:`simulate` with equal arguments).
 
     Returns
@@ -412,7 +419,7 @@ def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5
     plan, rend, parts, optics, truth = _setup(
         n_particles, box, apix_A, map_path, snr, junk_fraction, n_views, view_weights,
         junk_kinds, defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, max_shift_A,
-        ctf, seed, "particles.mrcs")
+        ctf, seed, "particles.mrcs", map_apix_A)
     images = np.empty((n_particles, box, box), dtype=np.float32)
     clean = np.empty_like(images) if return_clean else None
     for b, start in enumerate(range(0, n_particles, CHUNK)):
@@ -426,13 +433,14 @@ def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5
 
 
 def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int = 128,
-             apix_A: float = 1.5, map_path: str | os.PathLike[str] | None = None,
+             apix_A: float = 1.5, map_path: MapSource = None,
              snr: float = 0.05, junk_fraction: float = 0.15, n_views: int | None = None,
              view_weights: object = None, junk_kinds: tuple[str, ...] = JUNK_KINDS,
              defocus_range_um: tuple[float, float] = (1.0, 2.5), astig_A: float = 300.0,
              voltage_kV: float = 300.0, cs_mm: float = 2.7, amp_contrast: float = 0.1,
              max_shift_A: float | None = None, ctf: bool = True, seed: int = 0,
-             float16: bool = False, progress: object = None) -> SimResult:
+             float16: bool = False, progress: object = None,
+             map_apix_A: float | None = None) -> SimResult:
     """Simulate a particle set on disk: ``particles.star``, ``particles.mrcs``, ``truth.star``.
 
     Parameters
@@ -441,7 +449,8 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
         Output folder (created if missing).
     n_particles, box, apix_A : int, int (px, even), float (Å/px)
     map_path : path-like, optional
-        A 3D map (.mrc) resampled to ``box`` at ``apix_A``; default: the built-in phantom.
+        A 3D map (.mrc, or a cubic array) resampled to ``box`` at ``apix_A``; default: the
+        built-in phantom. ``map_apix_A`` overrides its voxel size (header / unset = apix_A).
     snr : float
         Signal variance inside the particle's circle / noise variance.
     junk_fraction : float
@@ -467,7 +476,7 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     plan, rend, parts, optics, truth = _setup(
         n_particles, box, apix_A, map_path, snr, junk_fraction, n_views, view_weights,
         junk_kinds, defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, max_shift_A,
-        ctf, seed, "particles.mrcs")
+        ctf, seed, "particles.mrcs", map_apix_A)
     stack = out / "particles.mrcs"
     with new_stack(stack, n_particles, box, apix_A, float16=float16) as w:
         for b, start in enumerate(range(0, n_particles, CHUNK)):
@@ -481,3 +490,47 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     write_star(tstar, {"optics": optics, "particles": truth})
     return SimResult(out, pstar, stack, tstar, truth, n_particles, box, float(apix_A),
                      time.perf_counter() - t0)
+
+
+# --- compatibility: the spec-object interface used by ``twodclass demo`` -------------------
+
+@dataclass
+class SimSpec:
+    """Simulation settings as one object (see :func:`simulate` for their meaning)."""
+
+    n_particles: int = 1000
+    n_views: int | None = 10
+    box_px: int = 128
+    apix_A: float = 1.5
+    snr: float = 0.05
+    junk_fraction: float = 0.15
+    ctf: bool = True
+    defocus_min_A: float = 10000.0
+    defocus_max_A: float = 25000.0
+    voltage_kV: float = 300.0
+    seed: int = 0
+
+    def kwargs(self) -> dict[str, object]:
+        return dict(n_particles=self.n_particles, box=self.box_px, apix_A=self.apix_A,
+                    snr=self.snr, junk_fraction=self.junk_fraction, n_views=self.n_views,
+                    defocus_range_um=(self.defocus_min_A / 1e4, self.defocus_max_A / 1e4),
+                    voltage_kV=self.voltage_kV, ctf=self.ctf, seed=self.seed)
+
+
+@dataclass
+class PlannedSimulation:
+    """A :class:`SimSpec` with an optional map, rendered by
+    :func:`engine.io.simulated.write_simulation`."""
+
+    spec: SimSpec
+    volume: np.ndarray | None = None
+    volume_apix_A: float | None = None
+
+    def __len__(self) -> int:
+        return int(self.spec.n_particles)
+
+
+def plan_simulation(spec: SimSpec, volume: np.ndarray | None = None,
+                    volume_apix_A: float | None = None) -> PlannedSimulation:
+    """Bind a spec (and optionally a map array) for writing."""
+    return PlannedSimulation(spec, volume, volume_apix_A)

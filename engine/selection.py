@@ -72,9 +72,10 @@ class SelectionThresholds:
                                  help="Structure-tensor coherence (0-1); a straight edge "
                                       "(carbon) gives about 0.9, particles below 0.4.",
                                  min=0.0, max=1.0)
-    max_ice_score: float = _t(0.94, flag="--max-ice", label="Maximum ring/blob score",
-                              help="Variance explained by the rotational average (0-1); a ring "
-                                   "or blob without structure (ice) gives 0.97 or more.",
+    max_ice_score: float = _t(0.975, flag="--max-ice", label="Maximum ring/blob score",
+                              help="Variance explained by the rotational average (0-1): a ring "
+                                   "or blob without structure (ice) gives 0.98 or more, compact "
+                                   "particles 0.8-0.96.",
                               min=0.0, max=1.0)
     min_contrast: float = _t(1.0, flag="--min-contrast", label="Minimum contrast",
                              help="Low-passed over high-frequency standard deviation inside "

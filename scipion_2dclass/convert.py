@@ -155,7 +155,7 @@ def write_particles_star(particles, star_path: str, stacks_dir: str,
             row["rlnDefocusU"] = float(ctf.getDefocusU())
             row["rlnDefocusV"] = float(ctf.getDefocusV())
             row["rlnDefocusAngle"] = float(ctf.getDefocusAngle())
-            row["rlnCtfPhaseShift"] = float(ctf.getPhaseShift() or 0.0)
+            row["rlnPhaseShift"] = float(ctf.getPhaseShift() or 0.0)
         if has_align:
             tr = part.getTransform()
             psi, ox, oy = matrix_to_pose(tr.getMatrix()) if tr is not None else (0.0, 0.0, 0.0)
@@ -214,9 +214,18 @@ class JobResult:
         return data.reshape(-1, data.shape[-2], data.shape[-1])
 
 
+def _clean_names(v: pd.DataFrame | dict) -> pd.DataFrame | dict:
+    """Column names without leading underscores (``_tdcX`` and ``__tdcX`` read alike)."""
+    if isinstance(v, pd.DataFrame):
+        v = v.copy()
+        v.columns = [str(c).lstrip("_") for c in v.columns]
+        return v
+    return {str(k).lstrip("_"): x for k, x in v.items()}
+
+
 def _read_star(path: str) -> dict[str, pd.DataFrame | dict]:
     out = starfile.read(path, always_dict=True)
-    return {str(k): v for k, v in out.items()}
+    return {str(k): _clean_names(v) for k, v in out.items()}
 
 
 def _block(blocks: dict, name: str) -> pd.DataFrame | dict | None:

@@ -207,9 +207,8 @@ def test_form_values_reach_the_engine_cli():
 
 
 def test_validation_messages_use_form_labels():
-    from scipion_2dclass.protocols.protocol_classify import engine_messages
-
     from engine.params import ClassifyParams
+    from scipion_2dclass.protocols.protocol_classify import engine_messages
 
     errs = ClassifyParams(n_classes=50, diameter_A=500.0).validate_for_data(20, 64, 3.0)
     msgs = engine_messages(errs)

@@ -22,7 +22,7 @@ import pytest
 HAVE_SCIPION = all(importlib.util.find_spec(m) is not None for m in ("pyworkflow", "pwem"))
 
 _HOSTS_CONF = """[localhost]
-PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --oversubscribe %_(COMMAND)s
+PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s
 """
 
 
@@ -47,6 +47,11 @@ def _setup_scipion_environment() -> None:
     for key in ("SCIPION_HOME", "SCIPION_USER_DATA", "SCIPION_TESTS"):
         os.makedirs(os.environ[key], exist_ok=True)
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # OpenMPI (the protocols' mpirun): allow more processes than cores, and root in containers
+    os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 
 
 if HAVE_SCIPION:

@@ -41,7 +41,10 @@ class Plugin(pwem.Plugin):
 
     @classmethod
     def getEnviron(cls):
-        return None
+        """The environment of the engine: this one (the engine lives in the same venv)."""
+        import pyworkflow.utils as pwutils
+
+        return pwutils.Environ(os.environ)
 
     @classmethod
     def validateInstallation(cls) -> list[str]:

@@ -8,7 +8,10 @@ to end, ProtTwoDSelect on its classes, and a classification whose stack has gone
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -348,3 +351,64 @@ class TestTwoDClassProtocols(BaseTest):
                     logs += f.read()
         self.assertIn("twodclass: error:", logs)
         self.assertIn("doomed", logs.split("twodclass: error:", 1)[1].splitlines()[0])
+
+    def test_viewer_of_the_classification(self):
+        from scipion_2dclass.viewers import TwoDClassifyViewer
+        from scipion_2dclass.viewers.viewer_classify import FigureView, TerminalView
+
+        prot = self.classified()
+        viewer = TwoDClassifyViewer(project=self.proj)
+        viewer.setProtocol(prot)
+        actions = viewer._getVisualizeDict()
+        self.assertEqual(set(actions), {"showClasses", "showMontage", "showDistribution",
+                                        "showConvergence", "openBrowser"})
+        (montage,) = actions["showMontage"]("showMontage")
+        self.assertIsInstance(montage, FigureView)
+        titles = [ax.get_title() for ax in montage.figure().axes if ax.get_title()]
+        sizes = [c.getSize() for c in prot.outputClasses.iterItems(orderBy="id")]
+        self.assertEqual([int(t.split("n=")[1].split()[0]) for t in titles], sizes)
+        (conv,) = actions["showConvergence"]("showConvergence")
+        x = conv.figure().axes[0].lines[0].get_xdata()
+        self.assertEqual(len(x), 7)  # 6 online iterations + 1 full pass
+        (term,) = actions["openBrowser"]("openBrowser")
+        self.assertIsInstance(term, TerminalView)
+        self.assertEqual(term.job_dir, prot.getJobDir())
+
+    @pytest.mark.mpi
+    def test_classify_with_mpi(self):
+        if shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None:
+            self.skipTest("needs mpirun and mpi4py")
+        prot = self._new_classify("classify mpi", self.protImport)
+        prot.numberOfMpi.set(2)
+        prot.numberOfThreads.set(1)
+        prot = self.launchProtocol(prot)
+        with open(os.path.join(prot.getJobDir(), "job.json")) as f:
+            self.assertEqual(json.load(f)["mpi_processes"], 2)
+        classes = prot.outputClasses
+        self.assertEqual(sum(c.getSize() for c in classes), N)
+        table = np.zeros((VIEWS + 1, VIEWS + 1), int)
+        for pid, k in assignment(classes).items():
+            table[self.view[pid - 1], k] += 1
+        self.assertGreater(table.max(axis=0).sum() / N, 0.9, table)
+
+    def test_validation_speaks_the_form_language(self):
+        prot = self._new_classify("classify invalid", self.protImport)
+        self.assertEqual(prot.validate(), [])
+        prot.n_classes.set(N + 1)
+        prot.diameter_A.set(BOX * APIX + 10)
+        errors = "\n".join(prot.validate())
+        self.assertIn(f"'Number of 2D classes' (classes) {N + 1} is more than the {N} "
+                      f"particles", errors)
+        self.assertIn("'Circular mask diameter' (diameter) 202 Å is larger than the box", errors)
+        # a set without pixel size
+        from pwem.objects import Particle, SetOfParticles
+
+        path = os.path.join(self.proj.getTmpPath(), "no_apix.sqlite")
+        parts = SetOfParticles(filename=path)
+        p = Particle()
+        p.setLocation(1, self.stack)
+        parts.append(p)
+        parts.write()
+        prot = self.newProtocol(ProtTwoDClassify, n_classes=1)
+        prot.inputParticles.set(parts)
+        self.assertIn("no pixel size", "\n".join(prot.validate()))

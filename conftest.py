@@ -19,7 +19,14 @@ import tempfile
 
 import pytest
 
-HAVE_SCIPION = all(importlib.util.find_spec(m) is not None for m in ("pyworkflow", "pwem"))
+def _have_scipion() -> bool:
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("pyworkflow", "pwem"))
+    except (ImportError, ValueError):
+        return False
+
+
+HAVE_SCIPION = _have_scipion()
 
 _HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s

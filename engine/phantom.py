@@ -1,4 +1,5 @@
-"""A built-in asymmetric 3D phantom: a few Gaussian blobs and an elongated arm.
+"""A built-in asymmetric 3D phantom: six well-separated Gaussian blobs of different sizes, a
+weak core and an elongated arm.
 
 No two viewing directions give the same projection and no projection has an in-plane
 symmetry, so 2D classes of simulated particles are distinct and orientable.
@@ -12,15 +13,17 @@ __all__ = ["phantom_volume", "phantom_radius_px", "particle_radius_px", "Gaussia
 
 # (x, y, z, sigma, amplitude) in units of the particle radius
 _BLOBS = np.array([
-    (0.00, 0.00, 0.00, 0.42, 1.00),   # core
-    (0.55, 0.18, -0.10, 0.28, 0.85),
-    (-0.42, 0.45, 0.25, 0.26, 0.75),
-    (-0.12, -0.55, 0.40, 0.24, 0.95),
-    (0.20, -0.25, -0.60, 0.30, 0.65),
-    (-0.55, -0.20, -0.35, 0.20, 0.80),
+    (0.70, 0.15, -0.10, 0.18, 1.0),
+    (-0.40, 0.65, 0.10, 0.13, 1.2),
+    (-0.30, -0.60, 0.45, 0.16, 0.9),
+    (0.10, -0.10, -0.75, 0.11, 1.4),
+    (0.30, 0.55, 0.65, 0.09, 1.8),
+    (0.15, -0.60, -0.30, 0.10, 1.0),
+    (0.00, 0.00, 0.00, 0.25, 0.12),   # weak connecting core
 ])
-_ARM_START = np.array([0.30, 0.35, 0.20])
-_ARM_END = np.array([0.95, 0.75, -0.15])
+_ARM_START = np.array([0.0, 0.0, 0.0])
+_ARM_END = np.array([-0.90, -0.30, -0.45])
+_ARM_SIGMA, _ARM_AMP = 0.08, 1.1
 
 
 def phantom_radius_px(box: int) -> float:
@@ -30,7 +33,7 @@ def phantom_radius_px(box: int) -> float:
 
 def _gaussians(box: int) -> np.ndarray:
     r = phantom_radius_px(box)
-    arm = [(*(_ARM_START + t * (_ARM_END - _ARM_START)), 0.11, 0.9)
+    arm = [(*(_ARM_START + t * (_ARM_END - _ARM_START)), _ARM_SIGMA, _ARM_AMP)
            for t in np.linspace(0.0, 1.0, 7)]
     g = np.concatenate([_BLOBS, np.array(arm)])
     g[:, :4] *= r

@@ -16,7 +16,7 @@ from typing import Any
 from .constants import DATA_STAR, MODEL_STAR
 
 __all__ = ["ClassInfo", "Decision", "auto_decisions", "decide", "find_job_dir",
-           "parse_ids"]
+           "parse_ids", "saved_selection"]
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,14 @@ def parse_ids(text: str | None) -> set[int]:
 def decide(classes: Iterable[ClassInfo], *, min_particles: int = 0,
            max_resolution_A: float = 0.0, keep_ids: Iterable[int] = (),
            reject_ids: Iterable[int] = (), only_listed: bool = False,
-           auto: Mapping[int, tuple[bool, str]] | None = None) -> list[Decision]:
-    """Decide every class. Explicit ids win over criteria; a class passes the criteria when
-    it has at least ``min_particles`` (0 = off), a resolution better than or equal to
-    ``max_resolution_A`` (0 = off) and is kept by the automatic selection (if given)."""
+           auto: Mapping[int, tuple[bool, str]] | None = None,
+           saved: Iterable[int] | None = None) -> list[Decision]:
+    """Decide every class. Explicit ids win, then a selection saved in the terminal browser
+    (``saved``: kept exactly), then the criteria: a class passes when it has at least
+    ``min_particles`` (0 = off), a resolution better than or equal to ``max_resolution_A``
+    (0 = off) and is kept by the automatic selection (if given)."""
     keep_ids, reject_ids = set(keep_ids), set(reject_ids)
+    saved = set(saved) if saved is not None else None
     out = []
     for c in classes:
         if c.class_id in reject_ids:
@@ -65,6 +68,11 @@ def decide(classes: Iterable[ClassInfo], *, min_particles: int = 0,
             continue
         if c.class_id in keep_ids:
             out.append(Decision(c.class_id, True, ["kept by id"]))
+            continue
+        if saved is not None:
+            out.append(Decision(c.class_id, c.class_id in saved,
+                                ["selected in the terminal browser" if c.class_id in saved
+                                 else "not selected in the terminal browser"]))
             continue
         if only_listed:
             out.append(Decision(c.class_id, False, ["not in the list of classes to keep"]))
@@ -181,3 +189,18 @@ def auto_decisions(job_dir: str | None) -> tuple[dict[int, tuple[bool, str]] | N
 
         result = func(Path(job_dir))
     return normalise_auto(result), f"automatic selection of {job_dir}"
+
+
+def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
+    """``(class ids, note)`` saved by ``twodclass browse`` (``selection.json``), or None."""
+    if job_dir is None:
+        return None, "the classes do not come from a twodclass job folder"
+    try:
+        from engine.selection import load_selection
+    except ImportError as exc:
+        return None, f"engine.selection is not available ({exc})"
+    info = load_selection(job_dir)
+    if info is None:
+        return None, (f"no selection saved in {job_dir}: open the terminal class browser "
+                      f"(viewer of the classification), select classes and save them (s)")
+    return set(info["class_ids"]), f"selection saved in the terminal browser ({job_dir})"

@@ -251,3 +251,19 @@ def test_auto_selection_answers_are_normalised():
                                   3: (True, "ok")}
     assert normalise_auto({4: (False, ["a", "b"])}) == {4: (False, "a; b")}
     assert normalise_auto([{"class_id": 2, "keep": "keep"}]) == {2: (True, "")}
+
+
+def test_saved_selection_and_job_folder_detection(tmp_path):
+    from scipion_2dclass.selection import ClassInfo, decide, find_job_dir
+
+    classes = [ClassInfo(1, 100, 8.0), ClassInfo(2, 5, 40.0), ClassInfo(3, 80, 9.0)]
+    d = decide(classes, min_particles=50, saved={2, 3}, reject_ids={3})
+    assert [(x.class_id, x.keep, x.reasons[0]) for x in d] == [
+        (1, False, "not selected in the terminal browser"),
+        (2, True, "selected in the terminal browser"),
+        (3, False, "rejected by id")]
+    assert find_job_dir(None) is None
+    assert find_job_dir(str(tmp_path / "run_classes.mrcs")) is None  # not a job folder
+    for name in ("run_model.star", "run_data.star"):
+        (tmp_path / name).write_text("")
+    assert find_job_dir(str(tmp_path / "run_classes.mrcs")) == str(tmp_path)

@@ -412,3 +412,30 @@ class TestTwoDClassProtocols(BaseTest):
         prot = self.newProtocol(ProtTwoDClassify, n_classes=1)
         prot.inputParticles.set(parts)
         self.assertIn("no pixel size", "\n".join(prot.validate()))
+
+    def test_select_from_terminal_browser_selection(self):
+        """Classes saved in `twodclass browse` (selection.json in the job) are kept exactly."""
+        cprot = self.classified()
+        prot = self.newProtocol(ProtTwoDSelect, objLabel="select saved", useSaved=True,
+                                minParticles=100000)  # criteria are ignored
+        prot.inputClasses.set(cprot)
+        prot.inputClasses.setExtended("outputClasses")
+        job = cprot.getJobDir()
+        if not os.path.exists(os.path.join(job, "selection.json")):
+            self.assertIn("no selection saved", "\n".join(prot.validate()))
+        from engine.selection import write_selection
+
+        write_selection(job, [2, 3])
+        try:
+            self.assertEqual(prot.validate(), [])
+            prot = self.launchProtocol(prot)
+        finally:
+            for name in ("selection.json", "particles_selected.star",
+                         "classes_selected.mrcs", "classes_selected.star"):
+                if os.path.exists(os.path.join(job, name)):
+                    os.remove(os.path.join(job, name))
+        self.assertEqual({c.getObjId() for c in prot.outputClasses}, {2, 3})
+        sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
+        self.assertEqual(prot.outputParticles.getSize(), sizes[2] + sizes[3])
+        self.assertIn("class 1: not selected in the terminal browser",
+                      "\n".join(prot.summary()))

@@ -12,7 +12,15 @@ from pyworkflow.protocol import params as pwparams
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from ..constants import ATTR_RESOLUTION
-from ..selection import ClassInfo, Decision, auto_decisions, decide, find_job_dir, parse_ids
+from ..selection import (
+    ClassInfo,
+    Decision,
+    auto_decisions,
+    decide,
+    find_job_dir,
+    parse_ids,
+    saved_selection,
+)
 
 __all__ = ["ProtTwoDSelect", "class_resolution"]
 
@@ -59,6 +67,12 @@ class ProtTwoDSelect(Prot2D):
                       help="For classes of a twodclass 2D classification: also apply the "
                            "engine's automatic class selection (junk, low signal, "
                            "off-centre...). Ignored for classes of other programs.")
+        form.addParam("useSaved", pwparams.BooleanParam, default=False,
+                      label="Use the selection from the terminal browser",
+                      help="For classes of a twodclass 2D classification: keep exactly the "
+                           "classes selected and saved (key s) in `twodclass browse` (the "
+                           "viewer's 'Open terminal class browser'). The criteria below are "
+                           "then ignored; 'Always keep/reject' still apply.")
         form.addParam("minParticles", pwparams.IntParam, default=0,
                       validators=[pwparams.GE(0)], label="Minimum particles per class",
                       help="Reject classes with fewer particles. 0 = no limit.")
@@ -92,14 +106,18 @@ class ProtTwoDSelect(Prot2D):
                 for c in self.inputClasses.get().iterItems(orderBy="id")]
 
     def computeDecisions(self) -> tuple[list[Decision], str]:
-        auto, note = (None, "automatic selection off")
-        if self.useAuto.get():
+        auto, note, saved = None, "automatic selection off", None
+        if self.useSaved.get():
+            saved, note = saved_selection(self.getJobDir())
+            if saved is None:
+                raise ValueError(note)
+        elif self.useAuto.get():
             auto, note = auto_decisions(self.getJobDir())
         decisions = decide(self._classInfos(), min_particles=int(self.minParticles.get()),
                            max_resolution_A=float(self.maxResolution.get() or 0.0),
                            keep_ids=parse_ids(self.keepIds.get()),
                            reject_ids=parse_ids(self.rejectIds.get()),
-                           only_listed=bool(self.onlyListed.get()), auto=auto)
+                           only_listed=bool(self.onlyListed.get()), auto=auto, saved=saved)
         return decisions, note
 
     def selectStep(self) -> None:
@@ -178,6 +196,10 @@ class ProtTwoDSelect(Prot2D):
             if class_resolution(classes.getFirstItem()) is None:
                 errors.append("The input classes carry no resolution estimate: set "
                               "'Resolution better than' to 0.")
+        if self.useSaved.get():
+            saved, note = saved_selection(self.getJobDir())
+            if saved is None:
+                errors.append(f"'Use the selection from the terminal browser': {note}.")
         if self.onlyListed.get() and not (self.keepIds.get() or "").strip():
             errors.append("'Keep only the listed classes' needs 'Always keep classes'.")
         return errors

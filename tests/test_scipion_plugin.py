@@ -267,3 +267,25 @@ def test_saved_selection_and_job_folder_detection(tmp_path):
     for name in ("run_model.star", "run_data.star"):
         (tmp_path / name).write_text("")
     assert find_job_dir(str(tmp_path / "run_classes.mrcs")) == str(tmp_path)
+
+
+def test_engine_arguments_new_resume_overwrite(tmp_path):
+    import json
+
+    from engine.params import ClassifyParams
+    from scipion_2dclass.protocols.protocol_classify import engine_arguments
+
+    params = ClassifyParams(n_classes=4, threads=2)
+    job = str(tmp_path / "job")
+    new = engine_arguments("in.star", job, params)
+    assert new[:5] == ["run", "in.star", "-o", job, "--progress"]
+    assert "--overwrite" not in new and new[new.index("--classes") + 1] == "4"
+    (tmp_path / "job" / "checkpoint").mkdir(parents=True)
+    for status, want in (("cancelled", "resume"), ("failed", "resume"),
+                         ("finished", "overwrite")):
+        (tmp_path / "job" / "job.json").write_text(json.dumps({"status": status}))
+        args = engine_arguments("in.star", job, params)
+        if want == "resume":
+            assert args == ["run", "--resume", job, "--progress", "jsonl", "--threads", "2"]
+        else:
+            assert "--overwrite" in args and args[1] == "in.star"

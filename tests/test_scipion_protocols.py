@@ -241,6 +241,20 @@ class TestTwoDClassProtocols(BaseTest):
         for right, wrong in scores:  # measured: right 0.99-1.00, wrong -0.07-0.01
             self.assertGreater(right, 0.95, scores)
             self.assertLess(wrong, 0.5, scores)
+        # particles with this 2D alignment go back to the engine with the same poses
+        aligned = self.protImport._createSetOfParticles(suffix="_aligned")
+        aligned.copyInfo(parts)
+        aligned.setAlignment2D()
+        aligned.appendFromClasses(classes)
+        star = os.path.join(self.proj.getTmpPath(), "aligned", "input.star")
+        info = write_particles_star(aligned, star, os.path.dirname(star))
+        self.assertTrue(info["has_alignment"])
+        rows = starfile.read(star, always_dict=True)["particles"]
+        ids = rows.tdcScipionId.to_numpy() - 1
+        np.testing.assert_allclose((rows.rlnAnglePsi - self.psi[ids] + 180) % 360 - 180, 0,
+                                   atol=1e-6)
+        np.testing.assert_allclose(rows.rlnOriginXAngst, self.ox_A[ids], atol=1e-6)
+        np.testing.assert_allclose(rows.rlnOriginYAngst, self.oy_A[ids], atol=1e-6)
 
     # ------------------------------------------------------------------ end to end
     def test_classify_end_to_end(self):

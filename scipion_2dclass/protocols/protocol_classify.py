@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 
@@ -27,7 +28,30 @@ from ..constants import (
 from ..convert import JobResult, pose_to_matrix, read_job, write_particles_star
 from .engine_form import add_engine_params, classify_params, cli_args
 
-__all__ = ["ProtTwoDClassify", "engine_messages"]
+__all__ = ["ProtTwoDClassify", "engine_arguments", "engine_messages"]
+
+
+def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> list[str]:
+    """``twodclass`` arguments for a job: a new run, or ``--resume`` of an interrupted one.
+
+    When Scipion continues a protocol whose engine job was interrupted (``job.json`` says
+    running / cancelled / failed and a checkpoint exists), the engine resumes from its last
+    finished iteration; a finished or unusable job folder is overwritten.
+    """
+    info_path = os.path.join(job_dir, "job.json")
+    if os.path.exists(info_path) and os.path.isdir(os.path.join(job_dir, "checkpoint")):
+        try:
+            with open(info_path) as f:
+                status = json.load(f).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status in ("running", "cancelled", "failed"):
+            return ["run", "--resume", job_dir, "--progress", "jsonl",
+                    "--threads", str(params.threads)]
+    args = ["run", input_star, "-o", job_dir, "--progress", "jsonl"]
+    if os.path.exists(info_path):
+        args.append("--overwrite")
+    return args + cli_args(params)
 
 
 def engine_messages(errors: list[str]) -> list[str]:
@@ -99,9 +123,7 @@ class ProtTwoDClassify(ProtClassify2D):
                   f"2D alignment: {info['has_alignment']}) to {self._inputStar()}")
 
     def classifyStep(self) -> None:
-        params = self.getEngineParams()
-        args = ["run", self._inputStar(), "-o", self.getJobDir(), "--progress", "jsonl"]
-        args += cli_args(params)
+        args = engine_arguments(self._inputStar(), self.getJobDir(), self.getEngineParams())
         self.runJob(engine_executable(), " ".join(shlex.quote(a) for a in args))
 
     def createOutputStep(self) -> None:

@@ -1,17 +1,18 @@
 """The in-plane pose convention (RELION's), and images moved by it.
 
 Array coordinates: ``x`` = column index, ``y`` = row index, centre at ``(box//2, box//2)``.
-``R(psi) = [[cos, -sin], [sin, cos]]`` acting on ``(x, y)``.
+``R(a) = [[cos a, -sin a], [sin a, cos a]]`` acting on ``(x, y)``.
 
 The model of a particle ``P`` in class ``V`` with pose ``(psi, origin)``::
 
-    P(x) = V(R(-psi) (x - c + origin) + c)       (V rotated by +psi, then moved by -origin)
+    P(x) = V(R(psi) (x - c + origin) + c)        (V rotated by -psi, then moved by -origin)
 
-so a particle's centre sits at ``box centre - origin`` (RELION: re-extraction at
-``rlnCoordinateX - rlnOriginX`` re-centres it). The reverse, which maps a particle onto its
-class average, is::
+as RELION's ``Euler_angles2matrix(0, 0, psi)`` and ``Projector::rotate2D`` define it (checked
+on RELION's own Class2D result of real particles), so a particle's centre sits at
+``box centre - origin`` (RELION: re-extraction at ``rlnCoordinateX - rlnOriginX`` re-centres
+it). The reverse, which maps a particle onto its class average, is::
 
-    V(y) ~= P(R(psi) (y - c) + c - origin)
+    V(y) ~= P(R(-psi) (y - c) + c - origin)
 
 ``rlnAnglePsi = psi`` (degrees) and ``rlnOriginXAngst, rlnOriginYAngst = origin * pixel size``.
 """
@@ -49,9 +50,9 @@ def _grid(box: int) -> tuple[np.ndarray, np.ndarray, float]:
 
 def align_to_class(image: np.ndarray, psi_deg: float, origin_x_px: float,
                    origin_y_px: float) -> np.ndarray:
-    """Move a particle onto its class average: ``V(y) = P(R(psi) y + c - origin)``."""
+    """Move a particle onto its class average: ``V(y) = P(R(-psi) y + c - origin)``."""
     x, y, c = _grid(image.shape[0])
-    a = np.deg2rad(psi_deg)
+    a = -np.deg2rad(psi_deg)
     ca, sa = np.cos(a), np.sin(a)
     xs = ca * x - sa * y + c - origin_x_px
     ys = sa * x + ca * y + c - origin_y_px
@@ -60,9 +61,9 @@ def align_to_class(image: np.ndarray, psi_deg: float, origin_x_px: float,
 
 def class_to_particle(ref: np.ndarray, psi_deg: float, origin_x_px: float,
                       origin_y_px: float) -> np.ndarray:
-    """The reverse: rotate a class by ``psi`` and move it by ``-origin`` (how a particle looks)."""
+    """The reverse: rotate a class by ``-psi`` and move it by ``-origin`` (how a particle looks)."""
     x, y, c = _grid(ref.shape[0])
-    a = np.deg2rad(psi_deg)
+    a = -np.deg2rad(psi_deg)
     ca, sa = np.cos(a), np.sin(a)
     u = x + origin_x_px
     v = y + origin_y_px

@@ -4,8 +4,8 @@ Euler angles follow RELION's ZYZ matrix ``A(rot, tilt, psi)``; the projection of
 volume ``V`` (indexed ``[z, y, x]``, centre at ``box//2``) at ``(rot, tilt)`` is
 ``P0(x, y) = sum_z V(A(rot, tilt, 0)^T (x, y, z))``. The in-plane angle and the origin
 follow the README's pose convention (:func:`engine.pose.class_to_particle`): the particle
-is ``P0`` rotated by ``+psi`` and moved by ``-origin``, i.e. the slice is taken with
-``M = Rz(psi) A(rot, tilt, 0)``, ``Rz(psi) = [[c, -s, 0], [s, c, 0], [0, 0, 1]]``.
+is ``P0`` rotated by ``-psi`` and moved by ``-origin``, i.e. the slice is taken with
+RELION's full matrix ``M = A(rot, tilt, psi)``.
 """
 
 from __future__ import annotations
@@ -37,15 +37,10 @@ def euler_matrix(rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray)
 
 
 def slice_matrices(rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
-    """``M = Rz(psi) A(rot, tilt, 0)`` (README pose convention), ``(n, 3, 3)``."""
+    """``M = A(rot, tilt, psi)``, RELION's matrix (README pose convention), ``(n, 3, 3)``."""
     rot = np.atleast_1d(np.asarray(rot_deg, dtype=np.float64))
-    a0 = euler_matrix(rot, tilt_deg, np.zeros_like(rot))
-    p = np.deg2rad(np.broadcast_to(np.asarray(psi_deg, dtype=np.float64), rot.shape))
-    c, s = np.cos(p), np.sin(p)
-    rz = np.zeros(rot.shape + (3, 3))
-    rz[..., 0, 0], rz[..., 0, 1], rz[..., 1, 0], rz[..., 1, 1] = c, -s, s, c
-    rz[..., 2, 2] = 1.0
-    return rz @ a0
+    psi = np.broadcast_to(np.asarray(psi_deg, dtype=np.float64), rot.shape)
+    return euler_matrix(rot, tilt_deg, psi)
 
 
 @njit(nogil=True, cache=True)

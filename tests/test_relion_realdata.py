@@ -8,8 +8,7 @@ pose conventions against what RELION itself wrote.
 - 10 real TRPV1 particles with RELION's Euler angles and origins, and the matching map
   (cryojax), for the 3D form of the same convention.
 
-Two tests are strict ``xfail``: they state what ``engine.pose`` and ``engine.project`` must do
-to follow RELION, and fail loudly (XPASS) once they do, so the marks come off with the fix.
+Two tests state what ``engine.pose`` and ``engine.project`` must do to follow RELION.
 
 Skipped when the data folder is absent (a plain clone); set ``TWODCLASS_TEST_DATA`` to point at
 it elsewhere.
@@ -183,8 +182,6 @@ def test_relion_class2d_pose_convention(relion_class2d):
     assert relion > flipped_origin + 0.05, (relion, flipped_origin)
 
 
-@pytest.mark.xfail(strict=True, reason="engine.pose (and the README) turn the class by +psi; "
-                   "RELION turns it by -psi (test_relion_class2d_pose_convention)")
 def test_engine_pose_follows_relion(relion_class2d):
     images, _, poses, _, _ = relion_class2d
     for im, (psi, ox, oy) in zip(images[:20], poses[:20], strict=True):
@@ -215,8 +212,8 @@ def _trpv1_cc(trpv1, psi_sign: float) -> np.ndarray:
     particle's angles (psi times ``psi_sign``), low-passed to 15 Å, inside 0.45 of the box."""
     proj, images, ctf, (rot, tilt, psi), (ox, oy) = trpv1
     b = images.shape[-1]
-    # slices() turns the projection by +psi: -psi reproduces RELION's A(rot, tilt, psi)
-    model = np.fft.irfft2(proj.slices(rot, tilt, -psi_sign * psi, ox, oy) * ctf, s=(b, b))
+    # slices() takes RELION's A(rot, tilt, psi); psi_sign = -1 turns the projection the other way
+    model = np.fft.irfft2(proj.slices(rot, tilt, psi_sign * psi, ox, oy) * ctf, s=(b, b))
     k = np.hypot(np.fft.rfftfreq(b)[None, :], np.fft.fftfreq(b)[:, None])
     y, x = np.mgrid[0:b, 0:b] - b // 2
     inside = np.hypot(x, y) < 0.45 * b
@@ -238,9 +235,6 @@ def test_relion_euler_convention_on_trpv1(trpv1):
     assert relion.mean() > other.mean() + 0.08, (relion, other)
 
 
-@pytest.mark.xfail(strict=True, reason="engine.project.slice_matrices uses Rz(+psi) A(rot, tilt, "
-                   "0) (README convention); RELION's is A(rot, tilt, psi) = Rz(-psi) A(rot, tilt, "
-                   "0) (test_relion_euler_convention_on_trpv1)")
 def test_simulator_projection_follows_relion():
     rng = np.random.default_rng(0)
     rot, tilt, psi = rng.uniform(-180, 180, (3, 5))

@@ -36,10 +36,27 @@ class Dataset:
     box: int                        # original box (px)
     apix_A: float                   # original pixel size
     b: int                          # small box (px)
+    n_total: int = -1               # particles in the whole set (all processes)
+    rank: int = 0                   # this process owns particles rank, rank + size, ...
+    size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n_total < 0:
+            self.n_total = int(self.images.shape[0])
 
     @property
     def n(self) -> int:
-        return int(self.images.shape[0])
+        """Particles in the whole set."""
+        return self.n_total
+
+    def owned(self, idx: np.ndarray) -> np.ndarray:
+        """The particles of ``idx`` that this process holds."""
+        return idx[idx % self.size == self.rank] if self.size > 1 else idx
+
+    def images_of(self, idx: np.ndarray) -> np.ndarray:
+        """Cached small-box images of owned particles ``idx`` (global numbers), float32."""
+        rows = idx // self.size if self.size > 1 else idx
+        return np.asarray(self.images[rows], dtype=np.float32)
 
     @property
     def apix_small_A(self) -> float:
@@ -80,7 +97,7 @@ class State:
     sigma2: np.ndarray          # (n_shells,) noise power per shell
     refs: np.ndarray            # (K, b, b) float32 current class averages (masked)
     cls: np.ndarray             # (N,) int32 best class, -1 = not yet visited
-    psi_deg: np.ndarray         # (N,) float32
+    psi_deg: np.ndarray         # (N,) float32 rlnAnglePsi (RELION's sign, engine.pose)
     shift_px: np.ndarray        # (N, 2) float32 particle shift t (small px): P = V(R(-psi)(x-t))
     maxprob: np.ndarray         # (N,) float32
     loglik: np.ndarray          # (N,) float32
@@ -89,6 +106,7 @@ class State:
     history: list[dict[str, Any]] = field(default_factory=list)
     resolution_A: np.ndarray | None = None   # (K,)
     ssnr: np.ndarray | None = None           # (K, n_shells)
+    ess: np.ndarray | None = None            # (K,) effective sample size of the last full pass
 
 
 def n_iterations(p: ClassifyParams) -> int:
@@ -130,29 +148,64 @@ def _block_size(K: int, T: int, n_psi: int) -> int:
 
 
 def _masked_block(data: Dataset, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.asarray(data.images[idx], dtype=np.float32) * mask[None]
+    return data.images_of(idx) * mask[None]
 
 
-def initial_noise(data: Dataset, geo: Geometry, rng: np.random.Generator) -> np.ndarray:
+class Reducer:
+    """Combines sums across processes; the single-process version does nothing."""
+
+    rank = 0
+    size = 1
+
+    def sum_stats(self, st: Stats) -> Stats:
+        return st
+
+    def sum_array(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+    def gather_particles(self, values: np.ndarray, owned: np.ndarray) -> np.ndarray:
+        return values
+
+
+def gather_state(red: Reducer, state: State, data: Dataset) -> None:
+    """Give every process the per-particle results of all processes (MPI; no-op otherwise)."""
+    if red.size <= 1:
+        return
+    owned = np.arange(data.n) % data.size == data.rank
+    state.cls = red.gather_particles(state.cls + 1, owned) - 1
+    for name in ("psi_deg", "shift_px", "maxprob", "loglik", "nsig"):
+        setattr(state, name, red.gather_particles(getattr(state, name), owned))
+
+
+def initial_noise(data: Dataset, geo: Geometry, rng: np.random.Generator,
+                  reducer: Reducer) -> np.ndarray:
     """Noise power per shell from the spectra of a random subset (mostly noise at low SNR)."""
     b = data.b
-    idx = np.sort(rng.choice(data.n, size=min(data.n, 500), replace=False))
+    idx = data.owned(np.sort(rng.choice(data.n, size=min(data.n, 500), replace=False)))
     F = centred_rfft2(_masked_block(data, idx, geo.mask), 1)
-    s2 = radial_average((np.abs(F) ** 2).mean(axis=0), shell_index(b), b // 2 + 1)
+    s2 = radial_average((np.abs(F) ** 2).sum(axis=0), shell_index(b), b // 2 + 1)
+    tot = reducer.sum_array(np.concatenate([s2, [float(len(idx))]]))
+    s2 = tot[:-1] / max(tot[-1], 1.0)
     s2[s2 <= 0] = s2[s2 > 0].min() if np.any(s2 > 0) else 1.0
     return s2
 
 
-def initial_state(p: ClassifyParams, data: Dataset, geo: Geometry) -> State:
+def initial_state(p: ClassifyParams, data: Dataset, geo: Geometry,
+                  reducer: Reducer | None = None) -> State:
+    """Noise model from the data; references from random subsets averaged without alignment."""
+    red = reducer or Reducer()
     rng = np.random.default_rng([p.seed, 17])
     K, b, N = p.n_classes, data.b, data.n
-    sigma2 = initial_noise(data, geo, rng)
+    sigma2 = initial_noise(data, geo, rng, red)
     m = min(N, max(K, min(N, K * 20)))
     idx = np.sort(rng.choice(N, size=m, replace=False))
     cls = rng.permutation(np.arange(m) % K)
-    ctfm = data.ctfm[idx] if data.ctfm is not None else None
+    own = idx % data.size == data.rank
+    idx, cls = idx[own], cls[own]
+    ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
     st = initial_stats_from_images(_masked_block(data, idx, geo.mask), ctfm, cls, K, b,
                                    data.apix_small_A, sigma2, geo.grid.r_max, PAD)
+    st = red.sum_stats(st)
     refs, _, _ = wiener_averages(st, p.tau2_fudge, geo.mask, geo.grid.r_max)
     return State(stats=st, sigma2=sigma2, refs=refs, cls=np.full(N, -1, np.int32),
                  psi_deg=np.zeros(N, np.float32), shift_px=np.zeros((N, 2), np.float32),
@@ -247,22 +300,10 @@ def assign_block(L: np.ndarray, log_pi: np.ndarray, logprior_t: np.ndarray, grid
         nsig = keep.sum(axis=1)
     shift = np.stack([np.cos(bpsi) * btp[:, 0] - np.sin(bpsi) * btp[:, 1],
                       np.sin(bpsi) * btp[:, 0] + np.cos(bpsi) * btp[:, 1]], axis=1)
-    return BlockResult(cls=c_best.astype(np.int32), psi_deg=np.rad2deg(bpsi) % 360.0,
+    # internal angle: particle = class rotated by +psi; RELION's rlnAnglePsi is its negative
+    return BlockResult(cls=c_best.astype(np.int32), psi_deg=(-np.rad2deg(bpsi)) % 360.0,
                        shift_px=shift, maxprob=maxprob, loglik=loglik, nsig=nsig,
                        pairs=pairs)
-
-
-class Reducer:
-    """Combines sums across processes; the single-process version does nothing."""
-
-    rank = 0
-    size = 1
-
-    def sum_stats(self, st: Stats) -> Stats:
-        return st
-
-    def sum_array(self, a: np.ndarray) -> np.ndarray:
-        return a
 
 
 def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State, it: int,
@@ -276,7 +317,7 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
     online = it <= p.online_iters
     A = temperature(p, it)
     idx_all = batch_indices(p, data.n, it) if online else np.arange(data.n)
-    idx_mine = idx_all[red.rank::red.size]
+    idx_mine = data.owned(idx_all)
     inv_s2 = 1.0 / np.maximum(state.sigma2[np.rint(grid.radii).astype(int)], 1e-30)
     refspec = reference_spectra(state.refs, grid)
     w = state.stats.weight
@@ -288,6 +329,8 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
     revisited = 0.0
     ll_sum = 0.0
     done = 0
+    w1 = np.zeros(K)
+    w2 = np.zeros(K)
     for s in range(0, len(idx_mine), nb):
         idx = idx_mine[s:s + nb]
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
@@ -307,13 +350,19 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
         state.loglik[idx] = res.loglik
         state.nsig[idx] = res.nsig
         li, cc, ww, pr, tx, ty = res.pairs
+        w1 += np.bincount(cc, weights=ww, minlength=K)
+        w2 += np.bincount(cc, weights=ww * ww, minlength=K)
         accumulate(batch, ps.Fpad, PAD, b, ctfm, data.apix_small_A, li, cc, ww, pr, tx, ty,
                    state.sigma2, refspec.half, grid.r_max, p.ctf_intact_first_peak)
         done += len(idx)
         if on_block is not None:
             on_block(done, len(idx_mine))
     batch = red.sum_stats(batch)
-    scal = red.sum_array(np.array([changed, revisited, ll_sum, float(len(idx_mine))]))
+    scal = red.sum_array(np.concatenate([[changed, revisited, ll_sum, float(len(idx_mine))],
+                                         w1, w2]))
+    if not online:
+        w1, w2 = scal[4:4 + K], scal[4 + K:]
+        state.ess = np.where(w2 > 0, w1 ** 2 / np.maximum(w2, 1e-300), 0.0)
     state.stats = state.stats.mix(batch, step_size(it)) if online else batch
     st = state.stats
     nw = st.noise_w.sum(axis=0)
@@ -351,7 +400,7 @@ def classify(p: ClassifyParams, data: Dataset, state: State | None = None,
     """Run (or continue) the whole schedule and return the final state."""
     geo = geometry_for(p, data)
     if state is None:
-        state = initial_state(p, data, geo)
+        state = initial_state(p, data, geo, reducer)
     for it in range(state.iteration + 1, n_iterations(p) + 1):
         cb = (lambda d, t, it=it: on_block(it, d, t)) if on_block else None
         info = run_iteration(p, data, geo, state, it, reducer, cb)

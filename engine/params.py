@@ -136,9 +136,6 @@ class ClassifyParams:
                         f"({box_px} px x {apix_A:g} Å = {box_A:g} Å)")
         if self.n_classes > n_particles:
             errs.append(f"--classes {self.n_classes} is more than the {n_particles} particles")
-        if self.max_res_A < 2 * apix_A:
-            errs.append(f"--max-res {self.max_res_A:g} Å is finer than Nyquist "
-                        f"({2 * apix_A:g} Å at {apix_A:g} Å/px)")
         return errs
 
     def to_dict(self) -> dict[str, Any]:

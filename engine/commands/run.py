@@ -1,0 +1,224 @@
+"""``twodclass run``: 2D classification of a particle STAR/.cs file into a job folder."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ParameterError, TwodclassError
+from engine.params import ClassifyParams, param_specs
+
+__all__ = ["add_parser", "run", "add_param_arguments", "params_from_args", "run_job"]
+
+
+def add_param_arguments(p: argparse.ArgumentParser) -> None:
+    """One option per :class:`ClassifyParams` field, grouped by level."""
+    groups = {lvl: p.add_argument_group(f"{lvl} parameters")
+              for lvl in ("basic", "advanced", "compute")}
+    for s in param_specs():
+        g = groups[s.level]
+        unit = f" [{s.unit}]" if s.unit else ""
+        if s.type is bool:
+            g.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=f"{s.label}: {s.help} (default: "
+                           f"{'on' if s.default else 'off'})")
+        else:
+            dflt = "auto" if s.default is None else s.default
+            g.add_argument(s.flag, dest=s.name, type=s.type, default=None,
+                           metavar=s.unit.upper() if s.unit in ("Å", "deg") else None,
+                           help=f"{s.label}{unit}: {s.help} (default: {dflt})")
+
+
+def params_from_args(args: argparse.Namespace, base: ClassifyParams | None = None
+                     ) -> ClassifyParams:
+    d = (base or ClassifyParams()).to_dict()
+    for s in param_specs():
+        v = getattr(args, s.name, None)
+        if v is not None:
+            d[s.name] = v
+    return ClassifyParams.from_dict(d)
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run", help="classify particles (STAR or cryoSPARC .cs) into 2D classes",
+        description="2D classification by maximum likelihood with online EM (cryoSPARC's "
+                    "schedule). Writes run_data.star, run_model.star and run_classes.mrcs "
+                    "into the job folder (see README, 'Output files'). Run under "
+                    "`mpirun -np N` to split the particles over N processes.")
+    p.add_argument("particles", nargs="?", help="input particles (.star RELION 3.0/3.1+, .cs)")
+    p.add_argument("-o", "--output", metavar="JOBDIR", help="job folder to write")
+    p.add_argument("--resume", metavar="JOBDIR",
+                   help="continue an interrupted job from its last finished iteration")
+    p.add_argument("--project-dir", metavar="DIR",
+                   help="folder that relative image paths are resolved against")
+    p.add_argument("--progress", choices=("bar", "jsonl", "none"), default=None,
+                   help="bar with ETA (default on a terminal), one JSON event per line, "
+                        "or none")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow writing into a job folder that already holds a job")
+    add_param_arguments(p)
+    return p
+
+
+def _reducer() -> Any:
+    from engine.mpi import mpi_reducer
+
+    return mpi_reducer()
+
+
+def run(args: argparse.Namespace) -> int:
+    _install_sigterm()
+    mode = args.progress or ("bar" if sys.stderr.isatty() else "none")
+    if args.resume:
+        if args.particles or args.output:
+            raise ParameterError("--resume JOBDIR takes no particles or -o")
+        return run_job(None, Path(args.resume), None, progress=mode, resume=True,
+                       project_dir=args.project_dir, overrides=args)
+    if not args.particles or not args.output:
+        raise ParameterError("need PARTICLES and -o JOBDIR (or --resume JOBDIR)")
+    params = params_from_args(args)
+    return run_job(Path(args.particles), Path(args.output), params, progress=mode,
+                   project_dir=args.project_dir, overwrite=args.overwrite)
+
+
+def _install_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        pass
+
+
+def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None, *,
+            progress: str = "none", resume: bool = False, project_dir: str | None = None,
+            overwrite: bool = False, overrides: argparse.Namespace | None = None) -> int:
+    """Run (or resume) a classification job; the CLI, the TUI and Scipion all end up here."""
+    import numba
+
+    from engine.io.particles import read_particles
+    from engine.model import classify, gather_state, geometry_for, n_iterations
+    from engine.output import (JobFiles, load_checkpoint, read_job_json, save_checkpoint,
+                               write_data, write_job_json, write_model)
+    from engine.params import resolve_threads
+    from engine.preprocess import prepare_dataset
+    from engine.progress import Progress
+
+    files = JobFiles(job_dir)
+    red = _reducer()
+    root = red.rank == 0
+    prog = Progress(progress if root else "none")
+    state = None
+    if resume:
+        if not files.job.exists():
+            raise TwodclassError(f"{files.job}: no job to resume here")
+        info = read_job_json(files)
+        params = ClassifyParams.from_dict(info["params"])
+        if overrides is not None and getattr(overrides, "threads", None):
+            params.threads = overrides.threads
+        particles = Path(info["input"])
+        project_dir = project_dir or info.get("project_dir")
+        if info.get("status") == "finished":
+            prog.stage("done", f"{job_dir} is already finished")
+            return 0
+    else:
+        assert params is not None and particles is not None
+        if files.job.exists() and not overwrite:
+            raise TwodclassError(f"{job_dir} already holds a job (job.json); use --resume "
+                                 f"{job_dir} to continue it, --overwrite, or another -o")
+    assert params is not None and particles is not None
+    errs = params.validate()
+    if errs:
+        raise ParameterError("; ".join(errs))
+    numba.set_num_threads(min(resolve_threads(params.threads), numba.config.NUMBA_NUM_THREADS))
+    pset = read_particles(particles, project_dir)
+    if not pset.apix_A or pset.apix_A <= 0:
+        raise TwodclassError(f"{particles}: pixel size unknown (no rlnImagePixelSize in the "
+                             "optics table and none in the stack header)")
+    errs = params.validate_for_data(len(pset), pset.box, pset.apix_A)
+    if errs:
+        raise ParameterError("; ".join(errs))
+    if params.max_res_A < 2 * pset.apix_A:
+        prog.stage("reading", f"--max-res {params.max_res_A:g} Å is finer than Nyquist "
+                              f"({2 * pset.apix_A:g} Å): using the full box")
+    if params.ctf and pset.ctf is None:
+        prog.stage("reading", "no CTF columns in the input: classifying without CTF")
+        params.ctf = False
+    t0 = time.perf_counter()
+    job_info: dict[str, Any] = {
+        "input": str(particles.resolve()), "project_dir": project_dir,
+        "params": params.to_dict(), "status": "running", "n_particles": len(pset),
+        "box": pset.box, "apix_A": pset.apix_A, "mpi_processes": red.size,
+        "command": " ".join(sys.argv),
+    }
+    if root:
+        files.dir.mkdir(parents=True, exist_ok=True)
+        if resume and files.checkpoint.exists():
+            state = load_checkpoint(files)
+        write_job_json(files, job_info)
+    if resume and not root and files.checkpoint.exists():
+        state = load_checkpoint(files)
+    try:
+        prog.stage("reading", f"reading and Fourier-cropping {len(pset)} particles")
+        data = prepare_dataset(pset, params, files.dir / "cache", red.rank, red.size)
+        geo = geometry_for(params, data)
+        job_info.update(box_small=data.b, apix_small_A=data.apix_small_A,
+                        n_iterations=n_iterations(params))
+        size = min(params.batch_per_class * params.n_classes, len(pset))
+        total = size * params.online_iters + len(pset) * params.full_passes
+        done = sum(h["n_particles"] for h in state.history) if state else 0
+        prog.start(job_dir=str(job_dir), n_particles=len(pset), n_classes=params.n_classes,
+                   n_iterations=n_iterations(params), box=pset.box, box_small=data.b,
+                   total_visits=total, done_visits=done,
+                   resumed_from=state.iteration if state else 0)
+        prog.stage("classifying", "classifying (the first iteration compiles the kernels)")
+
+        def on_iteration(st: Any, info: dict[str, Any]) -> None:
+            gather_state(red, st, data)
+            if root:
+                save_checkpoint(files, st)
+                write_model(files, st, params, data, geo)
+                job_info.update(iteration=st.iteration)
+                write_job_json(files, job_info)
+            prog.iteration(info)
+
+        state = classify(params, data, state, red, on_iteration, prog.block)
+        if root:
+            prog.stage("writing", "writing run_data.star and class statistics")
+            order = write_model(files, state, params, data, geo,
+                                extra_columns=_class_statistics(state, params, data, geo))
+            write_data(files, state, pset, data, order)
+            job_info.update(status="finished", iteration=state.iteration,
+                            seconds=round(time.perf_counter() - t0, 2))
+            write_job_json(files, job_info)
+        prog.emit("done", job_dir=str(job_dir), seconds=round(time.perf_counter() - t0, 2))
+        return 0
+    except KeyboardInterrupt:
+        if root:
+            job_info.update(status="cancelled")
+            write_job_json(files, job_info)
+        prog.emit("error", message="cancelled; resume with twodclass run --resume "
+                                   f"{job_dir}")
+        raise
+    except Exception as exc:
+        if root:
+            job_info.update(status="failed", error=str(exc))
+            write_job_json(files, job_info)
+        prog.emit("error", message=str(exc))
+        raise
+
+
+def _class_statistics(state: Any, params: ClassifyParams, data: Any, geo: Any) -> Any:
+    """Per-class statistics for selection (engine.stats), in the output's class order."""
+    try:
+        from engine.stats import class_statistics_for_state
+    except ImportError:  # statistics module not present
+        return None
+    return class_statistics_for_state(state, params, data, geo)
+

@@ -1,0 +1,193 @@
+"""The job folder: run_data.star, run_model.star, run_classes.mrcs, job.json, checkpoint/.
+
+Formats are documented in the README ("Output files"). Every file is written atomically.
+Classes are renumbered 1..K by decreasing hard particle count when results are written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine import __version__
+from engine.io.atomic import atomic_write, atomic_write_text
+from engine.io.mrc import write_stack
+from engine.io.particles import ParticleSet, particles_to_blocks
+from engine.io.star import write_star
+from engine.model import Dataset, Geometry, State, class_counts
+from engine.params import ClassifyParams
+
+__all__ = ["JobFiles", "class_order", "write_model", "write_data", "write_job_json",
+           "read_job_json", "save_checkpoint", "load_checkpoint", "class_table"]
+
+DATA = "run_data.star"
+MODEL = "run_model.star"
+CLASSES = "run_classes.mrcs"
+JOB = "job.json"
+CHECKPOINT = "checkpoint/state.npz"
+
+
+class JobFiles:
+    """Paths of a job folder."""
+
+    def __init__(self, job_dir: str | Path) -> None:
+        self.dir = Path(job_dir)
+        self.data = self.dir / DATA
+        self.model = self.dir / MODEL
+        self.classes = self.dir / CLASSES
+        self.job = self.dir / JOB
+        self.checkpoint = self.dir / CHECKPOINT
+
+
+def class_order(state: State, K: int) -> np.ndarray:
+    """Old class index of each new class number - 1 (decreasing hard count, then weight)."""
+    counts = class_counts(state, K)
+    return np.lexsort((-state.stats.weight, -counts))
+
+
+def class_table(state: State, p: ClassifyParams, data: Dataset, geo: Geometry,
+                order: np.ndarray) -> pd.DataFrame:
+    """One row per class (new numbering): RELION's model columns plus ours."""
+    K = p.n_classes
+    counts = class_counts(state, K)
+    w = state.stats.weight
+    frac = w / w.sum() if w.sum() > 0 else np.full(K, 1.0 / K)
+    res = state.resolution_A if state.resolution_A is not None else np.full(K, 999.0)
+    ok = state.cls >= 0
+    mp = np.bincount(state.cls[ok], weights=state.maxprob[ok], minlength=K)
+    mean_mp = np.where(counts > 0, mp / np.maximum(counts, 1), 0.0)
+    ess = getattr(state, "ess", None)
+    if ess is None:
+        ess = np.zeros(K)
+    a = data.apix_small_A
+    df = pd.DataFrame({
+        "rlnReferenceImage": [f"{k + 1:06d}@{CLASSES}" for k in range(K)],
+        "rlnClassDistribution": frac[order],
+        "rlnAccuracyRotations": np.full(K, 0.5 * geo.grid.psi_step_deg),
+        "rlnAccuracyTranslationsAngst": np.full(K, 0.5 * a),
+        "rlnEstimatedResolution": res[order],
+        "_tdcClassNumber": np.arange(1, K + 1),
+        "_tdcParticleCount": counts[order],
+        "_tdcEffectiveSampleSize": np.asarray(ess)[order],
+        "_tdcMeanMaxProb": mean_mp[order],
+    })
+    return df
+
+
+def _iterations_table(state: State) -> pd.DataFrame:
+    h = state.history
+    return pd.DataFrame({
+        "_tdcIteration": [d["iteration"] for d in h],
+        "_tdcKind": [d["kind"] for d in h],
+        "_tdcTemperature": [d["temperature"] for d in h],
+        "_tdcChangedFraction": [d["changed_fraction"] for d in h],
+        "_tdcMeanLogLik": [d["mean_loglik"] for d in h],
+        "_tdcParticles": [d["n_particles"] for d in h],
+        "_tdcReseeded": [d.get("reseeded", 0) for d in h],
+        "_tdcSeconds": [d["seconds"] for d in h],
+    })
+
+
+def write_model(files: JobFiles, state: State, p: ClassifyParams, data: Dataset,
+                geo: Geometry, extra_columns: pd.DataFrame | None = None) -> np.ndarray:
+    """Write run_classes.mrcs and run_model.star; return the class order used."""
+    K = p.n_classes
+    order = class_order(state, K)
+    write_stack(files.classes, state.refs[order], data.apix_small_A)
+    res = state.resolution_A if state.resolution_A is not None else np.full(K, 999.0)
+    general = {
+        "rlnReferenceDimensionality": 2,
+        "rlnDataDimensionality": 2,
+        "rlnOriginalImageSize": data.box,
+        "rlnCurrentImageSize": data.b,
+        "rlnPixelSize": data.apix_small_A,
+        "rlnCurrentResolution": float(np.min(res)) if K else 999.0,
+        "rlnNrClasses": K,
+        "rlnTau2FudgeFactor": p.tau2_fudge,
+        "rlnParticleDiameter": geo.diameter_A,
+        "_tdcIteration": state.iteration,
+        "_tdcIterations": p.online_iters + p.full_passes,
+        "_tdcInputPixelSize": data.apix_A,
+        "_tdcParticles": data.n,
+        "_tdcMaskOuterDiameter": geo.diameter_outer_A,
+    }
+    classes = class_table(state, p, data, geo, order)
+    if extra_columns is not None:
+        for col in extra_columns.columns:
+            classes[col] = extra_columns[col].to_numpy()
+    write_star(files.model, {"model_general": general, "model_classes": classes,
+                             "model_iterations": _iterations_table(state)})
+    return order
+
+
+def write_data(files: JobFiles, state: State, pset: ParticleSet, data: Dataset,
+               order: np.ndarray) -> None:
+    """run_data.star: every input column and the optics table, plus class and pose."""
+    new_number = np.empty_like(order)
+    new_number[order] = np.arange(len(order))
+    df = pset.particles.copy()
+    a = data.apix_small_A
+    visited = state.cls >= 0
+    cls = np.where(visited, new_number[np.maximum(state.cls, 0)] + 1, 0)
+    df["rlnClassNumber"] = cls.astype(np.int64)
+    df["rlnAnglePsi"] = np.round(state.psi_deg.astype(np.float64), 4)
+    df["rlnOriginXAngst"] = -state.shift_px[:, 0].astype(np.float64) * a
+    df["rlnOriginYAngst"] = -state.shift_px[:, 1].astype(np.float64) * a
+    df["rlnMaxValueProbDistribution"] = state.maxprob.astype(np.float64)
+    df["rlnLogLikeliContribution"] = state.loglik.astype(np.float64)
+    df["rlnNormCorrection"] = 1.0
+    df["rlnNrOfSignificantSamples"] = state.nsig.astype(np.int64)
+    write_star(files.data, particles_to_blocks(pset, df))
+
+
+def write_job_json(files: JobFiles, info: dict[str, Any]) -> None:
+    info = dict(info)
+    info["twodclass_version"] = __version__
+    info["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_text(files.job, json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def read_job_json(files: JobFiles) -> dict[str, Any]:
+    return json.loads(files.job.read_text(encoding="utf-8"))
+
+
+_STATE_ARRAYS = ("sigma2", "refs", "cls", "psi_deg", "shift_px", "maxprob", "loglik", "nsig")
+
+
+def save_checkpoint(files: JobFiles, state: State) -> None:
+    arrays = {k: getattr(state, k) for k in _STATE_ARRAYS}
+    for k, v in zip(("num", "den", "noise", "noise_w", "weight"), state.stats.fields()):
+        arrays["stats_" + k] = v
+    if state.resolution_A is not None:
+        arrays["resolution_A"] = state.resolution_A
+    if state.ssnr is not None:
+        arrays["ssnr"] = state.ssnr
+    if getattr(state, "ess", None) is not None:
+        arrays["ess"] = state.ess
+    arrays["meta"] = np.array(json.dumps({"iteration": state.iteration,
+                                          "history": state.history}))
+    with atomic_write(files.checkpoint, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_checkpoint(files: JobFiles) -> State:
+    from engine.mstep import Stats
+
+    with np.load(files.checkpoint) as z:
+        meta = json.loads(str(z["meta"]))
+        st = Stats(*(z["stats_" + k].copy() for k in ("num", "den", "noise", "noise_w",
+                                                      "weight")))
+        state = State(stats=st, **{k: z[k].copy() for k in _STATE_ARRAYS},
+                      iteration=int(meta["iteration"]), history=list(meta["history"]))
+        if "resolution_A" in z:
+            state.resolution_A = z["resolution_A"].copy()
+        if "ssnr" in z:
+            state.ssnr = z["ssnr"].copy()
+        if "ess" in z:
+            state.ess = z["ess"].copy()
+    return state

@@ -1,0 +1,61 @@
+"""Read particles once, streamed: normalise, Fourier-crop to the small box, cache.
+
+The full-size stack is only ever read memory-mapped, a block at a time. The cropped
+particles are kept in RAM when they fit the cache budget (float32, else float16), otherwise in
+a float16 memory-mapped file beside the job. With MPI each process keeps only its own
+particles (rows ``rank, rank + size, ...``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from engine.fourier import fourier_crop, normalise_background, small_box_size
+from engine.io.particles import ParticleSet
+from engine.model import Dataset
+from engine.params import ClassifyParams
+
+__all__ = ["prepare_dataset", "cache_budget_bytes", "READ_BLOCK"]
+
+READ_BLOCK = 512
+
+
+def cache_budget_bytes() -> int:
+    """RAM allowed for the cropped-particle cache (``TWODCLASS_CACHE_GB``, default 2 GB)."""
+    return int(float(os.environ.get("TWODCLASS_CACHE_GB", "2.0")) * 1024 ** 3)
+
+
+def _allocate(n: int, b: int, cache_dir: Path | None) -> np.ndarray:
+    f32 = n * b * b * 4
+    if f32 <= cache_budget_bytes():
+        return np.empty((n, b, b), dtype=np.float32)
+    if f32 // 2 <= cache_budget_bytes() or cache_dir is None:
+        return np.empty((n, b, b), dtype=np.float16)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"particles_{b}px.f16"
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, b, b))
+
+
+def prepare_dataset(pset: ParticleSet, p: ClassifyParams, cache_dir: Path | None = None,
+                    rank: int = 0, size: int = 1,
+                    on_block: Callable[[int, int], None] | None = None) -> Dataset:
+    """Stream ``pset`` into a :class:`Dataset` on the small box set by ``p.max_res_A``."""
+    box, apix = pset.box, pset.apix_A
+    b = small_box_size(box, apix, p.max_res_A)
+    d_A = p.diameter_A if p.diameter_A else 0.85 * box * apix
+    bg_radius_px = 0.5 * d_A / apix
+    mine = np.arange(rank, len(pset), size)
+    images = _allocate(len(mine), b, cache_dir)
+    for s in range(0, len(mine), READ_BLOCK):
+        idx = mine[s:s + READ_BLOCK]
+        raw = pset.read_images(idx)
+        images[s:s + len(idx)] = fourier_crop(normalise_background(raw, bg_radius_px), b)
+        if on_block is not None:
+            on_block(s + len(idx), len(mine))
+    ctfm = pset.ctf.as_matrix() if (pset.ctf is not None and p.ctf) else None
+    return Dataset(images=images, ctfm=ctfm, box=box, apix_A=apix, b=b, n_total=len(pset),
+                   rank=rank, size=size)

@@ -137,30 +137,34 @@ def apply_ctf(f: np.ndarray, p: CtfParams, apix_A: float) -> None:
 @njit(nogil=True, cache=True)
 def _ctf_kernel(f: np.ndarray, m: np.ndarray, apix_A: float) -> None:
     n, box, half = f.shape
+    k2 = np.empty((box, half))
+    cos2t = np.empty((box, half))
+    sin2t = np.empty((box, half))
+    for iy in range(box):  # grid terms shared by all particles
+        ky = (iy if iy < (box + 1) // 2 else iy - box) / (box * apix_A)
+        for ix in range(half):
+            kx = ix / (box * apix_A)
+            r2 = kx * kx + ky * ky
+            k2[iy, ix] = r2
+            # cos / sin of 2 theta, theta = atan2(ky, kx)
+            cos2t[iy, ix] = (kx * kx - ky * ky) / r2 if r2 > 0.0 else 1.0
+            sin2t[iy, ix] = 2.0 * kx * ky / r2 if r2 > 0.0 else 0.0
     for i in range(n):
         du, dv, ang, lam, cs, q, ph, bf = m[i]
         a = np.deg2rad(ang)
         mean, diff = 0.5 * (du + dv), 0.5 * (du - dv)
-        c2, s2 = np.cos(2.0 * a), np.sin(2.0 * a)
+        c2, s2 = diff * np.cos(2.0 * a), diff * np.sin(2.0 * a)
         w = np.arctan2(q, np.sqrt(max(1.0 - q * q, 0.0)))
         const = np.deg2rad(ph) + w
         cterm = 0.5 * np.pi * cs * 1e7 * lam ** 3
+        plam = np.pi * lam
         for iy in range(box):
-            ky = (iy if iy < (box + 1) // 2 else iy - box) / (box * apix_A)
             for ix in range(half):
-                kx = ix / (box * apix_A)
-                k2 = kx * kx + ky * ky
-                if k2 > 0.0:
-                    # cos(2(theta - a)) with theta = atan2(ky, kx)
-                    cos2t = (kx * kx - ky * ky) / k2
-                    sin2t = 2.0 * kx * ky / k2
-                    dz = mean + diff * (cos2t * c2 + sin2t * s2)
-                else:
-                    dz = mean + diff * c2
-                chi = np.pi * lam * dz * k2 - cterm * k2 * k2 + const
-                v = np.sin(chi)
+                r2 = k2[iy, ix]
+                dz = mean + cos2t[iy, ix] * c2 + sin2t[iy, ix] * s2
+                v = np.sin(plam * dz * r2 - cterm * r2 * r2 + const)
                 if bf != 0.0:
-                    v *= np.exp(-0.25 * bf * k2)
+                    v *= np.exp(-0.25 * bf * r2)
                 f[i, iy, ix] *= v
 
 
@@ -326,19 +330,22 @@ class _Renderer:
             make = ice_image if kind[j] == "ice" else carbon_image
             f[j] = _fft.rfft2(make(box, self.peak, rng))
         f *= self.scale
-        clean = _fft.irfft2(f, s=(box, box)).astype(np.float32) if want_clean else None
+        clean = (_fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False) if want_clean
+                 else None)
         if self.use_ctf:
             apply_ctf(f, pl.ctf.subset(rows), self.apix_A)
-        img = _fft.irfft2(f, s=(box, box)).astype(np.float32)
+        img = _fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False)
         img += rng.standard_normal(img.shape, dtype=np.float32)
-        bg = img[:, self.background]
-        mean = bg.mean(axis=1)[:, None, None]
-        std = bg.std(axis=1)[:, None, None]
+        bg = img.reshape(rows.size, -1)[:, self.background.ravel()]
+        mean = bg.mean(axis=1, dtype=np.float64)
+        std = np.sqrt(np.maximum(np.mean(np.square(bg), axis=1, dtype=np.float64) - mean ** 2,
+                                 0.0))
         std[std <= 0] = 1.0
-        img = (img - mean) / std
+        img -= mean.astype(np.float32)[:, None, None]
+        img *= (1.0 / std).astype(np.float32)[:, None, None]
         if clean is not None:
-            clean /= std
-        return img.astype(np.float32), clean
+            clean *= (1.0 / std).astype(np.float32)[:, None, None]
+        return img, clean
 
 
 def _tables(plan: _Plan, n: int, box: int, apix_A: float, voltage_kV: float, cs_mm: float,

@@ -11,6 +11,7 @@ Supported modes: 0 (int8), 1 (int16), 2 (float32), 6 (uint16), 12 (float16).
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import threading
 from collections import OrderedDict
@@ -183,12 +184,22 @@ class StackWriter:
         b = np.asarray(block)
         self.data[start:start + b.shape[0]] = b
         if b.size:
-            bf = b.astype(np.float64, copy=False)
-            self._min = min(self._min, float(bf.min()))
-            self._max = max(self._max, float(bf.max()))
-            self._sum += float(bf.sum())
-            self._sum2 += float(np.square(bf).sum())
+            flat = b.reshape(-1).astype(np.float32, copy=False)
+            self._min = min(self._min, float(flat.min()))
+            self._max = max(self._max, float(flat.max()))
+            self._sum += float(flat.sum(dtype=np.float64))
+            self._sum2 += float(np.dot(flat, flat))  # float32 BLAS: ample for header stats
             self._count += b.size
+        self._release()
+
+    def _release(self) -> None:
+        """Write the dirty pages out and drop them from this process (bounded memory)."""
+        mm = getattr(self.data, "_mmap", None)
+        if mm is None:
+            return
+        with contextlib.suppress(Exception):
+            mm.flush()
+            mm.madvise(mmap.MADV_DONTNEED)
 
     def _finish(self) -> None:
         h = self._m.header

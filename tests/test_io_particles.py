@@ -34,6 +34,7 @@ def test_star_31_read_images_and_ctf(tmp_path):
     assert ps.ctf.voltage_kV.tolist() == [300.0, 200.0] * 3
     assert ps.ctf.cs_mm.tolist() == [2.7, 1.4] * 3
     assert ps.ctf.amp_contrast.tolist() == [0.1, 0.07] * 3
+    assert ps.ctf_premultiplied is False
 
 
 def test_star_30_no_optics_round_trip(tmp_path):

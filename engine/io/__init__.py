@@ -1,0 +1,9 @@
+"""Reading and writing files, at the engine's edge.
+
+- :mod:`engine.io.atomic`     atomic writes (temporary name, fsync, rename)
+- :mod:`engine.io.star`       STAR files <-> pandas tables
+- :mod:`engine.io.mrc`        memory-mapped MRC stacks, atomic / chunked writers
+- :mod:`engine.io.cs`         cryoSPARC ``.cs`` files as RELION tables
+- :mod:`engine.io.particles`  particle sets (STAR 3.0 / 3.1+ / .cs) -> images, CTF
+- :mod:`engine.io.simulated`  writing a planned simulation (``twodclass demo``)
+"""

@@ -55,6 +55,8 @@ class ParticleSet:
         Index into ``stack_paths`` of each particle.
     frame_index : (n,) int64
         0-based image number of each particle within its stack.
+    ctf_premultiplied : bool
+        The images were already multiplied by their CTF (``rlnCtfDataAreCtfPremultiplied``).
     block_name : str
         Name (without ``data_``) of the particle block in the input STAR file.
     other_blocks : dict[str, DataFrame]
@@ -71,6 +73,7 @@ class ParticleSet:
     stack_paths: list[Path] = field(default_factory=list)
     stack_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     frame_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ctf_premultiplied: bool = False
     block_name: str = "particles"
     other_blocks: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -332,9 +335,12 @@ def read_particles(path: str | os.PathLike[str],
     tables = [particles] if per_opt is None else [per_opt, particles]
     apix = _pixel_size(p, tables, len(particles), header_apix)
     ctf = _ctf(p, particles, per_opt)
+    pre = _column(tables, "rlnCtfDataAreCtfPremultiplied", len(particles))
     return ParticleSet(path=p, particles=particles, optics=optics, star_version=version,
                        box=box, apix_A=apix, ctf=ctf, stack_paths=paths, stack_index=sid,
-                       frame_index=frame, block_name=block, other_blocks=other)
+                       frame_index=frame,
+                       ctf_premultiplied=bool(pre is not None and np.nan_to_num(pre).any()),
+                       block_name=block, other_blocks=other)
 
 
 def particles_to_blocks(pset: ParticleSet, particles_df: pd.DataFrame

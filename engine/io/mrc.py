@@ -3,7 +3,8 @@
 Reading maps the data block of the file read-only with ``numpy.memmap`` (the header is
 parsed by ``mrcfile``), so opening a stack costs one header read and reading a particle
 touches only its pages. Opened stacks are cached per path (LRU of at most
-:data:`MAX_OPEN` maps, keyed by path, size and modification time).
+:data:`MAX_OPEN` maps, keyed by path, inode, size and modification time, so a file replaced
+by an atomic write is mapped afresh while old arrays stay valid).
 
 Supported modes: 0 (int8), 1 (int16), 2 (float32), 6 (uint16), 12 (float16).
 """
@@ -31,7 +32,7 @@ __all__ = ["open_stack", "stack_info", "read_volume", "write_stack", "new_stack"
 MAX_OPEN = 128
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 
-_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, float]] = OrderedDict()
+_cache: OrderedDict[tuple[str, int, int, int], tuple[np.ndarray, float]] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -95,7 +96,7 @@ def open_stack(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
     p = Path(path)
     try:
         st = p.stat()
-        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)  # new file = new key
     except OSError:
         key = None
     if key is not None:

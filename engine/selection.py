@@ -61,9 +61,11 @@ class SelectionThresholds:
     res_factor: float = _t(1.5, flag="--res-factor", label="Resolution factor",
                            help="Automatic --max-res-A: this factor times the median "
                                 "resolution.", min=1.0)
-    max_edge_signal: float = _t(0.30, flag="--max-edge-signal", label="Maximum edge signal",
-                                help="Fraction of the signal in the ring at the mask edge (0-1): "
-                                     "particle cut by the mask or off-centre.", min=0.0, max=1.0)
+    max_edge_signal: float = _t(0.15, flag="--max-edge-signal", label="Maximum edge signal",
+                                help="Share of the signal variance in the ring at the mask edge "
+                                     "(0-1): centred particles 0.0-0.1; a particle cut by the "
+                                     "mask, off-centre, or junk filling the box 0.15-0.7.",
+                                min=0.0, max=1.0)
     max_centre_offset: float = _t(0.25, flag="--max-centre-offset",
                                   label="Maximum centre offset", unit="mask radius",
                                   help="Distance of the density's centre from the box centre, "
@@ -72,10 +74,10 @@ class SelectionThresholds:
                                  help="Structure-tensor coherence (0-1); a straight edge "
                                       "(carbon) gives about 0.9, particles below 0.4.",
                                  min=0.0, max=1.0)
-    max_ice_score: float = _t(0.975, flag="--max-ice", label="Maximum ring/blob score",
+    max_ice_score: float = _t(0.985, flag="--max-ice", label="Maximum ring/blob score",
                               help="Variance explained by the rotational average (0-1): a ring "
-                                   "or blob without structure (ice) gives 0.98 or more, compact "
-                                   "particles 0.8-0.96.",
+                                   "or blob without structure (ice) gives 0.99 or more, compact "
+                                   "particles 0.8-0.97.",
                               min=0.0, max=1.0)
     min_contrast: float = _t(1.0, flag="--min-contrast", label="Minimum contrast",
                              help="Low-passed over high-frequency standard deviation inside "
@@ -231,13 +233,13 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
         if carbon[i] > th.max_carbon_score:
             f.append(f"straight edge (carbon) ({carbon[i]:.2f} > {th.max_carbon_score:.2f})")
         if ice[i] > th.max_ice_score:
-            f.append(f"ring/blob without structure (ice) ({ice[i]:.2f} > "
-                     f"{th.max_ice_score:.2f})")
+            f.append(f"ring/blob without structure (ice) ({ice[i]:.3f} > "
+                     f"{th.max_ice_score:.3f})")
         if edge[i] > th.max_edge_signal:
             f.append(f"signal at the mask edge ({edge[i]:.2f} > {th.max_edge_signal:.2f})")
         if offset[i] > max_off_A:
             f.append(f"off-centre ({offset[i]:.0f} Å > {max_off_A:.0f} Å)")
-        if res[i] > max_res:
+        if res[i] > max_res * (1 + 1e-6):  # resolutions sit on Fourier shells: ties pass
             other_fail[i].append(f"resolution {_fmt_res(res[i])} > {_fmt_res(max_res)}")
         if counts[i] < th.min_particles:
             other_fail[i].append(f"too few particles ({counts[i]} < {th.min_particles})")
@@ -251,7 +253,8 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
     else:
         family = np.asarray(st["tdcViewFamily"].to_numpy(), dtype=np.int64)
     rare_res = max_res * th.rare_res_factor
-    particle_like = image_ok & (counts >= th.rare_min_particles) & (res <= rare_res)
+    particle_like = (image_ok & (counts >= th.rare_min_particles)
+                     & (res <= rare_res * (1 + 1e-6)))
     full_ok = image_ok & np.array([not f for f in other_fail])
     good_families = set(family[full_ok].tolist())
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers_job import make_finished_job
-from test_stats import APIX, DIAM, KINDS, finish, particle
+from test_stats import APIX, DIAM, KINDS, finish
 
 from engine.errors import InputError, ParameterError
 from engine.io.mrc import open_stack

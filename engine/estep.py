@@ -26,7 +26,7 @@ from engine.fourier import centred_rfft2
 from engine.kernels import ctf_polar, polar_sample
 
 __all__ = ["PolarGrid", "make_grid", "ReferenceSpectra", "reference_spectra",
-           "ParticleSpectra", "particle_spectra", "score_block"]
+           "ParticleSpectra", "particle_spectra", "Scores", "score_block"]
 
 PAD = 2  # zero-padding factor of the DFTs that polar rings are interpolated from
 
@@ -52,17 +52,9 @@ class PolarGrid:
         return 360.0 / self.n_psi
 
 
-def _fast_len(n: int) -> int:
-    """Smallest even 2-3-5-smooth integer >= n."""
-    n = max(8, int(n))
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1 and n % 2 == 0:
-            return n
-        n += 1
+def _fast_len(n: float) -> int:
+    """The power of two nearest to ``n`` (in ratio), at least 16: the number of rotations."""
+    return int(max(16, 2 ** round(np.log2(max(n, 1.0)))))
 
 
 def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float,
@@ -72,7 +64,7 @@ def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float
     if min_res_align_A:
         r_min = max(1, int(np.ceil(b * apix_A / min_res_align_A)))
     radii = np.arange(r_min, r_max + 1, dtype=np.float64)
-    n_psi = _fast_len(int(np.ceil(360.0 / psi_step_deg)))
+    n_psi = _fast_len(360.0 / psi_step_deg)
     weights = radii * (2.0 * np.pi / n_psi)
     k = int(np.floor(offset_range_px / offset_step_px + 1e-9)) if offset_range_px > 0 else 0
     g = np.arange(-k, k + 1) * offset_step_px
@@ -154,19 +146,64 @@ def particle_spectra(images: np.ndarray, ctfm: np.ndarray | None, grid: PolarGri
                            xpow=xpow.astype(np.float64))
 
 
-def score_block(ps: ParticleSpectra, refs: ReferenceSpectra, grid: PolarGrid) -> np.ndarray:
-    """Log-likelihood of every pose: ``(n, K, T, n_psi)`` float32.
+def _inverse_dft_matrix(n_psi: int) -> np.ndarray:
+    """``(2M, n_psi)`` float32 G with ``[Re S_0, Im S_0, Re S_1, ...] @ G = irfft(S, n_psi)``."""
+    M = n_psi // 2 + 1
+    m = np.arange(M)[:, None]
+    s = np.arange(n_psi)[None, :]
+    c = np.full((M, 1), 2.0)
+    c[0] = 1.0
+    if n_psi % 2 == 0:
+        c[-1] = 1.0
+    ang = 2.0 * np.pi * m * s / n_psi
+    G = np.empty((2 * M, n_psi))
+    G[0::2] = c * np.cos(ang) / n_psi
+    G[1::2] = -c * np.sin(ang) / n_psi
+    return G.astype(np.float32)
 
-    Rotation index j means psi = 360 j / n_psi degrees; shift index t means the particle shift
-    ``R(psi) shifts[t]`` (small px). Includes the ``-1/2 sum |X|^2/sigma2`` term.
+
+_G_CACHE: dict[int, np.ndarray] = {}
+
+
+def _irfft_rows(S: np.ndarray, n_psi: int) -> np.ndarray:
+    """Inverse real DFT over the leading axis of ``S`` (M, ...) complex64, as one real matrix
+    product (BLAS, threaded): returns ``(..., n_psi)`` float32 with the angle axis last."""
+    G = _G_CACHE.get(n_psi)
+    if G is None:
+        G = _G_CACHE[n_psi] = _inverse_dft_matrix(n_psi)
+    M = S.shape[0]
+    rest = S.shape[1:]
+    St = np.ascontiguousarray(np.moveaxis(S, 0, -1)).reshape(-1, M)   # (..., M) complex64
+    out = St.view(np.float32) @ G                                      # (..., n_psi)
+    return out.reshape(rest + (n_psi,))
+
+
+@dataclass
+class Scores:
+    """Log-likelihood of every pose, in parts: ``L = cross - ctf2/2 - xpow/2``."""
+
+    cross: np.ndarray   # (n, K, T, n_psi) float32  Re sum X C conj(R W) / sigma2
+    ctf2: np.ndarray    # (n, K, n_psi) float32     sum C^2 |R V|^2 / sigma2
+    xpow: np.ndarray    # (n,) float64              sum |X|^2 / sigma2
+
+    def full(self) -> np.ndarray:
+        """``(n, K, T, n_psi)`` float32 log-likelihoods."""
+        L = self.cross - 0.5 * self.ctf2[:, :, None, :]
+        L -= (0.5 * self.xpow).astype(np.float32)[:, None, None, None]
+        return L
+
+
+def score_block(ps: ParticleSpectra, refs: ReferenceSpectra, grid: PolarGrid) -> Scores:
+    """Scores of every pose of every (particle, class) pair.
+
+    Rotation index j means the class turned by +360 j / n_psi degrees (RELION's psi is the
+    negative); shift index t means the particle shift ``R(psi) shifts[t]`` (small px).
     """
     n = ps.A.shape[1]
     K = refs.U.shape[2]
     T = grid.shifts.shape[0]
     S = np.matmul(ps.A, refs.W)                                      # (M, n, K*T)
-    cross = np.fft.irfft(S, n=grid.n_psi, axis=0)                     # (psi, n, K*T)
+    cross = _irfft_rows(S, grid.n_psi).reshape(n, K, T, grid.n_psi)
     Q = np.matmul(ps.B, refs.U)                                      # (M, n, K)
-    ctf2 = np.fft.irfft(Q, n=grid.n_psi, axis=0)                      # (psi, n, K)
-    L = cross.reshape(grid.n_psi, n, K, T) - 0.5 * ctf2[..., None]
-    L -= 0.5 * ps.xpow[None, :, None, None]
-    return np.ascontiguousarray(L.transpose(1, 2, 3, 0), dtype=np.float32)
+    ctf2 = _irfft_rows(Q, grid.n_psi)                                # (n, K, psi)
+    return Scores(cross=cross, ctf2=ctf2, xpow=ps.xpow)

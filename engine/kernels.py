@@ -98,13 +98,60 @@ def ctf_polar(ctfm: np.ndarray, radii_invA: np.ndarray, n_psi: int,
     n = ctfm.shape[0]
     R = radii_invA.shape[0]
     out = np.empty((n, R, n_psi), dtype=np.float32)
+    cs = np.empty(n_psi)
+    sn = np.empty(n_psi)
+    for j in range(n_psi):
+        a = 2.0 * math.pi * j / n_psi
+        cs[j] = math.cos(a)
+        sn[j] = math.sin(a)
     for i in numba.prange(n):
+        co = ctf_coefficients(ctfm[i], 1.0, 0.0)
         for r in range(R):
             for j in range(n_psi):
-                a = 2.0 * math.pi * j / n_psi
-                out[i, r, j] = ctf_at(ctfm[i], radii_invA[r] * math.cos(a),
-                                      radii_invA[r] * math.sin(a), intact_first_peak)
+                out[i, r, j] = _ctf_fast(co, radii_invA[r] * cs[j], radii_invA[r] * sn[j],
+                                         intact_first_peak)
     return out
+
+
+@numba.njit(**_NJ)
+def ctf_coefficients(m: np.ndarray, scale: float, rot: float) -> tuple[float, float, float,
+                                                                        float, float, float]:
+    """Polynomial form of the CTF phase for fast evaluation at many frequencies.
+
+    For frequency ``(u, v) * scale`` (1/Angstrom) of a frame rotated by ``rot`` radians from
+    the particle's: ``chi = a (u^2 + v^2) + c2 (u^2 - v^2) + s2 (2 u v) - d (u^2 + v^2)^2 + e``
+    and ``CTF = sin(chi) * exp(-bf (u^2 + v^2))``. Returns ``(a, c2, s2, d, e, bf)``.
+    """
+    v = m[3] * 1e3
+    lam = 12.2642598 / math.sqrt(v * (1.0 + 0.978466e-6 * v))
+    q = m[5]
+    w = math.atan2(q, math.sqrt(max(1.0 - q * q, 0.0)))
+    s2 = scale * scale
+    mean = 0.5 * (m[0] + m[1])
+    dev = 0.5 * (m[0] - m[1])
+    phi = m[2] * math.pi / 180.0 - rot
+    a = math.pi * lam * mean * s2
+    c2 = math.pi * lam * dev * math.cos(2.0 * phi) * s2
+    sn2 = math.pi * lam * dev * math.sin(2.0 * phi) * s2
+    d = 0.5 * math.pi * m[4] * 1e7 * lam * lam * lam * s2 * s2
+    e = m[6] * math.pi / 180.0 + w
+    bf = 0.25 * m[7] * s2
+    return a, c2, sn2, d, e, bf
+
+
+@numba.njit(**_NJ)
+def _ctf_fast(co: tuple[float, float, float, float, float, float], u: float, v: float,
+              intact_first_peak: bool) -> float:
+    a, c2, s2, d, e, bf = co
+    k2 = u * u + v * v
+    chi = a * k2 + c2 * (u * u - v * v) + s2 * 2.0 * u * v - d * k2 * k2 + e
+    if intact_first_peak and chi < 0.5 * math.pi:
+        val = 1.0
+    else:
+        val = math.sin(chi)
+    if bf != 0.0:
+        val *= math.exp(-bf * k2)
+    return val
 
 
 @numba.njit(parallel=True, **_NJ)
@@ -127,6 +174,7 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
     """
     K = num.shape[0]
     H = b // 2 + 1
+    scale = 1.0 / (b * apix_A)
     for c in numba.prange(K):
         for p in range(cls_start[c], cls_start[c + 1]):
             i = p_idx[p]
@@ -135,21 +183,27 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
             sa = math.sin(p_psi[p])
             tx = p_tx[p]
             ty = p_ty[p]
+            # CTF of the particle, written in the class frame (astigmatism angle turned)
+            co = ctf_coefficients(ctfm[i], scale, p_psi[p])
+            dph = 2.0 * math.pi * (ca * tx + sa * ty) / b
+            step = complex(math.cos(dph), math.sin(dph))
             for yy in range(b):
                 qy = yy if yy < b // 2 else yy - b
+                if abs(qy) > r_max:
+                    continue
+                # q = (0, qy) -> p = R q = (-sa qy, ca qy)
+                ph0 = 2.0 * math.pi * ((-sa * qy) * tx + (ca * qy) * ty) / b
+                phasor = complex(math.cos(ph0), math.sin(ph0))
                 for qx in range(H):
-                    rad = math.sqrt(qx * qx + qy * qy)
-                    sh = int(rad + 0.5)
+                    sh = int(math.sqrt(qx * qx + qy * qy) + 0.5)
                     if sh > r_max:
-                        continue
+                        break
                     px = ca * qx - sa * qy
                     py = sa * qx + ca * qy
-                    x = _interp_half(F, i, px * pad, py * pad)
-                    ph = 2.0 * math.pi * (px * tx + py * ty) / b
-                    x = x * complex(math.cos(ph), math.sin(ph))
+                    x = _interp_half(F, i, px * pad, py * pad) * phasor
+                    phasor *= step
                     if use_ctf:
-                        ctf = ctf_at(ctfm[i], px / (b * apix_A), py / (b * apix_A),
-                                     intact_first_peak)
+                        ctf = _ctf_fast(co, qx, qy, intact_first_peak)
                     else:
                         ctf = 1.0
                     s = inv_sigma2[sh]
@@ -158,3 +212,46 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
                     d = x - ctf * refs[c, yy, qx]
                     noise[c, sh] += w * (d.real * d.real + d.imag * d.imag)
                     noise_w[c, sh] += w
+
+
+@numba.njit(parallel=True, **_NJ)
+def best_poses(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray,
+               inv_A: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                      np.ndarray, np.ndarray]:
+    """Best pose of every (particle, class) pair ("force max over poses/shifts").
+
+    Score ``S = L / A + prior[t]`` with ``L = cross - ctf2/2 - xpow/2`` (see
+    :class:`engine.estep.Scores`). Returns per ``(n, K)``: best S, its shift index t and
+    rotation index j, S at rotations j-1 and j+1 (same t, for sub-step refinement), and L at
+    the best pose.
+    """
+    n, K, T, P = cross.shape
+    sbest = np.empty((n, K))
+    tbest = np.empty((n, K), dtype=np.int64)
+    jbest = np.empty((n, K), dtype=np.int64)
+    sminus = np.empty((n, K))
+    splus = np.empty((n, K))
+    lbest = np.empty((n, K))
+    for i in numba.prange(n):
+        off = -0.5 * xpow[i]
+        for c in range(K):
+            bv = -np.inf
+            bt = 0
+            bj = 0
+            for t in range(T):
+                pt = prior[t]
+                for j in range(P):
+                    v = (cross[i, c, t, j] - 0.5 * ctf2[i, c, j]) * inv_A + pt
+                    if v > bv:
+                        bv = v
+                        bt = t
+                        bj = j
+            jm = (bj - 1) % P
+            jp = (bj + 1) % P
+            sbest[i, c] = bv + off * inv_A
+            tbest[i, c] = bt
+            jbest[i, c] = bj
+            sminus[i, c] = (cross[i, c, bt, jm] - 0.5 * ctf2[i, c, jm] + off) * inv_A + prior[bt]
+            splus[i, c] = (cross[i, c, bt, jp] - 0.5 * ctf2[i, c, jp] + off) * inv_A + prior[bt]
+            lbest[i, c] = cross[i, c, bt, bj] - 0.5 * ctf2[i, c, bj] + off
+    return sbest, tbest, jbest, sminus, splus, lbest

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.estep import PAD, PolarGrid, make_grid, particle_spectra, reference_spectra, score_block
+from engine.estep import (PAD, PolarGrid, Scores, make_grid, particle_spectra, reference_spectra,
+                          score_block)
+from engine.kernels import best_poses
 from engine.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
 from engine.mstep import (Stats, accumulate, initial_stats_from_images, recentre, reseed_dead,
                           resolution_A, wiener_averages)
@@ -25,6 +27,7 @@ __all__ = ["Dataset", "State", "Geometry", "geometry_for", "classify", "n_iterat
 
 MIN_PAIR_WEIGHT = 1e-3   # posterior below which a class is pruned from a particle's M-step
 MAX_POSES = 32           # poses per particle kept by full marginalisation
+MAX_CLASSES = 12         # classes per particle kept for the M-step (force max), by posterior
 
 
 @dataclass
@@ -233,30 +236,26 @@ class BlockResult:
     pairs: tuple[np.ndarray, ...]   # (local idx, class, weight, psi_rad, tx, ty)
 
 
-def assign_block(L: np.ndarray, log_pi: np.ndarray, logprior_t: np.ndarray, grid: PolarGrid,
+def assign_block(sc: Scores, log_pi: np.ndarray, logprior_t: np.ndarray, grid: PolarGrid,
                  A: float, force_max: bool) -> BlockResult:
-    """Posteriors from log-likelihoods ``L`` (n, K, T, n_psi) at temperature A."""
-    n, K, T, npsi = L.shape
-    S = L / A + logprior_t[None, None, :, None]
+    """Posteriors from the pose scores of a block at temperature A."""
+    n, K, T, npsi = sc.cross.shape
     step = 2.0 * np.pi / npsi
     shifts = grid.shifts
     ar = np.arange(n)
     if force_max:
-        flat = S.reshape(n, K, T * npsi)
-        best = flat.argmax(axis=2)                                    # (n, K)
-        sbest = np.take_along_axis(flat, best[..., None], axis=2)[..., 0]
-        ti, j = np.divmod(best, npsi)
-        s0 = sbest
-        sm = np.take_along_axis(S, ti[..., None, None], axis=2)[:, :, 0, :]   # (n, K, psi)
-        s_minus = np.take_along_axis(sm, ((j - 1) % npsi)[..., None], axis=2)[..., 0]
-        s_plus = np.take_along_axis(sm, ((j + 1) % npsi)[..., None], axis=2)[..., 0]
-        psi = (j + _refine_parabola(s_minus, s0, s_plus)) * step     # (n, K) rad
+        sbest, ti, j, s_minus, s_plus, lbest = best_poses(
+            sc.cross, sc.ctf2, sc.xpow, logprior_t.astype(np.float64), 1.0 / A)
+        psi = (j + _refine_parabola(s_minus, sbest, s_plus)) * step    # (n, K) rad
         lp = log_pi[None, :] + sbest
         lp -= lp.max(axis=1, keepdims=True)
         g = np.exp(lp)
         g /= g.sum(axis=1, keepdims=True)
         c_best = g.argmax(axis=1)
         keep = g >= MIN_PAIR_WEIGHT
+        if K > MAX_CLASSES:
+            kth = -np.partition(-g, MAX_CLASSES - 1, axis=1)[:, MAX_CLASSES - 1:MAX_CLASSES]
+            keep &= g >= kth
         g = np.where(keep, g, 0.0)
         g /= g.sum(axis=1, keepdims=True)
         ii, cc = np.nonzero(keep)
@@ -268,9 +267,11 @@ def assign_block(L: np.ndarray, log_pi: np.ndarray, logprior_t: np.ndarray, grid
         bpsi = psi[ar, c_best]
         btp = shifts[ti[ar, c_best]]
         maxprob = g[ar, c_best]
-        loglik = L.reshape(n, K, T * npsi)[ar, c_best, best[ar, c_best]]
+        loglik = lbest[ar, c_best]
         nsig = keep.sum(axis=1)
     else:
+        L = sc.full()
+        S = L / A + logprior_t[None, None, :, None]
         lw = (log_pi[None, :, None, None] + S).reshape(n, -1)
         lw -= lw.max(axis=1, keepdims=True)
         w = np.exp(lw)
@@ -336,8 +337,8 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
         ps = particle_spectra(_masked_block(data, idx, geo.mask), ctfm, grid, inv_s2,
                               p.ctf_intact_first_peak)
-        L = score_block(ps, refspec, grid)
-        res = assign_block(L, log_pi, logprior, grid, A, p.force_max)
+        sc = score_block(ps, refspec, grid)
+        res = assign_block(sc, log_pi, logprior, grid, A, p.force_max)
         prev = state.cls[idx]
         seen = prev >= 0
         revisited += seen.sum()

@@ -71,10 +71,10 @@ def class_table(state: State, p: ClassifyParams, data: Dataset, geo: Geometry,
         "rlnAccuracyRotations": np.full(K, 0.5 * geo.grid.psi_step_deg),
         "rlnAccuracyTranslationsAngst": np.full(K, 0.5 * a),
         "rlnEstimatedResolution": res[order],
-        "_tdcClassNumber": np.arange(1, K + 1),
-        "_tdcParticleCount": counts[order],
-        "_tdcEffectiveSampleSize": np.asarray(ess)[order],
-        "_tdcMeanMaxProb": mean_mp[order],
+        "tdcClassNumber": np.arange(1, K + 1),
+        "tdcParticleCount": counts[order],
+        "tdcEffectiveSampleSize": np.asarray(ess)[order],
+        "tdcMeanMaxProb": mean_mp[order],
     })
     return df
 
@@ -82,14 +82,14 @@ def class_table(state: State, p: ClassifyParams, data: Dataset, geo: Geometry,
 def _iterations_table(state: State) -> pd.DataFrame:
     h = state.history
     return pd.DataFrame({
-        "_tdcIteration": [d["iteration"] for d in h],
-        "_tdcKind": [d["kind"] for d in h],
-        "_tdcTemperature": [d["temperature"] for d in h],
-        "_tdcChangedFraction": [d["changed_fraction"] for d in h],
-        "_tdcMeanLogLik": [d["mean_loglik"] for d in h],
-        "_tdcParticles": [d["n_particles"] for d in h],
-        "_tdcReseeded": [d.get("reseeded", 0) for d in h],
-        "_tdcSeconds": [d["seconds"] for d in h],
+        "tdcIteration": [d["iteration"] for d in h],
+        "tdcKind": [d["kind"] for d in h],
+        "tdcTemperature": [d["temperature"] for d in h],
+        "tdcChangedFraction": [d["changed_fraction"] for d in h],
+        "tdcMeanLogLik": [d["mean_loglik"] for d in h],
+        "tdcParticles": [d["n_particles"] for d in h],
+        "tdcReseeded": [d.get("reseeded", 0) for d in h],
+        "tdcSeconds": [d["seconds"] for d in h],
     })
 
 
@@ -110,11 +110,11 @@ def write_model(files: JobFiles, state: State, p: ClassifyParams, data: Dataset,
         "rlnNrClasses": K,
         "rlnTau2FudgeFactor": p.tau2_fudge,
         "rlnParticleDiameter": geo.diameter_A,
-        "_tdcIteration": state.iteration,
-        "_tdcIterations": p.online_iters + p.full_passes,
-        "_tdcInputPixelSize": data.apix_A,
-        "_tdcParticles": data.n,
-        "_tdcMaskOuterDiameter": geo.diameter_outer_A,
+        "tdcIteration": state.iteration,
+        "tdcIterations": p.online_iters + p.full_passes,
+        "tdcInputPixelSize": data.apix_A,
+        "tdcParticles": data.n,
+        "tdcMaskOuterDiameter": geo.diameter_outer_A,
     }
     classes = class_table(state, p, data, geo, order)
     if extra_columns is not None:

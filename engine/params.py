@@ -70,8 +70,8 @@ class ClassifyParams:
                                             "alignment; default: use everything.",
                                        level="advanced", min=1.0)
     psi_step_deg: float = _p(5.0, flag="--psi-step", label="In-plane angular sampling",
-                             unit="deg", help="Rotation search step (rounded to a fast FFT "
-                             "length).", level="advanced", min=0.5, max=30.0)
+                             unit="deg", help="Rotation search step, rounded to 360/2^n "
+                             "(5 -> 5.6 deg, 64 rotations), refined between steps.", level="advanced", min=0.5, max=30.0)
     offset_range_A: float | None = _p(None, flag="--offset-range", label="Offset search range",
                                       unit="Å", help="Translations searched around the current "
                                       "offset; default: 2.5 cropped pixels.", level="advanced",

@@ -216,9 +216,7 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
 
 def _class_statistics(state: Any, params: ClassifyParams, data: Any, geo: Any) -> Any:
     """Per-class statistics for selection (engine.stats), in the output's class order."""
-    try:
-        from engine.stats import class_statistics_for_state
-    except ImportError:  # statistics module not present
-        return None
+    from engine.stats import class_statistics_for_state
+
     return class_statistics_for_state(state, params, data, geo)
 

@@ -70,8 +70,11 @@ def evaluate(job_dir: Path, truth: pd.DataFrame, selected: list[int]) -> dict:
         truth[["rlnImageName", "tdcViewId", "tdcJunkKind"]], on="rlnImageName")
     kept = data["rlnClassNumber"].isin(selected).to_numpy()
     junk = (data["tdcViewId"] < 0).to_numpy()
+    agg = (data["tdcJunkKind"] == "aggregate").to_numpy()
     res = {
         "junk_rejected": float(1 - kept[junk].mean()) if junk.any() else 1.0,
+        "junk_rejected_without_aggregates": (float(1 - kept[junk & ~agg].mean())
+                                             if (junk & ~agg).any() else 1.0),
         "good_kept": float(kept[~junk].mean()),
         "junk_rejected_by_kind": {
             k: round(float(1 - kept[(data["tdcJunkKind"] == k).to_numpy()].mean()), 4)
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "rlnClassNumber")["kind"].agg(
         lambda s: ", ".join(f"{k}:{n}" for k, n in s.value_counts().items()))
     oracle_sel = [int(c) for c, p in purity.items() if p > 0.5]
+    maj_view = data.groupby("rlnClassNumber")["tdcViewId"].agg(
+        lambda s: s.value_counts().index[0])
     oracle = evaluate(job, truth, oracle_sel)
 
     pd.set_option("display.width", 250)
@@ -160,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {"simulate": round(t_sim, 1), "run": round(t_run, 1),
                     "select": round(t_sel, 2)},
     }
-    print(f"auto:   junk rejected {auto['junk_rejected']:.3f}, good kept "
+    fam_of_view = {int(v): sorted({int(table.loc[table["class_number"] == c, "family"].iloc[0])
+                                   for c, m in maj_view.items() if m == v and c in selected})
+                   for v in sorted(truth.loc[truth["tdcViewId"] >= 0, "tdcViewId"].unique())}
+    summary["view_families_of_views"] = fam_of_view
+    print(f"selected families per simulated view: {fam_of_view}")
+    print(f"auto:   junk rejected {auto['junk_rejected']:.3f} "
+          f"({auto['junk_rejected_without_aggregates']:.3f} without aggregates), good kept "
           f"{auto['good_kept']:.3f}, views lost {auto['views_lost']}")
     print(f"oracle: junk rejected {oracle['junk_rejected']:.3f}, good kept "
           f"{oracle['good_kept']:.3f}, views lost {oracle['views_lost']}")

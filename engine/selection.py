@@ -82,7 +82,7 @@ class SelectionThresholds:
     min_contrast: float = _t(1.0, flag="--min-contrast", label="Minimum contrast",
                              help="Low-passed over high-frequency standard deviation inside "
                                   "the mask; pure noise gives about 0.5.", min=0.0)
-    family_similarity: float = _t(0.75, flag="--family-similarity",
+    family_similarity: float = _t(0.85, flag="--family-similarity",
                                   label="View family similarity",
                                   help="Rotation/mirror-invariant correlation above which two "
                                        "classes show the same view.", min=0.0, max=1.0)

@@ -62,7 +62,7 @@ STAT_COLUMNS = (
 )
 
 #: default similarity above which two classes show the same view
-FAMILY_SIMILARITY = 0.75
+FAMILY_SIMILARITY = 0.85
 
 
 def default_diameters_A(box_px: int, apix_A: float, diameter_A: float | None = None,

@@ -325,12 +325,18 @@ def view_coverage(families: pd.DataFrame | Mapping[int, int],
     families : DataFrame or mapping
         :func:`auto_select`'s table (``class_number``, ``family``, optional
         ``particle_like`` and ``count``; only families with a particle-like class count),
-        or ``{class_number: family}``.
+        a statistics table (``tdcClassNumber``, ``tdcViewFamily``, optional
+        ``tdcParticleCount``; every family counts), or ``{class_number: family}``.
     selected : iterable of int or bool array
         Selected class numbers, or a boolean mask aligned with the table rows.
     """
     if isinstance(families, pd.DataFrame):
         tab = families.reset_index(drop=True)
+        if "class_number" not in tab.columns:  # a class_statistics / data_model_classes table
+            tab = tab.rename(columns=lambda c: str(c).lstrip("_"))
+            tab = tab.rename(columns={"tdcClassNumber": "class_number",
+                                      "tdcViewFamily": "family",
+                                      "tdcParticleCount": "count"})
         numbers = tab["class_number"].to_numpy(dtype=np.int64)
         fam = tab["family"].to_numpy(dtype=np.int64)
         like = (tab["particle_like"].to_numpy(bool) if "particle_like" in tab.columns

@@ -199,3 +199,10 @@ def test_select_cli_errors(job, tmp_path, capsys):
         return
     assert rc == 2
     assert "unknown class number(s) 99" in capsys.readouterr().err
+
+
+def test_view_coverage_from_statistics_table():
+    st = _model(["view0", "view0_rotated", "view2"], [100, 90, 80], [8.0] * 3)
+    cov = view_coverage(st, [1, 2])
+    assert cov.n_families == 2 and len(cov.dropped) == 1
+    assert "(class 3, 80 particles)" in cov.warnings[0]

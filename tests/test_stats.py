@@ -208,3 +208,22 @@ def test_real_relion_like_scale_is_fast():
     imgs += rng.normal(0, 0.01, imgs.shape).astype(np.float32)
     df = class_statistics(imgs, APIX, DIAM)
     assert df["tdcViewFamily"].nunique() == 3
+
+
+def test_statistics_for_engine_state_follow_output_order():
+    from types import SimpleNamespace
+
+    from engine.stats import class_statistics_for_state
+
+    refs = finish([KINDS["carbon"], KINDS["view0"], KINDS["ice_ring"]])
+    state = SimpleNamespace(refs=refs, cls=np.array([1, 1, 1, 0, 2, 2]),
+                            stats=SimpleNamespace(weight=np.array([1.0, 3.0, 2.0])))
+    params = SimpleNamespace(n_classes=3)
+    data = SimpleNamespace(apix_small_A=APIX)
+    geo = SimpleNamespace(diameter_A=DIAM, diameter_outer_A=180.0)
+    df = class_statistics_for_state(state, params, data, geo)
+    assert list(df.columns) == list(STAT_COLUMNS)
+    # output order: by count (view0 3, ice 2, carbon 1)
+    assert df["tdcStraightEdge"].iloc[2] > 0.9
+    assert df["tdcRingScore"].iloc[1] > 0.988
+    assert df["tdcRingScore"].iloc[0] < 0.9

@@ -312,6 +312,22 @@ class _Renderer:
         var = float(np.mean(sig[:, self.inside].var(axis=1)))
         self.scale = float(np.sqrt(snr / var)) if var > 0 else 1.0
 
+    def _wide_junk(self, row: int, kind: str, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Ice or carbon drawn on a 2x canvas, CTF applied there, box cropped: (signal, clean)
+        ``(box, box)`` each, already scaled (the CTF does not wrap around the box edges)."""
+        box = self.box
+        make = ice_image if kind == "ice" else carbon_image
+        big = make(box, self.peak, rng, canvas=2 * box) * np.float32(self.scale)
+        o = box - box // 2
+        clean = big[o:o + box, o:o + box].copy()
+        if not self.use_ctf:
+            return clean, clean
+        fb = _fft.rfft2(big)[None].astype(np.complex64)
+        apply_ctf(fb, self.plan.ctf.subset(np.array([row])), self.apix_A)
+        sig = _fft.irfft2(fb[0], s=(2 * box, 2 * box))[o:o + box, o:o + box]
+        return sig.astype(np.float32), clean
+
     def render(self, start: int, stop: int, rng: np.random.Generator, want_clean: bool
                ) -> tuple[np.ndarray, np.ndarray | None]:
         pl, box = self.plan, self.box
@@ -326,15 +342,18 @@ class _Renderer:
         for j in np.flatnonzero(kind == "aggregate"):
             e = pl.extras[int(rows[j])]
             f[j] += self.proj.slices(e[:, 0], e[:, 1], e[:, 2], e[:, 3], e[:, 4]).sum(axis=0)
-        for j in np.flatnonzero(np.isin(kind, ["ice", "carbon"])):
-            make = ice_image if kind[j] == "ice" else carbon_image
-            f[j] = _fft.rfft2(make(box, self.peak, rng))
+        wide = {int(j): self._wide_junk(int(rows[j]), str(kind[j]), rng)
+                for j in np.flatnonzero(np.isin(kind, ["ice", "carbon"]))}
         f *= self.scale
         clean = (_fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False) if want_clean
                  else None)
         if self.use_ctf:
             apply_ctf(f, pl.ctf.subset(rows), self.apix_A)
         img = _fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False)
+        for j, (sig, cl) in wide.items():
+            img[j] += sig
+            if clean is not None:
+                clean[j] += cl
         img += rng.standard_normal(img.shape, dtype=np.float32)
         bg = img.reshape(rows.size, -1)[:, self.background.ravel()]
         mean = bg.mean(axis=1, dtype=np.float64)

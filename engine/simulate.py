@@ -4,7 +4,8 @@ Good particles are projections of a 3D map (or the built-in asymmetric phantom, 
 :mod:`engine.phantom`) at chosen viewing directions, rotated in-plane by ``psi`` and moved
 by ``-origin`` exactly as the README's pose convention says
 (``particle = engine.pose.class_to_particle(P0, psi, origin_x_px, origin_y_px)`` with
-``P0`` the projection at ``(rot, tilt, psi=0)``, see :mod:`engine.project`), then
+``P0`` the projection at ``(rot, tilt, psi=0)``; equivalently RELION's projection with
+``A(rot, tilt, psi)``, see :mod:`engine.project`), then
 multiplied by a per-particle CTF (RELION convention, :mod:`engine.ctf`) and buried in white
 Gaussian noise at the requested SNR (signal variance inside the particle's circle / noise
 variance). Junk: pure noise, ice blobs/rings, carbon edges, aggregates (2-4 overlapping

@@ -53,7 +53,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         typ = int if f.type in ("int", int) else float
         default = "auto" if f.default is None else f"{f.default:g}"
         g.add_argument(md["flag"], dest=f"th_{f.name}", type=typ, default=None,
-                       metavar="X", help=f"{md['help']}{unit} (default: {default})")
+                       metavar="N" if typ is int else "X",
+                       help=f"{md['help']}{unit} (default: {default})")
     return p
 
 

@@ -19,6 +19,7 @@ import tempfile
 
 import pytest
 
+
 def _have_scipion() -> bool:
     try:
         return all(importlib.util.find_spec(m) is not None for m in ("pyworkflow", "pwem"))

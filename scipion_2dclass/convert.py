@@ -11,7 +11,15 @@
   exactly as scipion-em-relion does (reader: ``M = euler_matrix(0, 0, radians(psi), 'szyz')``,
   ``M[:3, 3] = origin_px``; writer: the inverse of that).
 * :func:`align_with_matrix` applies such a matrix to a particle image, which moves the particle
-  onto its class average (README "Pose convention": ``V(y) = P(R(psi) y + c - origin)``).
+  onto its class average (README "Pose convention": ``V(y) = P(R(-psi) y + c - origin)``).
+
+How Scipion reads the matrix ``M = [A | t]`` of an ``ALIGN_2D`` particle: ``t`` is the
+particle's offset in pixels (extract-coordinates re-centres at ``coordinate - t``, RELION's
+``coordinate - origin``), and the particle moved by ``+t`` is turned onto its class by ``A``
+(xmipp applies ``A`` forward: ``out(A x) = in(x)``, i.e. a rotation by ``+psi``). xmipp
+applies the translation after the rotation while RELION shifts first; scipion-em-relion (and
+this plugin) store RELION's origin unrotated, so the 2D matrix round-trips exactly through
+scipion-em-relion and extract-coordinates.
 """
 
 from __future__ import annotations
@@ -59,17 +67,19 @@ def matrix_to_pose(matrix: np.ndarray) -> tuple[float, float, float]:
 def align_with_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a Scipion ``ALIGN_2D`` transform to a particle: the aligned image.
 
-    With ``A = M[:2, :2]`` and ``t = M[:2, 3]`` (pixels) the aligned image at centred position
-    ``y`` samples the particle at ``A y + c - t`` (``c`` = box centre ``box // 2``): the particle
-    is moved by ``+t`` and rotated by ``-psi``. ``image`` is ``(box, box)``; returns float32.
+    With ``A = M[:2, :2]`` and ``t = M[:2, 3]`` (pixels) the particle is moved by ``+t`` (its
+    centre to the box centre) and then turned by ``A`` (forward, as xmipp applies a matrix):
+    ``aligned(y) = P(A^T y + c - t)`` with ``c = box // 2`` and ``y`` centred. For
+    ``M = pose_to_matrix(psi, ox, oy)`` this is ``engine.pose.align_to_class``.
+    ``image`` is ``(box, box)``; returns float32.
     """
     m = np.asarray(matrix, dtype=np.float64)
     box = image.shape[0]
     c = float(box // 2)
     yy, xx = np.mgrid[0:box, 0:box].astype(np.float64)
     x, y = xx - c, yy - c
-    xs = m[0, 0] * x + m[0, 1] * y + c - m[0, 3]
-    ys = m[1, 0] * x + m[1, 1] * y + c - m[1, 3]
+    xs = m[0, 0] * x + m[1, 0] * y + c - m[0, 3]
+    ys = m[0, 1] * x + m[1, 1] * y + c - m[1, 3]
     return sample_bilinear(np.asarray(image, dtype=np.float64), xs, ys).astype(np.float32)
 
 
@@ -134,6 +144,8 @@ def write_particles_star(particles, star_path: str, stacks_dir: str,
     links: dict[str, str] = {}
     rows: list[dict] = []
     for part in particles.iterItems(orderBy="id", direction="ASC"):
+        if not part.isEnabled():  # disabled items are excluded, as everywhere in Scipion
+            continue
         acq = part.getAcquisition() or particles.getAcquisition()
         key = _optics_key(acq, apix)
         if key not in optics:

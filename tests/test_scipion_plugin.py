@@ -12,6 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("pwem")
@@ -289,3 +290,44 @@ def test_engine_arguments_new_resume_overwrite(tmp_path):
             assert args == ["run", "--resume", job, "--progress", "jsonl", "--threads", "2"]
         else:
             assert "--overwrite" in args and args[1] == "in.star"
+
+
+def _xmipp_apply(img, m):
+    """xmipp's application of a 2D matrix (rotation part): ``out(A x) = in(x)``."""
+    from engine.pose import sample_bilinear
+
+    b = img.shape[0]
+    c = b // 2
+    yy, xx = np.mgrid[0:b, 0:b].astype(float) - c
+    inv = np.linalg.inv(m[:2, :2])
+    xs = inv[0, 0] * xx + inv[0, 1] * yy + c
+    ys = inv[1, 0] * xx + inv[1, 1] * yy + c
+    return sample_bilinear(img.astype(float), xs, ys)
+
+
+def test_transform_matrix_follows_the_engine_pose_convention():
+    """pose_to_matrix + align_with_matrix = engine.pose.align_to_class (README convention),
+    the rotation agrees with how xmipp applies a matrix, and the translation is what
+    Scipion's extract-coordinates subtracts from the coordinate."""
+    from engine.pose import align_to_class, class_to_particle
+    from scipion_2dclass.convert import align_with_matrix, matrix_to_pose, pose_to_matrix
+
+    b = 64
+    yy, xx = np.mgrid[0:b, 0:b] - b // 2
+    ref = np.exp(-((xx - 6) ** 2 / 30 + (yy + 3) ** 2 / 8)) + 0.5 * np.exp(
+        -((xx + 5) ** 2 + (yy - 8) ** 2) / 12)
+    for psi, ox, oy in ((35.0, 2.5, -1.5), (-120.0, 0.0, 0.0), (200.0, -3.0, 1.0)):
+        part = class_to_particle(ref.astype(np.float32), psi, ox, oy)
+        m = pose_to_matrix(psi, ox, oy)
+        np.testing.assert_allclose(matrix_to_pose(m), ((psi + 180) % 360 - 180, ox, oy),
+                                   atol=1e-9)
+        np.testing.assert_allclose(m[:2, 3], (ox, oy))  # extract-coordinates: coord - t
+        ours = align_with_matrix(part, m)
+        np.testing.assert_allclose(ours, align_to_class(part, psi, ox, oy), atol=1e-5)
+        inner = np.hypot(xx, yy) < 20
+        assert np.corrcoef(ours[inner], ref[inner])[0, 1] > 0.99
+        if ox == 0 and oy == 0:  # xmipp's forward application of the same matrix
+            xm = _xmipp_apply(part, m)
+            assert np.corrcoef(xm[inner], ref[inner])[0, 1] > 0.99
+            wrong = _xmipp_apply(part, m.T)
+            assert np.corrcoef(wrong[inner], ref[inner])[0, 1] < 0.8

@@ -195,18 +195,32 @@ def _set_float(obj, name: str, value) -> None:
     setattr(obj, name, Float(v))
 
 
+def _rows_in_item_order(images, result: JobResult) -> list[dict | None]:
+    """``run_data`` rows in the order ``classifyItems`` visits the input items (by id):
+    the row of each particle, ``None`` for particles the engine did not see (disabled).
+
+    Built eagerly: a query on the input set while ``classifyItems`` iterates it would
+    disturb that iteration."""
+    rows = list(result.particle_rows())
+    all_ids = sorted(int(i) for i in images.getIdSet())
+    if rows and SCIPION_ID_COLUMN in rows[0]:
+        by_id = {int(r[SCIPION_ID_COLUMN]): r for r in rows}
+    else:  # no id column: the rows follow the enabled input particles
+        ids = [p.getObjId() for p in images.iterItems(orderBy="id") if p.isEnabled()]
+        by_id = dict(zip(ids, rows, strict=False))
+    return [by_id.get(pid) for pid in all_ids]
+
+
 def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: float) -> None:
     """Fill ``classes`` (created on the input particles) from an engine job's results."""
     class_rows = result.class_rows()
-    rows = result.particle_rows()
+    rows = iter(_rows_in_item_order(classes.getImages(), result))
     apix = float(particle_apix)
 
-    def update_item(item, row: dict) -> None:
-        sid = int(row.get(SCIPION_ID_COLUMN, item.getObjId()))
-        if sid != item.getObjId():
-            raise ValueError(f"{result.job_dir}/run_data.star: row for particle {sid} where "
-                             f"particle {item.getObjId()} was expected (rows must cover the "
-                             f"input particles, in id order)")
+    def update_item(item, row: dict | None) -> None:
+        if row is None:
+            raise ValueError(f"{result.job_dir}/run_data.star: no row for particle "
+                             f"{item.getObjId()} (was the input changed after the run?)")
         item.setClassId(int(row["rlnClassNumber"]))
         m = pose_to_matrix(float(row.get("rlnAnglePsi", 0.0)),
                            float(row.get("rlnOriginXAngst", 0.0)) / apix,

@@ -46,7 +46,7 @@ def montage_figure(averages: np.ndarray, counts: Sequence[int],
             continue
         img = np.asarray(averages[i], dtype=np.float32)
         lo, hi = np.percentile(img, (1, 99)) if img.size else (0, 1)
-        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower")
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
         res = resolutions[i] if resolutions is not None else None
         res_s = f"  {res:.1f} Å" if res is not None and np.isfinite(res) and res > 0 else ""
         ax.set_title(f"#{class_numbers[i]}  n={int(counts[i])}{res_s}", fontsize=7)

@@ -182,8 +182,9 @@ def write_particles_star(particles, star_path: str, stacks_dir: str,
     os.makedirs(os.path.dirname(os.path.abspath(star_path)), exist_ok=True)
     starfile.write({"optics": pd.DataFrame(list(optics.values())),
                     "particles": pd.DataFrame(rows)}, star_path, overwrite=True)
+    missing = sorted(src for src, dst in links.items() if not os.path.exists(dst))
     return {"n_particles": len(rows), "box": box, "apix": apix, "has_ctf": has_ctf,
-            "has_alignment": has_align, "n_stacks": len(links)}
+            "has_alignment": has_align, "n_stacks": len(links), "missing_stacks": missing}
 
 
 # --------------------------------------------------------------------------- reader

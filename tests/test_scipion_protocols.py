@@ -358,6 +358,12 @@ class TestTwoDClassProtocols(BaseTest):
         os.remove(stack)  # the imported particles now point to nothing
         prot = self._new_classify("classify doomed", imported)
         prot.n_classes.set(2)
+        # particles without CTF: the engine is told not to correct it
+        self.assertFalse(prot.getEngineParams().ctf)
+        from scipion_2dclass.protocols.protocol_classify import engine_arguments
+
+        self.assertIn("--no-ctf", engine_arguments("in.star", self.proj.getTmpPath("nojob"),
+                                                   prot.getEngineParams()))
         with self.assertRaisesRegex(Exception, "execution failed"):
             self.launchProtocol(prot)
         prot = self.proj.getProtocol(prot.getObjId())
@@ -369,6 +375,7 @@ class TestTwoDClassProtocols(BaseTest):
                     logs += f.read()
         self.assertIn("twodclass: error:", logs)
         self.assertIn("doomed", logs.split("twodclass: error:", 1)[1].splitlines()[0])
+        self.assertIn("Stack of the input particles not found", logs)
 
     def test_viewer_of_the_classification(self):
         from scipion_2dclass.viewers import TwoDClassifyViewer

@@ -121,6 +121,8 @@ class ProtTwoDClassify(ProtClassify2D):
         self.info(f"Wrote {info['n_particles']} particles ({info['n_stacks']} stack(s), box "
                   f"{info['box']} px, {info['apix']:g} Å/px, CTF: {info['has_ctf']}, "
                   f"2D alignment: {info['has_alignment']}) to {self._inputStar()}")
+        for path in info["missing_stacks"]:
+            self.warning(f"Stack of the input particles not found: {path}")
 
     def classifyStep(self) -> None:
         args = engine_arguments(self._inputStar(), self.getJobDir(), self.getEngineParams())

@@ -57,14 +57,16 @@ class RunScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static("Starting the engine…", id="run-status")
         with Horizontal(id="run-top"):
-            yield Static("Starting the engine…", id="run-status")
             yield ProgressBar(total=100, show_eta=False, id="run-progress")
             yield Static("", id="run-eta")
         with Horizontal(id="run-body"):
-            yield ClassGrid(selectable=False, id="run-grid")
+            grid = ClassGrid(selectable=False, id="run-grid")
+            grid.can_focus = False  # a live view: selecting happens in the browser
+            yield grid
             with Vertical(id="run-side"):
-                yield Static("Changed assignments per iteration", id="changes-title")
+                yield Static("Changed assignments", id="changes-title")
                 yield Sparkline([], id="changes")
                 yield Log(id="run-log", max_lines=2000)
         yield Footer()
@@ -122,7 +124,7 @@ class RunScreen(Screen[None]):
                 self.changes.append(float(f))
                 self.query_one("#changes", Sparkline).data = list(self.changes)
                 self.query_one("#changes-title", Static).update(
-                    f"Changed assignments: {100 * f:.1f} % (iteration {self.iteration})")
+                    f"Changed assignments: {100 * f:.1f} %")
             self._log(f"iteration {self.iteration}/{d.get('n_iterations', '?')} "
                       f"({d.get('kind', '')}): changed {100 * float(f or 0):.1f} %, "
                       f"T={d.get('temperature', '?')}")

@@ -279,7 +279,9 @@ class TestTwoDClassProtocols(BaseTest):
         self.assertNotAlmostEqual(result.classes_apix, APIX)
         for cls in classes.iterItems(orderBy="id"):
             rep = cls.getRepresentative()
-            self.assertEqual(rep.getLocation(), (cls.getObjId(), result.classes_path))
+            self.assertEqual(rep.getIndex(), cls.getObjId())
+            self.assertFalse(os.path.isabs(rep.getFileName()))  # project-relative
+            self.assertEqual(os.path.realpath(rep.getFileName()), result.classes_path)
             self.assertAlmostEqual(rep.getSamplingRate(), result.classes_apix, places=4)
             self.assertEqual(cls._tdc_particleCount.get(), cls.getSize())
             self.assertGreater(cls._tdc_resolution.get(), 2 * APIX)

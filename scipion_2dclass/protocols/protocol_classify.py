@@ -21,6 +21,7 @@ from ..constants import (
     ATTR_MEAN_MAX_PROB,
     ATTR_PARTICLE_COUNT,
     ATTR_RESOLUTION,
+    CLASSES_MRCS,
     INPUT_STACKS_DIR,
     INPUT_STAR,
     SCIPION_ID_COLUMN,
@@ -131,7 +132,8 @@ class ProtTwoDClassify(ProtClassify2D):
     def createOutputStep(self) -> None:
         result = read_job(self.getJobDir())
         classes = self._createSetOfClasses2D(self.inputParticles)
-        fill_classes(classes, result, self.inputParticles.get().getSamplingRate())
+        fill_classes(classes, result, self.inputParticles.get().getSamplingRate(),
+                     classes_path=self._getExtraPath(CLASSES_MRCS))
         self._defineOutputs(outputClasses=classes)
         self._defineSourceRelation(self.inputParticles, classes)
 
@@ -213,9 +215,14 @@ def _rows_in_item_order(images, result: JobResult) -> list[dict | None]:
     return [by_id.get(pid) for pid in all_ids]
 
 
-def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: float) -> None:
-    """Fill ``classes`` (created on the input particles) from an engine job's results."""
+def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: float,
+                 classes_path: str | None = None) -> None:
+    """Fill ``classes`` (created on the input particles) from an engine job's results.
+
+    ``classes_path``: how the representatives name the class-average stack (default: the
+    absolute path; protocols pass their project-relative ``extra/run_classes.mrcs``)."""
     class_rows = result.class_rows()
+    stack = classes_path or result.classes_path
     rows = iter(_rows_in_item_order(classes.getImages(), result))
     apix = float(particle_apix)
 
@@ -236,7 +243,7 @@ def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: floa
     def update_class(cls) -> None:
         k = int(cls.getObjId())
         rep = cls.getRepresentative()
-        rep.setLocation(k, result.classes_path)
+        rep.setLocation(k, stack)
         rep.setSamplingRate(result.classes_apix)
         cls.setAlignment2D()
         row = class_rows.get(k, {})

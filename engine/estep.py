@@ -28,7 +28,8 @@ from engine.kernels import ctf_polar, polar_sample
 __all__ = ["PolarGrid", "make_grid", "ReferenceSpectra", "reference_spectra",
            "ParticleSpectra", "particle_spectra", "Scores", "score_block"]
 
-PAD = 2  # zero-padding factor of the DFTs that polar rings are interpolated from
+PAD = 2         # zero-padding factor of the DFTs that polar rings are interpolated from
+OVERSAMPLE = 2  # ring samples per searched rotation
 
 
 @dataclass
@@ -38,14 +39,20 @@ class PolarGrid:
     b: int                  # small box (px)
     apix_A: float           # small-box pixel size
     radii: np.ndarray       # (R,) ring radii, Fourier px of the small box
-    n_psi: int              # angles per ring = in-plane rotations searched
-    weights: np.ndarray     # (R,) quadrature weight r * dtheta
+    n_psi: int              # in-plane rotations searched (power of two)
+    weights: np.ndarray     # (R,) quadrature weight r * dtheta of the ring samples
     shifts: np.ndarray      # (T, 2) class-frame offsets (x, y), small px
     r_max: int              # highest shell used (Fourier px)
 
     @property
     def n_m(self) -> int:
         return self.n_psi // 2 + 1
+
+    @property
+    def n_ang(self) -> int:
+        """Samples per ring: twice the rotations, so angular frequencies up to n_psi/2 are
+        computed without aliasing (higher ones are dropped, not folded back)."""
+        return OVERSAMPLE * self.n_psi
 
     @property
     def psi_step_deg(self) -> float:
@@ -65,7 +72,7 @@ def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float
         r_min = max(1, int(np.ceil(b * apix_A / min_res_align_A)))
     radii = np.arange(r_min, r_max + 1, dtype=np.float64)
     n_psi = _fast_len(360.0 / psi_step_deg)
-    weights = radii * (2.0 * np.pi / n_psi)
+    weights = radii * (2.0 * np.pi / (OVERSAMPLE * n_psi))
     k = int(np.floor(offset_range_px / offset_step_px + 1e-9)) if offset_range_px > 0 else 0
     g = np.arange(-k, k + 1) * offset_step_px
     sx, sy = np.meshgrid(g, g)
@@ -78,7 +85,7 @@ def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float
 
 def _phase_ramps(grid: PolarGrid, sign: float) -> np.ndarray:
     """``exp(sign * 2 pi i k.t / b)`` on the polar grid for every shift: ``(T, R, n)``."""
-    a = 2.0 * np.pi * np.arange(grid.n_psi) / grid.n_psi
+    a = 2.0 * np.pi * np.arange(grid.n_ang) / grid.n_ang
     kx = grid.radii[:, None] * np.cos(a)[None, :]
     ky = grid.radii[:, None] * np.sin(a)[None, :]
     t = grid.shifts
@@ -99,13 +106,13 @@ def reference_spectra(refs: np.ndarray, grid: PolarGrid) -> ReferenceSpectra:
     """Prepare references ``(K, b, b)`` float32 (already masked) for :func:`score_block`."""
     K = refs.shape[0]
     Fp = centred_rfft2(refs, PAD)
-    pol = polar_sample(Fp, PAD, grid.radii, grid.n_psi)            # (K, R, n)
+    pol = polar_sample(Fp, PAD, grid.radii, grid.n_ang)            # (K, R, n_ang)
     ramps = _phase_ramps(grid, -1.0)                                # (T, R, n)
     Wt = pol[:, None] * ramps[None]                                 # (K, T, R, n)
     What = np.fft.fft(Wt, axis=-1)[..., : grid.n_m]                 # (K, T, R, M)
     T = grid.shifts.shape[0]
     W = np.conj(What).reshape(K * T, len(grid.radii), grid.n_m).transpose(2, 1, 0)
-    Uhat = np.fft.rfft(np.abs(pol) ** 2, axis=-1)                  # (K, R, M)
+    Uhat = np.fft.rfft(np.abs(pol) ** 2, axis=-1)[..., : grid.n_m]  # (K, R, M)
     U = np.conj(Uhat).transpose(2, 1, 0)
     half = centred_rfft2(refs, 1)
     return ReferenceSpectra(W=np.ascontiguousarray(W, dtype=np.complex64),
@@ -131,14 +138,16 @@ def particle_spectra(images: np.ndarray, ctfm: np.ndarray | None, grid: PolarGri
     """
     n = images.shape[0]
     Fpad = centred_rfft2(images, PAD)
-    P = polar_sample(Fpad, PAD, grid.radii, grid.n_psi)             # (n, R, psi)
+    P = polar_sample(Fpad, PAD, grid.radii, grid.n_ang)             # (n, R, n_ang)
     wr = (grid.weights * inv_sigma2_r).astype(np.float32)[None, :, None]
     if ctfm is not None:
-        C = ctf_polar(ctfm, grid.radii / (grid.b * grid.apix_A), grid.n_psi, intact_first_peak)
+        C = ctf_polar(ctfm, grid.radii / (grid.b * grid.apix_A), grid.n_ang, intact_first_peak)
     else:
-        C = np.ones((n, len(grid.radii), grid.n_psi), dtype=np.float32)
-    A = np.fft.fft(P * (C * wr), axis=-1)[..., : grid.n_m]
-    B = np.fft.rfft(C * C * wr, axis=-1)
+        C = np.ones((n, len(grid.radii), grid.n_ang), dtype=np.float32)
+    # the inverse transform runs over n_psi rotations: scale by n_psi / n_ang
+    f = grid.n_psi / grid.n_ang
+    A = np.fft.fft(P * (C * (wr * f)), axis=-1)[..., : grid.n_m]
+    B = np.fft.rfft(C * C * (wr * f), axis=-1)[..., : grid.n_m]
     xpow = np.sum(np.abs(P) ** 2 * wr, axis=(1, 2))
     return ParticleSpectra(Fpad=Fpad,
                            A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),

@@ -17,8 +17,8 @@ DEMO_PARTICLES = 2000
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="simulate a small example and classify it (no downloads)",
-        description="Simulates particles of a random asymmetric molecule in 8 views with 10%% "
-                    "junk (box 64, 3 Å/px, CTF, SNR 0.1), then runs `twodclass run` on them "
+        description="Simulates particles of the built-in asymmetric phantom in 8 views with "
+                    "10%% junk (box 64, 3 Å/px, CTF, SNR 0.1; truth in data/truth.star), then runs `twodclass run` on them "
                     "with 12 classes. Writes DIR/data/particles.star and the job files "
                     "(run_data.star, run_model.star, run_classes.mrcs) into DIR.")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="demo folder")
@@ -32,24 +32,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from engine.commands.run import run_job
-    from engine.io.simulated import STAR_NAME, write_simulation
     from engine.params import ClassifyParams
-    from engine.simulate import SimSpec, plan_simulation
+    from engine.simulate import simulate
 
     out = Path(args.output)
     if (out / "job.json").exists():
         raise ParameterError(f"{out} already holds a demo job; choose another -o")
     mode = args.progress or ("bar" if sys.stderr.isatty() else "none")
-    spec = SimSpec(n_particles=args.particles, n_views=8, box_px=64, apix_A=3.0, snr=0.1,
-                   junk_fraction=0.10, seed=1)
     if mode != "none":
-        print(f"twodclass demo: simulating {spec.n_particles} particles -> {out / 'data'}",
+        print(f"twodclass demo: simulating {args.particles} particles -> {out / 'data'}",
               file=sys.stderr)
-    sim = plan_simulation(spec)
-    write_simulation(sim, out / "data")
+    sim = simulate(out / "data", n_particles=args.particles, box=64, apix_A=3.0, snr=0.1,
+                   junk_fraction=0.10, n_views=8, seed=1)
     params = ClassifyParams(n_classes=12, online_iters=15, batch_per_class=60,
                             full_passes=1, max_res_A=8.0, threads=args.threads, seed=1)
-    rc = run_job(out / "data" / STAR_NAME, out, params, progress=mode, overwrite=False)
+    rc = run_job(sim.particles_star, out, params, progress=mode, overwrite=False)
     if rc == 0 and mode != "none":
         print(f"twodclass demo: done. Browse the classes with: twodclass browse {out}",
               file=sys.stderr)

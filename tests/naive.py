@@ -1,0 +1,59 @@
+"""Slow, obvious numpy twins of the engine's fast kernels (see STYLE: every kernel has one)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ctf import CtfParams, evaluate_ctf
+
+
+def nudft(img: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
+    """Exact DFT of ``img`` (centre pixel = phase origin, scaled 1/b) at any frequencies
+    ``(kx, ky)`` in Fourier pixels of its box."""
+    b = img.shape[0]
+    y, x = np.mgrid[0:b, 0:b].astype(np.float64) - b // 2
+    ph = np.exp(-2j * np.pi * (np.multiply.outer(kx, x) + np.multiply.outer(ky, y)) / b)
+    return (ph * img).sum(axis=(-1, -2)) / b
+
+
+def polar_points(radii: np.ndarray, n_psi: int) -> tuple[np.ndarray, np.ndarray]:
+    a = 2 * np.pi * np.arange(n_psi) / n_psi
+    return radii[:, None] * np.cos(a)[None], radii[:, None] * np.sin(a)[None]
+
+
+def loglik_brute(particle: np.ndarray, ref: np.ndarray, ctf: CtfParams | None,
+                 apix_A: float, psi_int_rad: float, t: np.ndarray, inv_sigma2_r: np.ndarray,
+                 radii: np.ndarray) -> float:
+    """-1/2 sum_k |X - C V(R(-psi) k) e^{-2 pi i k.t/b}|^2 / sigma2 over the Cartesian pixels
+    whose rounded radius lies in ``radii`` (full plane), by exact DFTs."""
+    b = particle.shape[0]
+    ky, kx = np.mgrid[0:b, 0:b].astype(np.float64) - b // 2
+    r = np.rint(np.hypot(kx, ky)).astype(int)
+    sel = (r >= radii.min()) & (r <= radii.max())
+    kx, ky, r = kx[sel], ky[sel], r[sel]
+    X = nudft(particle, kx, ky)
+    c, s = np.cos(-psi_int_rad), np.sin(-psi_int_rad)
+    V = nudft(ref, c * kx - s * ky, s * kx + c * ky)
+    C = evaluate_ctf(ctf, kx / (b * apix_A), ky / (b * apix_A))[0] if ctf is not None else 1.0
+    model = C * V * np.exp(-2j * np.pi * (kx * t[0] + ky * t[1]) / b)
+    w = inv_sigma2_r[np.searchsorted(radii, r)]
+    return float(-0.5 * np.sum(w * np.abs(X - model) ** 2))
+
+
+def mstep_brute(particle: np.ndarray, ctf: CtfParams | None, apix_A: float, w: float,
+                psi_int_rad: float, t: np.ndarray, inv_sigma2: np.ndarray, r_max: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One pair's contribution to (num, den) on the half plane, by exact DFTs."""
+    b = particle.shape[0]
+    H = b // 2 + 1
+    qy = np.fft.fftfreq(b) * b
+    qy, qx = np.meshgrid(qy, np.arange(H), indexing="ij")
+    sh = np.rint(np.hypot(qx, qy)).astype(int)
+    c, s = np.cos(psi_int_rad), np.sin(psi_int_rad)
+    px, py = c * qx - s * qy, s * qx + c * qy
+    X = nudft(particle, px, py) * np.exp(2j * np.pi * (px * t[0] + py * t[1]) / b)
+    C = evaluate_ctf(ctf, px / (b * apix_A), py / (b * apix_A))[0] if ctf is not None else 1.0
+    s2 = inv_sigma2[np.minimum(sh, len(inv_sigma2) - 1)]
+    num = np.where(sh <= r_max, w * C * s2 * X, 0)
+    den = np.where(sh <= r_max, w * C * C * s2, 0)
+    return num, den

@@ -1,0 +1,145 @@
+"""Fast kernels against their slow twins in tests/naive.py, on random and structured inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.ctf import CtfParams, evaluate_ctf
+from engine.estep import (PAD, _irfft_rows, make_grid, particle_spectra, reference_spectra,
+                          score_block)
+from engine.fourier import centred_irfft2, centred_rfft2, fourier_crop, soft_circular_mask
+from engine.kernels import best_poses, ctf_polar, polar_sample
+from engine.mstep import Stats, accumulate
+from tests.naive import loglik_brute, mstep_brute, nudft, polar_points
+
+B = 32
+APIX = 4.0
+
+
+def blobs(rng: np.random.Generator, b: int = B) -> np.ndarray:
+    y, x = np.mgrid[0:b, 0:b] - b // 2
+    img = np.zeros((b, b))
+    for _ in range(4):
+        cx, cy = rng.uniform(-b / 5, b / 5, 2)
+        img += rng.uniform(0.5, 1.5) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) /
+                                              (2 * rng.uniform(1.0, 2.5) ** 2))
+    return (img * soft_circular_mask(b, 0.4 * b, 0.45 * b)).astype(np.float32)
+
+
+def ctf(n: int, rng: np.random.Generator) -> CtfParams:
+    du = rng.uniform(8000, 15000, n)
+    return CtfParams(du, du + rng.uniform(0, 600, n), rng.uniform(0, 180, n), 300.0, 2.7,
+                     0.1, 0.0, 0.0)
+
+
+def test_polar_sample_matches_exact_dft():
+    rng = np.random.default_rng(0)
+    img = blobs(rng)[None]
+    radii = np.arange(1, B // 2 - 1, dtype=float)
+    got = polar_sample(centred_rfft2(img, PAD), PAD, radii, 32)[0]
+    kx, ky = polar_points(radii, 32)
+    want = nudft(img[0], kx, ky)
+    err = np.linalg.norm(got - want) / np.linalg.norm(want)
+    assert err < 0.05, err   # bilinear interpolation on a 2x padded transform
+
+
+def test_centred_transform_round_trip():
+    img = blobs(np.random.default_rng(1))[None]
+    np.testing.assert_allclose(centred_irfft2(centred_rfft2(img, 1), B), img, atol=1e-5)
+
+
+def test_fourier_crop_keeps_low_frequencies():
+    img = blobs(np.random.default_rng(2), 64)[None]
+    small = fourier_crop(img, 32)
+    k = np.arange(1, 10, dtype=float)
+    a = nudft(img[0], k, 0 * k)
+    b = nudft(small[0], k, 0 * k) * 2   # same pixel values, 4x fewer pixels, 1/b scaling
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_ctf_polar_matches_ctf_module():
+    rng = np.random.default_rng(3)
+    p = ctf(3, rng)
+    radii = np.arange(1, 16) / (B * APIX)
+    kx, ky = polar_points(radii, 24)
+    np.testing.assert_allclose(ctf_polar(p.as_matrix(), radii, 24, False),
+                               evaluate_ctf(p, kx, ky), atol=1e-5)
+
+
+def test_inverse_dft_product_equals_irfft():
+    rng = np.random.default_rng(4)
+    S = (rng.standard_normal((17, 5, 7)) + 1j * rng.standard_normal((17, 5, 7)))
+    S = S.astype(np.complex64)
+    S[0].imag = 0
+    S[-1].imag = 0
+    got = _irfft_rows(S, 32)
+    want = np.moveaxis(np.fft.irfft(S, n=32, axis=0), 0, -1)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_best_poses_equals_numpy_argmax():
+    rng = np.random.default_rng(5)
+    cross = rng.standard_normal((4, 3, 5, 16)).astype(np.float32)
+    ctf2 = rng.standard_normal((4, 3, 16)).astype(np.float32)
+    xpow = rng.standard_normal(4)
+    prior = -rng.uniform(0, 1, 5)
+    s, t, j, sm, sp, lb = best_poses(cross, ctf2, xpow, prior, 0.5)
+    S = ((cross - 0.5 * ctf2[:, :, None]) - 0.5 * xpow[:, None, None, None]) * 0.5 \
+        + prior[None, None, :, None]
+    flat = S.reshape(4, 3, -1)
+    np.testing.assert_allclose(s, flat.max(axis=2), rtol=1e-5)
+    np.testing.assert_array_equal(t * 16 + j, flat.argmax(axis=2))
+
+
+@pytest.mark.parametrize("use_ctf", [False, True])
+def test_scores_match_brute_force_likelihood(use_ctf):
+    """Polar scores of all rotations and shifts against exact Cartesian likelihoods."""
+    rng = np.random.default_rng(6)
+    ref = blobs(rng)
+    part = blobs(rng) + 0.3 * rng.standard_normal((B, B)).astype(np.float32)
+    p = ctf(1, rng) if use_ctf else None
+    grid = make_grid(B, APIX, 360 / 64, 1.0, 1.0)        # 64 rotations, 5 shifts
+    inv_s2 = rng.uniform(0.5, 2.0, len(grid.radii))
+    sc = score_block(particle_spectra(part[None], p.as_matrix() if p else None, grid, inv_s2),
+                     reference_spectra(ref[None], grid), grid).full()[0, 0]   # (T, psi)
+    brute = np.empty_like(sc)
+    for t, tp in enumerate(grid.shifts):
+        for j in range(grid.n_psi):
+            a = 2 * np.pi * j / grid.n_psi
+            tt = np.array([np.cos(a) * tp[0] - np.sin(a) * tp[1],
+                           np.sin(a) * tp[0] + np.cos(a) * tp[1]])
+            brute[t, jj] = loglik_brute(part, ref, p, APIX, a, tt, inv_s2, grid.radii)
+    assert np.corrcoef(sc.ravel(), brute.ravel())[0, 1] > 0.99
+    assert np.argmax(sc) == np.argmax(brute)
+    # a constant per particle cancels in every posterior; the spread over poses must agree
+    spread, brute_spread = np.ptp(sc), np.ptp(brute)
+    assert abs(spread - brute_spread) < 0.15 * brute_spread, (spread, brute_spread)
+
+
+def test_mstep_accumulate_matches_exact_dft():
+    rng = np.random.default_rng(7)
+    parts = np.stack([blobs(rng) for _ in range(2)])
+    p = ctf(2, rng)
+    r_max = B // 2 - 1
+    sigma2 = rng.uniform(0.5, 2.0, B // 2 + 1)
+    st = Stats.zeros(2, B)
+    idx = np.array([0, 1, 1])
+    cls = np.array([0, 0, 1])
+    w = np.array([0.7, 0.4, 1.0])
+    psi = np.array([0.3, 2.0, -1.1])
+    tx = np.array([0.5, -1.0, 0.0])
+    ty = np.array([0.0, 0.7, -1.5])
+    accumulate(st, centred_rfft2(parts, PAD), PAD, B, p.as_matrix(), APIX, idx, cls, w, psi,
+               tx, ty, sigma2, np.zeros((2, B, B // 2 + 1), np.complex64), r_max)
+    want_num = np.zeros((2, B, B // 2 + 1), complex)
+    want_den = np.zeros((2, B, B // 2 + 1))
+    for k in range(3):
+        n_, d_ = mstep_brute(parts[idx[k]], p.subset([idx[k]]), APIX, w[k], psi[k],
+                             np.array([tx[k], ty[k]]), 1.0 / sigma2, r_max)
+        want_num[cls[k]] += n_
+        want_den[cls[k]] += d_
+    np.testing.assert_allclose(st.den, want_den, rtol=1e-4, atol=1e-6)
+    err = np.linalg.norm(st.num - want_num) / np.linalg.norm(want_num)
+    assert err < 0.05, err   # bilinear interpolation on a 2x padded transform
+    np.testing.assert_allclose(st.weight, [1.1, 1.0])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rich.segment import Segment
+from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
@@ -81,7 +82,7 @@ class ClassGrid(ScrollView, can_focus=True):
         self.sort_key = "number"
         self._zoom = 0
         self._cache: dict[tuple[int, int, int], list[list[Segment]]] = {}
-        self._blank_cache: dict[int, Segment] = {}
+        self._style_cache: tuple[Style, Style, Style, Style, Style] | None = None
 
     # ---------------------------------------------------------------- data
     def set_classes(self, infos: list[ClassInfo], images: np.ndarray) -> None:
@@ -179,6 +180,18 @@ class ClassGrid(ScrollView, can_focus=True):
         res_s = f"{res:.1f} Å" if np.isfinite(res) else "– Å"
         return res_s.rjust(w)[:w]
 
+    def _styles(self) -> tuple[Style, Style, Style, Style, Style]:
+        if self._style_cache is None:
+            base = self.rich_style
+            self._style_cache = (base, *(base + self.get_component_rich_style(f"class-grid--{n}")
+                                         for n in ("label", "selected", "cursor",
+                                                   "cursor-label")))
+        return self._style_cache
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._style_cache = None
+
     def render_line(self, y: int) -> Strip:
         scroll_y = int(self.scroll_offset.y)
         vy = y + scroll_y
@@ -186,11 +199,7 @@ class ClassGrid(ScrollView, can_focus=True):
         cols = self.columns
         row, line = divmod(vy, th)
         width = self.scrollable_content_region.width or self.size.width
-        base = self.rich_style
-        label_style = base + self.get_component_rich_style("class-grid--label")
-        sel_style = base + self.get_component_rich_style("class-grid--selected")
-        cur_style = base + self.get_component_rich_style("class-grid--cursor")
-        cur_label = base + self.get_component_rich_style("class-grid--cursor-label")
+        base, label_style, sel_style, cur_style, cur_label = self._styles()
         focused = self.has_focus_within_screen()
         segs: list[Segment] = []
         for c in range(cols):

@@ -125,7 +125,7 @@ class BrowserScreen(Screen[None]):
         views_s = f" · {views}" if views else ""
         self.query_one("#status-line", Static).update(
             f"Selected {n_cls}/{len(grid.infos)} classes · "
-            f"{n_part:,}/{total:,} particles{views_s}{unsaved}")
+            f"{n_part:,}/{total:,} particles{views_s}{unsaved}", layout=False)
         self.query_one("#status-line", Static).tooltip = "\n".join(warnings) or None
         self._update_class_line()
 
@@ -143,7 +143,8 @@ class BrowserScreen(Screen[None]):
             sug_s = f" · auto: {'keep' if sug.keep else 'drop'} ({sug.reason})"
         mark = "selected" if number in grid.selected else "not selected"
         self.query_one("#class-line", Static).update(
-            f"Class {number}: {c.count:,} particles, {c.resolution_A:.1f} Å, {mark}{sug_s}")
+            f"Class {number}: {c.count:,} particles, {c.resolution_A:.1f} Å, {mark}{sug_s}",
+            layout=False)
 
     @on(ClassGrid.SelectionChanged)
     def _selection_changed(self, event: ClassGrid.SelectionChanged) -> None:

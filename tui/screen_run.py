@@ -94,7 +94,7 @@ class RunScreen(Screen[None]):
         self.query_one(Log).write_line(line)
 
     def _set_status(self, text: str) -> None:
-        self.query_one("#run-status", Static).update(text)
+        self.query_one("#run-status", Static).update(text, layout=False)
 
     @on(EngineLog)
     def _engine_log(self, message: EngineLog) -> None:
@@ -156,7 +156,7 @@ class RunScreen(Screen[None]):
         self.query_one(ProgressBar).update(progress=min(100.0, 100.0 * frac))
         eta = format_seconds(d.get("eta_s"))
         self.query_one("#run-eta", Static).update(
-            f"it {it}/{n} · {format_seconds(d.get('elapsed_s'))} · ETA {eta}")
+            f"it {it}/{n} · {format_seconds(d.get('elapsed_s'))} · ETA {eta}", layout=False)
         if self.running and self.status == "running":
             self._set_status(f"Iteration {it} of {n}")
 

@@ -1,0 +1,180 @@
+"""Classification on simulated particles of known views: the classes must separate the views,
+the alignments must map particles onto their averages, junk must gather in junk classes, an
+interrupted job must resume to the same answer, and bad input must give one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.evaluate import evaluate_job
+from engine.fourier import fourier_crop
+from engine.io.mrc import open_stack
+from engine.io.particles import read_particles
+from engine.io.star import read_star
+from engine.pose import align_to_class
+from engine.simulate import simulate
+from tests.helpers_data import digest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--classes", "8", "--online-iters", "8", "--batch-per-class", "40", "--max-res", "8",
+        "--threads", "2", "--seed", "3", "--progress", "none"]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    return simulate(out, n_particles=500, box=64, apix_A=3.0, snr=0.1, junk_fraction=0.15,
+                    n_views=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def job(sim, tmp_path_factory):
+    out = tmp_path_factory.mktemp("job") / "job"
+    before = digest(sim.particles_star)
+    assert main(["run", str(sim.particles_star), "-o", str(out), *FAST]) == 0
+    assert digest(sim.particles_star) == before          # input never modified
+    return out
+
+
+def test_classes_separate_views_and_alignments_are_right(job, sim):
+    ev = evaluate_job(job, sim.truth_star)
+    print(ev.as_dict())
+    assert ev.views_found == 4
+    assert ev.view_purity > 0.9
+    assert ev.view_spread_deg < 15.0
+    assert ev.psi_error_deg < 8.0
+    assert ev.shift_error_A < 2.0 * 3.0                 # two pixels
+    assert ev.good_in_good > 0.9
+    assert ev.junk_in_junk > 0.5
+
+
+def test_alignment_maps_particles_onto_their_class_average(job):
+    data = read_star(job / "run_data.star")["particles"]
+    classes, apix_c = open_stack(job / "run_classes.mrcs")
+    parts = read_particles(Path(json.loads((job / "job.json").read_text())["input"]))
+    b = classes.shape[-1]                       # class averages are on the cropped box
+    imgs = fourier_crop(parts.read_images(np.arange(60)), b)
+    apix = parts.apix_A * parts.box / b
+    assert apix == pytest.approx(apix_c, rel=1e-4)
+    m = np.hypot(*np.mgrid[-b // 2:b // 2, -b // 2:b // 2]) < 0.38 * b
+    aligned, unaligned = [], []
+    for i in range(60):
+        row = data.iloc[i]
+        ref = np.asarray(classes[int(row.rlnClassNumber) - 1], dtype=np.float64)
+        a = align_to_class(imgs[i], row.rlnAnglePsi, row.rlnOriginXAngst / apix,
+                           row.rlnOriginYAngst / apix)
+        aligned.append(np.corrcoef(a[m], ref[m])[0, 1])
+        unaligned.append(np.corrcoef(imgs[i][m], ref[m])[0, 1])
+    assert np.mean(aligned) > 0.2
+    assert np.mean(aligned) > np.mean(unaligned) + 0.1
+
+
+def test_output_files(job, sim):
+    blocks = read_star(job / "run_data.star")
+    inp = read_star(sim.particles_star)
+    assert list(blocks) == ["optics", "particles"]
+    assert blocks["optics"].equals(inp["optics"])
+    p = blocks["particles"]
+    for col in inp["particles"].columns:
+        assert (p[col].astype(str) == inp["particles"][col].astype(str)).all(), col
+    for col in ("rlnClassNumber", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
+                "rlnMaxValueProbDistribution", "rlnLogLikeliContribution", "rlnNormCorrection"):
+        assert col in p.columns
+    model = read_star(job / "run_model.star")
+    classes = model["model_classes"]
+    assert len(classes) == 8
+    counts = classes["tdcParticleCount"].to_numpy()
+    assert counts.sum() == len(p)
+    assert (np.diff(counts) <= 0).all()                  # sorted by particle count
+    assert np.allclose(classes["rlnClassDistribution"].sum(), 1.0, atol=1e-3)
+    assert (classes["rlnEstimatedResolution"] > 5.9).all()
+    assert len(model["model_iterations"]) == 9
+    stack, apix = open_stack(job / "run_classes.mrcs")
+    assert stack.shape[0] == 8 and apix == pytest.approx(model["model_general"]
+                                                         ["rlnPixelSize"].iloc[0], rel=1e-4)
+    assert json.loads((job / "job.json").read_text())["status"] == "finished"
+
+
+def test_same_seed_same_result(job, sim, tmp_path):
+    out = tmp_path / "again"
+    assert main(["run", str(sim.particles_star), "-o", str(out), *FAST]) == 0
+    a = read_star(job / "run_data.star")["particles"]
+    b = read_star(out / "run_data.star")["particles"]
+    assert (a["rlnClassNumber"] == b["rlnClassNumber"]).all()
+    np.testing.assert_allclose(a["rlnAnglePsi"], b["rlnAnglePsi"], atol=1e-3)
+
+
+def test_interrupted_run_resumes_to_the_same_result(job, sim, tmp_path):
+    out = tmp_path / "cut"
+    cmd = [sys.executable, "-m", "engine", "run", str(sim.particles_star), "-o", str(out),
+           *FAST[:-1], "jsonl"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        ev = json.loads(line)
+        if ev["event"] == "iteration" and ev["iteration"] == 3:
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.wait(timeout=60)
+    info = json.loads((out / "job.json").read_text())
+    assert info["status"] == "cancelled" and 3 <= info["iteration"] < 9
+    assert main(["run", "--resume", str(out), "--progress", "none"]) == 0
+    a = read_star(job / "run_data.star")["particles"]
+    b = read_star(out / "run_data.star")["particles"]
+    assert (a["rlnClassNumber"] == b["rlnClassNumber"]).all()
+    np.testing.assert_allclose(a["rlnAnglePsi"], b["rlnAnglePsi"], atol=1e-3)
+    np.testing.assert_allclose(a["rlnOriginXAngst"], b["rlnOriginXAngst"], atol=1e-4)
+
+
+def _cli(args, capsys):
+    rc = main(args)
+    return rc, capsys.readouterr().err
+
+
+def test_bad_input_gives_one_clear_line(sim, tmp_path, capsys):
+    rc, err = _cli(["run", str(tmp_path / "nope.star"), "-o", str(tmp_path / "j"),
+                    "--progress", "none"], capsys)
+    assert rc == 2 and "nope.star" in err and "Traceback" not in err
+    rc, err = _cli(["run", str(sim.particles_star), "-o", str(tmp_path / "j2"), "--classes",
+                    "600", "--progress", "none"], capsys)
+    assert rc == 2 and "--classes 600 is more than the 500 particles" in err
+    rc, err = _cli(["run", str(sim.particles_star), "-o", str(tmp_path / "j3"), "--diameter",
+                    "500", "--progress", "none"], capsys)
+    assert rc == 2 and "larger than the box" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_existing_job_is_not_overwritten(job, sim, capsys):
+    before = digest(job / "run_data.star")
+    rc, err = _cli(["run", str(sim.particles_star), "-o", str(job), "--progress", "none"],
+                   capsys)
+    assert rc == 2 and "already holds a job" in err
+    assert digest(job / "run_data.star") == before
+
+
+@pytest.mark.mpi
+def test_mpi_two_processes(sim, tmp_path):
+    mpirun = "mpirun"
+    pytest.importorskip("mpi4py")
+    if subprocess.run(["which", mpirun], capture_output=True).returncode != 0:
+        pytest.skip("mpirun not installed")
+    out = tmp_path / "mpi"
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cmd = [mpirun, "--oversubscribe", "-np", "2", sys.executable, "-m", "engine", "run",
+           str(sim.particles_star), "-o", str(out), *FAST[:FAST.index("--threads")],
+           "--threads", "1", "--seed", "3", "--progress", "none"]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads((out / "job.json").read_text())
+    assert info["status"] == "finished" and info["mpi_processes"] == 2
+    ev = evaluate_job(out, sim.truth_star)
+    assert ev.views_found == 4 and ev.view_purity > 0.9 and ev.psi_error_deg < 8.0

@@ -132,11 +132,11 @@ async def _job_screen_runs(tmp_path, monkeypatch):
 
 
 def _engine_works() -> bool:
-    import subprocess
-
-    r = subprocess.run([sys.executable, "-m", "engine", "run", "--help"],
-                       capture_output=True, timeout=120)
-    return r.returncode == 0
+    try:
+        from engine.commands import run as run_cmd
+    except ImportError:
+        return False
+    return hasattr(run_cmd, "run_job")
 
 
 @pytest.mark.slow
@@ -153,7 +153,8 @@ async def _real_engine_run(tmp_path, monkeypatch):
     async with app.run_test(size=(100, 30)) as pilot:
         job_screen = app.screen
         await _until(pilot, lambda: job_screen.data_info is not None, timeout=60)
-        for name, value in (("n_classes", "4"), ("online_iters", "4"),
+        # enough iterations that the run is still going when it is cancelled
+        for name, value in (("n_classes", "4"), ("online_iters", "60"),
                             ("batch_per_class", "10"), ("threads", "1")):
             await pilot.pause()
             job_screen.query_one(f"#{field_id(name)}").value = value
@@ -163,13 +164,24 @@ async def _real_engine_run(tmp_path, monkeypatch):
         await _until(pilot, lambda: isinstance(app.screen, RunScreen))
         run = app.screen
         grid = run.query_one(ClassGrid)
-        await _until(pilot, lambda: run.iteration >= 1 and len(grid.infos) == 4
+        await _until(pilot, lambda: run.iteration >= 2 and len(grid.infos) == 4
                      or run.status == "failed", timeout=240)
         assert run.status != "failed", run.query_one("#run-log").lines[-10:]
         await pilot.press("c")
         await _until(pilot, lambda: not run.running, timeout=30)
         assert run.status == "cancelled"
+        stopped_at = run.iteration
+        assert stopped_at < 61
         await pilot.press("r")
-        await _until(pilot, lambda: run.status in ("finished", "failed"), timeout=240)
+        await _until(pilot, lambda: run.status in ("finished", "failed") and not run.running,
+                     timeout=240)
         assert run.status == "finished", run.query_one("#run-log").lines[-10:]
-        assert (tmp_path / "twodclass_job001" / "run_data.star").exists()
+        starts = [e.data for e in run.events if e.kind == "start"]
+        assert len(starts) == 2 and starts[1].get("resumed_from", 1) > 0
+        assert run.iteration == starts[0]["n_iterations"]
+        job_dir = tmp_path / "twodclass_job001"
+        assert json.loads((job_dir / "job.json").read_text())["status"] == "finished"
+        await pilot.press("b")
+        await _until(pilot, lambda: isinstance(app.screen, BrowserScreen)
+                     and app.screen.job is not None, timeout=60)
+        assert len(app.screen.query_one(ClassGrid).infos) == 4

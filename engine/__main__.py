@@ -1,1 +1,3 @@
-from engine.cli import main; raise SystemExit(main())
+from engine.cli import main
+
+raise SystemExit(main())

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"twodclass {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, modname in SUBCOMMANDS.items():
+    for modname in SUBCOMMANDS.values():
         mod = importlib.import_module(modname)
         p = mod.add_parser(sub)
         p.set_defaults(_module=modname)

@@ -11,7 +11,8 @@ product (BLAS), batched over ``m``.
 Log-likelihood of pose (c, psi, t) for particle X with CTF C and noise sigma2(|k|)::
 
     L = -1/2 sum_k |X - C R_psi V_c e^{-2 pi i k.t}|^2 / sigma2
-      = Re sum_k (X C / sigma2) conj(R_psi W_c,t') - 1/2 sum_k C^2 |R_psi V_c|^2 / sigma2 - 1/2 sum |X|^2/sigma2
+      = Re sum_k (X C / sigma2) conj(R_psi W_c,t') - 1/2 sum_k C^2 |R_psi V_c|^2 / sigma2
+        - 1/2 sum |X|^2/sigma2
 
 with polar quadrature weights ``r * dtheta`` standing in for the Cartesian sum over k.
 """

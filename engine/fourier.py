@@ -39,7 +39,7 @@ def fourier_crop(images: np.ndarray, b: int) -> np.ndarray:
 
 
 def soft_circular_mask(box: int, radius_px: float, outer_px: float | None = None) -> np.ndarray:
-    """``(box, box)`` float32: 1 inside ``radius_px``, raised-cosine edge to ``outer_px``, 0 beyond."""
+    """``(box, box)`` float32: 1 inside ``radius_px``, cosine edge to ``outer_px``, then 0."""
     y, x = np.mgrid[0:box, 0:box].astype(np.float64) - box // 2
     r = np.hypot(x, y)
     outer = radius_px if outer_px is None else max(outer_px, radius_px)
@@ -97,7 +97,7 @@ def centred_irfft2(F: np.ndarray, b: int) -> np.ndarray:
 
 
 def shell_index(b: int) -> np.ndarray:
-    """Integer radius (Fourier pixels) of every half-plane frequency of a ``b`` box: ``(b, b//2+1)``."""
+    """Integer radius (Fourier px) of each half-plane frequency of a ``b`` box: ``(b, b//2+1)``."""
     ky = np.fft.fftfreq(b) * b
     kx = np.arange(b // 2 + 1, dtype=np.float64)
     return np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)

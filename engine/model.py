@@ -14,12 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from engine.estep import (PAD, PolarGrid, Scores, make_grid, particle_spectra, reference_spectra,
-                          score_block)
-from engine.kernels import best_poses
+from engine.estep import (
+    PAD,
+    PolarGrid,
+    Scores,
+    make_grid,
+    particle_spectra,
+    reference_spectra,
+    score_block,
+)
 from engine.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
-from engine.mstep import (Stats, accumulate, initial_stats_from_images, recentre, reseed_dead,
-                          resolution_A, wiener_averages)
+from engine.kernels import best_poses
+from engine.mstep import (
+    Stats,
+    accumulate,
+    initial_stats_from_images,
+    recentre,
+    reseed_dead,
+    resolution_A,
+    wiener_averages,
+)
 from engine.params import ClassifyParams
 
 __all__ = ["Dataset", "State", "Geometry", "geometry_for", "classify", "n_iterations",
@@ -117,7 +131,7 @@ def n_iterations(p: ClassifyParams) -> int:
 
 
 def temperature(p: ClassifyParams, it: int) -> float:
-    """Annealing factor A of iteration ``it`` (1-based): ``uncertainty`` -> 1 over the online part."""
+    """Annealing factor A of iteration ``it`` (1-based): ``uncertainty`` -> 1 while online."""
     if it > p.online_iters or p.online_iters <= 1:
         return 1.0 if it > p.online_iters else float(p.uncertainty)
     f = (it - 1) / (p.online_iters - 1)

@@ -39,10 +39,11 @@ class Stats:
         return (self.num, self.den, self.noise, self.noise_w, self.weight)
 
     def mix(self, other: Stats, eta: float) -> Stats:
-        return Stats(*[(1.0 - eta) * a + eta * b for a, b in zip(self.fields(), other.fields())])
+        pairs = zip(self.fields(), other.fields(), strict=True)
+        return Stats(*[(1.0 - eta) * a + eta * b for a, b in pairs])
 
     def add(self, other: Stats) -> None:
-        for a, b in zip(self.fields(), other.fields()):
+        for a, b in zip(self.fields(), other.fields(), strict=True):
             a += b
 
 

@@ -161,7 +161,8 @@ _STATE_ARRAYS = ("sigma2", "refs", "cls", "psi_deg", "shift_px", "maxprob", "log
 
 def save_checkpoint(files: JobFiles, state: State) -> None:
     arrays = {k: getattr(state, k) for k in _STATE_ARRAYS}
-    for k, v in zip(("num", "den", "noise", "noise_w", "weight"), state.stats.fields()):
+    names = ("num", "den", "noise", "noise_w", "weight")
+    for k, v in zip(names, state.stats.fields(), strict=True):
         arrays["stats_" + k] = v
     if state.resolution_A is not None:
         arrays["resolution_A"] = state.resolution_A

@@ -41,7 +41,8 @@ class ClassifyParams:
     uncertainty: float = _p(2.0, flag="--uncertainty",
                             label="Initial classification uncertainty factor",
                             help="Annealing temperature at the start, decaying to 1. Higher = "
-                                 "slower, more diverse classes; lower = quicker, more junk classes.",
+                                 "slower, more diverse classes; lower = quicker, more junk "
+                                 "classes.",
                             min=1.0, max=100.0)
     diameter_A: float | None = _p(None, flag="--diameter", label="Circular mask diameter",
                                   unit="Å", help="Inner diameter of the circular mask; "
@@ -71,7 +72,8 @@ class ClassifyParams:
                                        level="advanced", min=1.0)
     psi_step_deg: float = _p(5.0, flag="--psi-step", label="In-plane angular sampling",
                              unit="deg", help="Rotation search step, rounded to 360/2^n "
-                             "(5 -> 5.6 deg, 64 rotations), refined between steps.", level="advanced", min=0.5, max=30.0)
+                             "(5 -> 5.6 deg, 64 rotations), refined between steps.",
+                             level="advanced", min=0.5, max=30.0)
     offset_range_A: float | None = _p(None, flag="--offset-range", label="Offset search range",
                                       unit="Å", help="Translations searched around the current "
                                       "offset; default: 2.5 cropped pixels.", level="advanced",

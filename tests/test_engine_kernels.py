@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from engine.ctf import CtfParams, evaluate_ctf
-from engine.estep import (PAD, _irfft_rows, make_grid, particle_spectra, reference_spectra,
-                          score_block)
+from engine.estep import (
+    PAD,
+    _irfft_rows,
+    make_grid,
+    particle_spectra,
+    reference_spectra,
+    score_block,
+)
 from engine.fourier import centred_irfft2, centred_rfft2, fourier_crop, soft_circular_mask
 from engine.kernels import best_poses, ctf_polar, polar_sample
 from engine.mstep import Stats, accumulate

@@ -17,8 +17,9 @@ DEMO_PARTICLES = 2000
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="simulate a small example and classify it (no downloads)",
-        description="Simulates particles of the built-in asymmetric phantom in 8 views with "
-                    "10%% junk (box 64, 3 Å/px, CTF, SNR 0.1; truth in data/truth.star), then runs `twodclass run` on them "
+        description="Simulates particles of the built-in asymmetric phantom in 8 views "
+                    "with 10%% junk (box 64, 3 Å/px, CTF, SNR 0.1; truth in "
+                    "data/truth.star), then runs `twodclass run` on them "
                     "with 12 classes. Writes DIR/data/particles.star and the job files "
                     "(run_data.star, run_model.star, run_classes.mrcs) into DIR.")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="demo folder")

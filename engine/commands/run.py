@@ -104,8 +104,15 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
 
     from engine.io.particles import read_particles
     from engine.model import classify, gather_state, geometry_for, n_iterations
-    from engine.output import (JobFiles, load_checkpoint, read_job_json, save_checkpoint,
-                               write_data, write_job_json, write_model)
+    from engine.output import (
+        JobFiles,
+        load_checkpoint,
+        read_job_json,
+        save_checkpoint,
+        write_data,
+        write_job_json,
+        write_model,
+    )
     from engine.params import resolve_threads
     from engine.preprocess import prepare_dataset
     from engine.progress import Progress

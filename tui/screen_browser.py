@@ -120,7 +120,8 @@ class BrowserScreen(Screen[None]):
         n_cls = len(grid.selected)
         n_part = sum(infos[c].count for c in grid.selected if c in infos)
         total = sum(c.count for c in grid.infos)
-        unsaved = "" if self.saved == grid.selected else " · unsaved"
+        unsaved = "" if self.saved == grid.selected or (self.saved is None
+                                                         and not grid.selected) else " · unsaved"
         views, warnings = coverage_summary(self.auto, grid.selected) if n_cls else ("", [])
         views_s = f" · {views}" if views else ""
         self.query_one("#status-line", Static).update(

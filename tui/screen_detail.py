@@ -73,9 +73,9 @@ class ClassDetailScreen(Screen[None]):
         lines = [
             f"[b]Class {c.number}[/b]  "
             + ("[reverse] selected [/]" if c.number in self.grid.selected else "not selected"),
-            f"particles      {c.count:,} ({100 * c.count / total:.1f} %)",
-            f"resolution     {c.resolution_A:.1f} Å",
-            f"distribution   {c.distribution:.4f}",
+            f"{'particles':<19} {c.count:,} ({100 * c.count / total:.1f} %)",
+            f"{'resolution':<19} {c.resolution_A:.1f} Å",
+            f"{'distribution':<19} {c.distribution:.4f}",
         ]
         for key, label in (("tdcEffectiveSampleSize", "eff. samples"),
                            ("tdcMeanMaxProb", "mean max prob"),
@@ -83,12 +83,12 @@ class ClassDetailScreen(Screen[None]):
                            ("rlnAccuracyTranslationsAngst", "acc. shift Å")):
             v = c.stats.get(key)
             if isinstance(v, (int, float)):
-                lines.append(f"{label:<14} {v:.3g}")
+                lines.append(f"{label:<19} {v:.3g}")
         for key, v in sorted(c.stats.items()):
             if key.startswith("tdc") and key not in ("tdcClassNumber", "tdcParticleCount",
                                                      "tdcEffectiveSampleSize", "tdcMeanMaxProb"):
-                lines.append(f"{key[3:]:<14} {v:.3g}" if isinstance(v, float)
-                             else f"{key[3:]:<14} {v}")
+                lines.append(f"{key[3:]:<19} {v:.3g}" if isinstance(v, float)
+                             else f"{key[3:]:<19} {v}")
         sug = self.suggestions.get(self.number)
         if sug is not None:
             lines.append("")

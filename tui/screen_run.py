@@ -54,6 +54,9 @@ class RunScreen(Screen[None]):
         self.job: JobData | None = None
         self._worker: Worker | None = None
         self._t0 = time.monotonic()
+        self._got_done = False
+        self.auto_browse = True
+        """Open the class browser when the run finishes."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -131,6 +134,7 @@ class RunScreen(Screen[None]):
             self._progress(dict(d, done=1, total=1))
             self._load_classes()
         elif kind == "done":
+            self._got_done = True
             self.status = "finished"
             self.query_one(ProgressBar).update(progress=100)
             self.query_one("#run-eta", Static).update(
@@ -138,7 +142,7 @@ class RunScreen(Screen[None]):
             self._set_status("Finished — b browses and selects classes")
             self._log(f"done in {format_seconds(d.get('seconds'))}")
             self._load_classes()
-            self.notify("Classification finished: press b to browse the classes")
+            self.notify("Classification finished")
         elif kind == "error":
             self.status = "failed"
             self._set_status(f"Failed: {d.get('message', '')}")
@@ -175,6 +179,9 @@ class RunScreen(Screen[None]):
             self.status = "finished"
             self._set_status("Finished — b browses and selects classes")
         self._log(f"engine exited ({message.returncode})")
+        if self.status == "finished" and self._got_done and self.auto_browse and \
+                self.app.screen is self:
+            self.action_browse()  # the class browser is the screen after a run
 
     # ------------------------------------------------------------------ classes
     @work(thread=True, exclusive=True, group="classes")

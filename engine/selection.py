@@ -240,7 +240,7 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
         if offset[i] > max_off_A:
             f.append(f"off-centre ({offset[i]:.0f} Å > {max_off_A:.0f} Å)")
         if res[i] > max_res * (1 + 1e-6):  # resolutions sit on Fourier shells: ties pass
-            other_fail[i].append(f"resolution {_fmt_res(res[i])} > {_fmt_res(max_res)}")
+            other_fail[i].append("resolution " + _fmt_res_pair(res[i], max_res))
         if counts[i] < th.min_particles:
             other_fail[i].append(f"too few particles ({counts[i]} < {th.min_particles})")
 
@@ -282,8 +282,19 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
     return out
 
 
-def _fmt_res(r: float) -> str:
-    return "∞ Å" if not np.isfinite(r) else f"{r:.0f} Å" if r >= 10 else f"{r:.1f} Å"
+def _fmt_res(r: float, digits: int | None = None) -> str:
+    if not np.isfinite(r):
+        return "∞ Å"
+    d = digits if digits is not None else (0 if r >= 10 else 1)
+    return f"{r:.{d}f} Å"
+
+
+def _fmt_res_pair(res: float, limit: float) -> str:
+    """``"28 Å > 15 Å"``; one decimal where whole numbers would read ``"24 Å > 24 Å"``."""
+    a, b = _fmt_res(res), _fmt_res(limit)
+    if a == b:
+        a, b = _fmt_res(res, 1), _fmt_res(limit, 1)
+    return f"{a} > {b}"
 
 
 # ------------------------------------------------------------------------------------------

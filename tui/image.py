@@ -73,20 +73,26 @@ class HalfBlockImage(Widget):
 
 
 def graphics_renderer() -> Any | None:
-    """The ``textual_image`` widget class when a real graphics protocol is usable, else None."""
+    """The ``textual_image`` widget class when Kitty (TGP) or Sixel graphics work, else None.
+
+    ``textual_image`` probes the terminal once, at import: call this before ``App.run()``.
+    Its half-cell / unicode fallbacks are not used: our cached half-block renderer is the same
+    idea and faster with many images.
+    """
     if os.environ.get(FORCE_HALFBLOCK_ENV):
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import textual_image.widget as ti  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 - optional extra
+            import textual_image.renderable as ti_renderable  # type: ignore[import-not-found]
+            import textual_image.widget as ti_widget  # type: ignore[import-not-found]
+    except Exception:  # noqa: BLE001 - optional extra (``pip install scipion-em-2dclass[graphics]``)
         return None
-    cls = getattr(ti, "Image", None)
-    name = getattr(cls, "__name__", "") + " " + repr(cls)
-    if cls is None or "Unicode" in name or "Halfcell" in name:
-        return None  # no Kitty/Sixel: our half-block renderer is as good and cached
-    return cls
+    auto = getattr(ti_renderable, "Image", None)
+    graphics = {getattr(ti_renderable, n, None) for n in ("TGPImage", "SixelImage")} - {None}
+    if auto in graphics:
+        return getattr(ti_widget, "Image", None)
+    return None
 
 
 def make_image(image: np.ndarray, *, id: str | None = None,

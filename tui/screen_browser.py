@@ -38,6 +38,7 @@ class BrowserScreen(Screen[None]):
         self.job = job
         self.auto: AutoSelection | None = None
         self.saved: set[int] | None = None
+        self._info = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -80,10 +81,9 @@ class BrowserScreen(Screen[None]):
                 if restored is not None:
                     break
         status = job.job.get("status", "")
-        info = (f"{len(job.classes)} classes · {job.n_particles:,} particles"
-                + (f" · {status}" if status else "")
-                + " · sort: count")
-        self.query_one("#browser-info", Static).update(info)
+        self._info = (f"{len(job.classes)} classes · {job.n_particles:,} particles"
+                      + (f" · {status}" if status else ""))
+        self.query_one("#browser-info", Static).update(f"{self._info} · sort: count")
         if restored is not None:
             self.saved = set(restored)
             grid.set_selected(restored)
@@ -186,9 +186,7 @@ class BrowserScreen(Screen[None]):
 
     def sort_by(self, key: str) -> None:
         self.grid.sort_by(key)
-        info = self.query_one("#browser-info", Static)
-        text = str(info.render()).split(" · sort:")[0]
-        info.update(f"{text} · sort: {key}")
+        self.query_one("#browser-info", Static).update(f"{self._info} · sort: {key}")
 
     def action_save(self) -> None:
         if self.job is None:
@@ -234,6 +232,8 @@ class BrowserScreen(Screen[None]):
         yield SystemCommand("Clear selection", "Deselect every class", self.action_clear)
         yield SystemCommand("Invert selection", "Select the unselected classes",
                             self.action_invert)
+        yield SystemCommand("Toggle class", "Select or deselect the class under the cursor",
+                            self.grid.action_toggle)
         yield SystemCommand("Open class", "Show the class under the cursor in detail",
                             self.grid.action_open)
         yield SystemCommand("Bigger tiles", "Zoom the class images in",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers_job import make_finished_job
-from textual.widgets import DirectoryTree
+from textual.widgets import DirectoryTree, Input
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from tui.app import TwodclassApp
@@ -81,7 +81,11 @@ def test_job_screen_snapshot(tmp_path, snap_compare):
     app = TwodclassApp("job", particles=Path("particles.star"), start_dir=Path("."))
 
     async def run_before(pilot) -> None:
-        await _settle(pilot, lambda: app.screen.data_info is not None)
+        tree = app.screen.query_one(DirectoryTree)
+        for inp in app.screen.query(Input):
+            inp.cursor_blink = False  # a blinking cursor makes the snapshot timing-dependent
+        await _settle(pilot, lambda: app.screen.data_info is not None
+                      and len(tree.root.children) == 2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

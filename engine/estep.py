@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine import fft as _fft
+
 from engine.fourier import centred_rfft2
 from engine.kernels import ctf_polar, polar_sample
 
@@ -147,8 +149,8 @@ def particle_spectra(images: np.ndarray, ctfm: np.ndarray | None, grid: PolarGri
         C = np.ones((n, len(grid.radii), grid.n_ang), dtype=np.float32)
     # the inverse transform runs over n_psi rotations: scale by n_psi / n_ang
     f = grid.n_psi / grid.n_ang
-    A = np.fft.fft(P * (C * (wr * f)), axis=-1)[..., : grid.n_m]
-    B = np.fft.rfft(C * C * (wr * f), axis=-1)[..., : grid.n_m]
+    A = _fft.fft(P * (C * (wr * f)), axis=-1)[..., : grid.n_m]
+    B = _fft.rfft(C * C * (wr * f), axis=-1)[..., : grid.n_m]
     xpow = np.sum(np.abs(P) ** 2 * wr, axis=(1, 2))
     return ParticleSpectra(Fpad=Fpad,
                            A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),
@@ -178,9 +180,7 @@ _G_CACHE: dict[int, np.ndarray] = {}
 def _irfft_rows(S: np.ndarray, n_psi: int) -> np.ndarray:
     """Inverse real DFT over the leading axis of ``S`` (M, ...) complex64, as one real matrix
     product (BLAS, threaded): returns ``(..., n_psi)`` float32 with the angle axis last."""
-    G = _G_CACHE.get(n_psi)
-    if G is None:
-        G = _G_CACHE[n_psi] = _inverse_dft_matrix(n_psi)
+    G = inverse_dft_matrix(n_psi)
     M = S.shape[0]
     rest = S.shape[1:]
     St = np.ascontiguousarray(np.moveaxis(S, 0, -1)).reshape(-1, M)   # (..., M) complex64
@@ -188,13 +188,33 @@ def _irfft_rows(S: np.ndarray, n_psi: int) -> np.ndarray:
     return out.reshape(rest + (n_psi,))
 
 
+def inverse_dft_matrix(n_psi: int) -> np.ndarray:
+    """Cached :func:`_inverse_dft_matrix`."""
+    G = _G_CACHE.get(n_psi)
+    if G is None:
+        G = _G_CACHE[n_psi] = _inverse_dft_matrix(n_psi)
+    return G
+
+
 @dataclass
 class Scores:
-    """Log-likelihood of every pose, in parts: ``L = cross - ctf2/2 - xpow/2``."""
+    """Log-likelihood of every pose, in parts: ``L = cross - ctf2/2 - xpow/2``.
 
-    cross: np.ndarray   # (n, K, T, n_psi) float32  Re sum X C conj(R W) / sigma2
+    ``cross`` is kept as its angular spectrum ``S`` (the inverse DFT over rotations is done
+    where it is needed: fused with the best-pose search, or in full by :attr:`cross`).
+    """
+
+    S: np.ndarray       # (M, n, K*T) complex64 sum over rings per angular frequency
     ctf2: np.ndarray    # (n, K, n_psi) float32     sum C^2 |R V|^2 / sigma2
     xpow: np.ndarray    # (n,) float64              sum |X|^2 / sigma2
+    n_shifts: int
+    n_psi: int
+
+    @property
+    def cross(self) -> np.ndarray:
+        """``(n, K, T, n_psi)`` float32: Re sum X C conj(R W) / sigma2."""
+        n, K = self.ctf2.shape[:2]
+        return _irfft_rows(self.S, self.n_psi).reshape(n, K, self.n_shifts, self.n_psi)
 
     def full(self) -> np.ndarray:
         """``(n, K, T, n_psi)`` float32 log-likelihoods."""
@@ -209,11 +229,8 @@ def score_block(ps: ParticleSpectra, refs: ReferenceSpectra, grid: PolarGrid) ->
     Rotation index j means the class turned by +360 j / n_psi degrees (RELION's psi is the
     negative); shift index t means the particle shift ``R(psi) shifts[t]`` (small px).
     """
-    n = ps.A.shape[1]
-    K = refs.U.shape[2]
-    T = grid.shifts.shape[0]
     S = np.matmul(ps.A, refs.W)                                      # (M, n, K*T)
-    cross = _irfft_rows(S, grid.n_psi).reshape(n, K, T, grid.n_psi)
     Q = np.matmul(ps.B, refs.U)                                      # (M, n, K)
     ctf2 = _irfft_rows(Q, grid.n_psi)                                # (n, K, psi)
-    return Scores(cross=cross, ctf2=ctf2, xpow=ps.xpow)
+    return Scores(S=S, ctf2=ctf2, xpow=ps.xpow, n_shifts=grid.shifts.shape[0],
+                  n_psi=grid.n_psi)

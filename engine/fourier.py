@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine import fft as _fft
+
 __all__ = [
     "small_box_size", "fourier_crop", "soft_circular_mask", "normalise_background",
     "centred_rfft2", "centred_irfft2", "shell_index", "radial_average",
@@ -81,13 +83,17 @@ def centred_rfft2(images: np.ndarray, pad: int = 1) -> np.ndarray:
     """
     n, b, _ = images.shape
     P = pad * b
+    h = b // 2
+    r = b - h
     buf = np.zeros((n, P, P), dtype=np.float32)
-    o = P // 2 - b // 2
-    buf[:, o:o + b, o:o + b] = images
-    buf = np.fft.ifftshift(buf, axes=(-2, -1))
-    F = np.fft.rfft2(buf)
+    # the centre pixel goes to index 0, the rest wraps around (ifftshift of a centred pad)
+    buf[:, :r, :r] = images[:, h:, h:]
+    buf[:, :r, P - h:] = images[:, h:, :h]
+    buf[:, P - h:, :r] = images[:, :h, h:]
+    buf[:, P - h:, P - h:] = images[:, :h, :h]
+    F = _fft.rfft2(buf)
     F *= 1.0 / b
-    return F.astype(np.complex64)
+    return F.astype(np.complex64, copy=False)
 
 
 def centred_irfft2(F: np.ndarray, b: int) -> np.ndarray:

@@ -174,7 +174,18 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
     """
     K = num.shape[0]
     H = b // 2 + 1
+    P = F.shape[1]
+    HP = F.shape[2]
     scale = 1.0 / (b * apix_A)
+    # shell of each half-plane frequency, and the last qx inside r_max on each row
+    shell = np.empty((b, H), dtype=np.int64)
+    row_end = np.zeros(b, dtype=np.int64)
+    for yy in range(b):
+        qy = yy if yy < b // 2 else yy - b
+        for qx in range(H):
+            shell[yy, qx] = int(math.sqrt(qx * qx + qy * qy) + 0.5)
+            if shell[yy, qx] <= r_max:
+                row_end[yy] = qx + 1
     for c in numba.prange(K):
         for p in range(cls_start[c], cls_start[c + 1]):
             i = p_idx[p]
@@ -184,23 +195,38 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
             tx = p_tx[p]
             ty = p_ty[p]
             # CTF of the particle, written in the class frame (astigmatism angle turned)
-            co = ctf_coefficients(ctfm[i], scale, p_psi[p])
+            if use_ctf:
+                co = ctf_coefficients(ctfm[i], scale, p_psi[p])
+            else:
+                co = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             dph = 2.0 * math.pi * (ca * tx + sa * ty) / b
             step = complex(math.cos(dph), math.sin(dph))
             for yy in range(b):
                 qy = yy if yy < b // 2 else yy - b
-                if abs(qy) > r_max:
-                    continue
                 # q = (0, qy) -> p = R q = (-sa qy, ca qy)
                 ph0 = 2.0 * math.pi * ((-sa * qy) * tx + (ca * qy) * ty) / b
                 phasor = complex(math.cos(ph0), math.sin(ph0))
-                for qx in range(H):
-                    sh = int(math.sqrt(qx * qx + qy * qy) + 0.5)
-                    if sh > r_max:
-                        break
-                    px = ca * qx - sa * qy
-                    py = sa * qx + ca * qy
-                    x = _interp_half(F, i, px * pad, py * pad) * phasor
+                for qx in range(row_end[yy]):
+                    sh = shell[yy, qx]
+                    kx = (ca * qx - sa * qy) * pad
+                    ky = (sa * qx + ca * qy) * pad
+                    neg = kx < 0.0
+                    if neg:
+                        kx = -kx
+                        ky = -ky
+                    x0 = int(kx)
+                    fy0 = math.floor(ky)
+                    y0 = int(fy0)
+                    fx = kx - x0
+                    fy = ky - fy0
+                    x1 = x0 + 1 if x0 + 1 < HP else HP - 1
+                    ya = y0 if y0 >= 0 else y0 + P
+                    yb = ya + 1 if ya + 1 < P else 0
+                    v = ((1.0 - fx) * (1.0 - fy) * F[i, ya, x0] + fx * (1.0 - fy) * F[i, ya, x1]
+                         + (1.0 - fx) * fy * F[i, yb, x0] + fx * fy * F[i, yb, x1])
+                    if neg:
+                        v = v.conjugate()
+                    x = v * phasor
                     phasor *= step
                     if use_ctf:
                         ctf = _ctf_fast(co, qx, qy, intact_first_peak)
@@ -254,4 +280,67 @@ def best_poses(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.
             sminus[i, c] = (cross[i, c, bt, jm] - 0.5 * ctf2[i, c, jm] + off) * inv_A + prior[bt]
             splus[i, c] = (cross[i, c, bt, jp] - 0.5 * ctf2[i, c, jp] + off) * inv_A + prior[bt]
             lbest[i, c] = cross[i, c, bt, bj] - 0.5 * ctf2[i, c, bj] + off
+    return sbest, tbest, jbest, sminus, splus, lbest
+
+
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
+def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray,
+                     prior: np.ndarray, inv_A: float, T: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                np.ndarray, np.ndarray]:
+    """:func:`best_poses` straight from the angular spectra, without the score array.
+
+    ``S``: ``(M, n, K*T)`` complex64 sums over rings per angular frequency (class-major
+    columns); ``G``: ``(2M, n_psi)`` float32 inverse real DFT (rows Re m, Im m) so that the
+    cross term of rotation j is ``sum_m Re S_m G[2m, j] + Im S_m G[2m+1, j]``; ``ctf2``:
+    ``(n, K, n_psi)``. Same outputs as :func:`best_poses`.
+    """
+    M, n, KT = S.shape
+    K = KT // T
+    P = G.shape[1]
+    sbest = np.empty((n, K))
+    tbest = np.empty((n, K), dtype=np.int64)
+    jbest = np.empty((n, K), dtype=np.int64)
+    sminus = np.empty((n, K))
+    splus = np.empty((n, K))
+    lbest = np.empty((n, K))
+    for i in numba.prange(n):
+        vals = np.empty(P, dtype=np.float32)
+        off = -0.5 * xpow[i]
+        for c in range(K):
+            bv = -np.inf
+            bt = 0
+            bj = 0
+            bm = 0.0
+            bp = 0.0
+            bl = 0.0
+            for t in range(T):
+                ct = c * T + t
+                for j in range(P):
+                    vals[j] = 0.0
+                for m in range(M):
+                    z = S[m, i, ct]
+                    re = z.real
+                    im = z.imag
+                    for j in range(P):
+                        vals[j] += re * G[2 * m, j] + im * G[2 * m + 1, j]
+                pt = prior[t]
+                for j in range(P):
+                    v = (vals[j] - 0.5 * ctf2[i, c, j] + off) * inv_A + pt
+                    if v > bv:
+                        bv = v
+                        bt = t
+                        bj = j
+                if bt == t:
+                    jm = (bj - 1) % P
+                    jp = (bj + 1) % P
+                    bm = (vals[jm] - 0.5 * ctf2[i, c, jm] + off) * inv_A + pt
+                    bp = (vals[jp] - 0.5 * ctf2[i, c, jp] + off) * inv_A + pt
+                    bl = vals[bj] - 0.5 * ctf2[i, c, bj] + off
+            sbest[i, c] = bv
+            tbest[i, c] = bt
+            jbest[i, c] = bj
+            sminus[i, c] = bm
+            splus[i, c] = bp
+            lbest[i, c] = bl
     return sbest, tbest, jbest, sminus, splus, lbest

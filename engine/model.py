@@ -18,13 +18,14 @@ from engine.estep import (
     PAD,
     PolarGrid,
     Scores,
+    inverse_dft_matrix,
     make_grid,
     particle_spectra,
     reference_spectra,
     score_block,
 )
 from engine.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
-from engine.kernels import best_poses
+from engine.kernels import fused_best_poses
 from engine.mstep import (
     Stats,
     accumulate,
@@ -253,13 +254,15 @@ class BlockResult:
 def assign_block(sc: Scores, log_pi: np.ndarray, logprior_t: np.ndarray, grid: PolarGrid,
                  A: float, force_max: bool) -> BlockResult:
     """Posteriors from the pose scores of a block at temperature A."""
-    n, K, T, npsi = sc.cross.shape
+    n, K, npsi = sc.ctf2.shape
+    T = sc.n_shifts
     step = 2.0 * np.pi / npsi
     shifts = grid.shifts
     ar = np.arange(n)
     if force_max:
-        sbest, ti, j, s_minus, s_plus, lbest = best_poses(
-            sc.cross, sc.ctf2, sc.xpow, logprior_t.astype(np.float64), 1.0 / A)
+        sbest, ti, j, s_minus, s_plus, lbest = fused_best_poses(
+            sc.S, inverse_dft_matrix(npsi), sc.ctf2, sc.xpow, logprior_t.astype(np.float64),
+            1.0 / A, T)
         psi = (j + _refine_parabola(s_minus, sbest, s_plus)) * step    # (n, K) rad
         lp = log_pi[None, :] + sbest
         lp -= lp.max(axis=1, keepdims=True)

@@ -187,3 +187,21 @@ def test_fast_estep_agrees_with_plain_estep():
         a = f[i] - f[i].mean()
         b = p[i] - p[i].mean()
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+def test_fused_best_poses_equals_two_step():
+    from engine.estep import inverse_dft_matrix
+    from engine.kernels import fused_best_poses
+
+    rng = np.random.default_rng(9)
+    M, n, K, T, P = 9, 5, 3, 4, 16
+    S = (rng.standard_normal((M, n, K * T)) + 1j * rng.standard_normal((M, n, K * T)))
+    S = S.astype(np.complex64)
+    ctf2 = rng.standard_normal((n, K, P)).astype(np.float32)
+    xpow = rng.standard_normal(n)
+    prior = -rng.uniform(0, 1, T)
+    cross = _irfft_rows(S, P).reshape(n, K, T, P)
+    want = best_poses(cross, ctf2, xpow, prior, 0.7)
+    got = fused_best_poses(S, inverse_dft_matrix(P), ctf2, xpow, prior, 0.7, T)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)

@@ -143,7 +143,11 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
     errs = params.validate()
     if errs:
         raise ParameterError("; ".join(errs))
-    numba.set_num_threads(min(resolve_threads(params.threads), numba.config.NUMBA_NUM_THREADS))
+    from engine import fft as _fft
+
+    n_threads = min(resolve_threads(params.threads), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n_threads)
+    _fft.set_workers(n_threads)
     pset = read_particles(particles, project_dir)
     if not pset.apix_A or pset.apix_A <= 0:
         raise TwodclassError(f"{particles}: pixel size unknown (no rlnImagePixelSize in the "

@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"classes: {int(good.sum())} good, {int((~good).sum())} junk, "
           f"{int((cnt == 0).sum())} empty")
     if good.any():
-        print("resolution of good classes (Å): median {:.1f}, best {:.1f}, worst {:.1f}".format(
-            np.median(res[good]), res[good].min(), res[good].max()))
+        r = res[good]
+        print(f"resolution of good classes (Å): median {np.median(r):.1f}, "
+              f"best {r.min():.1f}, worst {r.max():.1f}")
     if (~good & (cnt > 0)).any():
         print(f"resolution of junk classes (Å): median {np.median(res[~good & (cnt > 0)]):.1f}")
     return 0

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import fft as _fft
-
 from engine.fourier import centred_rfft2
 from engine.kernels import ctf_polar, polar_sample
 

@@ -258,9 +258,16 @@ class ClassGrid(ScrollView, can_focus=True):
         return Region(col * self.tile_w, row * self.tile_h, self.tile_w, self.tile_h)
 
     def _refresh_tile(self, pos: int) -> None:
+        """Repaint what the cursor and the selection change: the margin and the labels.
+
+        The image cells stay as they are, so a key press sends little to the terminal.
+        """
         if 0 <= pos < len(self.order):
-            r = self._tile_region(pos)
-            self.refresh(r.translate((-int(self.scroll_offset.x), -int(self.scroll_offset.y))))
+            r = self._tile_region(pos).translate((-int(self.scroll_offset.x),
+                                                   -int(self.scroll_offset.y)))
+            margin = Region(r.x, r.y, 1, r.height)
+            labels = Region(r.x, r.y + self.img_h, r.width, LABEL_ROWS)
+            self.refresh(margin, labels)
 
     def _scroll_to_cursor(self) -> None:
         if self.order and self.size.height:

@@ -305,7 +305,7 @@ def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.nd
     splus = np.empty((n, K))
     lbest = np.empty((n, K))
     for i in numba.prange(n):
-        vals = np.empty(P, dtype=np.float32)
+        vals = np.empty((4, P), dtype=np.float32)
         off = -0.5 * xpow[i]
         for c in range(K):
             bv = -np.inf
@@ -314,29 +314,46 @@ def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.nd
             bm = 0.0
             bp = 0.0
             bl = 0.0
-            for t in range(T):
-                ct = c * T + t
-                for j in range(P):
-                    vals[j] = 0.0
+            for t0 in range(0, T, 4):
+                nt = min(4, T - t0)
+                ct0 = c * T + t0
+                vals[:, :] = 0.0
                 for m in range(M):
-                    z = S[m, i, ct]
-                    re = z.real
-                    im = z.imag
+                    g0 = G[2 * m]
+                    g1 = G[2 * m + 1]
+                    # four shifts at once: each row of G is loaded once for all of them
+                    z0 = S[m, i, ct0]
+                    z1 = S[m, i, ct0 + 1] if nt > 1 else z0
+                    z2 = S[m, i, ct0 + 2] if nt > 2 else z0
+                    z3 = S[m, i, ct0 + 3] if nt > 3 else z0
+                    r0, i0 = z0.real, z0.imag
+                    r1, i1 = z1.real, z1.imag
+                    r2, i2 = z2.real, z2.imag
+                    r3, i3 = z3.real, z3.imag
                     for j in range(P):
-                        vals[j] += re * G[2 * m, j] + im * G[2 * m + 1, j]
-                pt = prior[t]
-                for j in range(P):
-                    v = (vals[j] - 0.5 * ctf2[i, c, j] + off) * inv_A + pt
-                    if v > bv:
-                        bv = v
-                        bt = t
-                        bj = j
-                if bt == t:
-                    jm = (bj - 1) % P
-                    jp = (bj + 1) % P
-                    bm = (vals[jm] - 0.5 * ctf2[i, c, jm] + off) * inv_A + pt
-                    bp = (vals[jp] - 0.5 * ctf2[i, c, jp] + off) * inv_A + pt
-                    bl = vals[bj] - 0.5 * ctf2[i, c, bj] + off
+                        a0 = g0[j]
+                        a1 = g1[j]
+                        vals[0, j] += r0 * a0 + i0 * a1
+                        vals[1, j] += r1 * a0 + i1 * a1
+                        vals[2, j] += r2 * a0 + i2 * a1
+                        vals[3, j] += r3 * a0 + i3 * a1
+                for q in range(nt):
+                    t = t0 + q
+                    pt = prior[t]
+                    upd = False
+                    for j in range(P):
+                        v = (vals[q, j] - 0.5 * ctf2[i, c, j] + off) * inv_A + pt
+                        if v > bv:
+                            bv = v
+                            bt = t
+                            bj = j
+                            upd = True
+                    if upd:
+                        jm = (bj - 1) % P
+                        jp = (bj + 1) % P
+                        bm = (vals[q, jm] - 0.5 * ctf2[i, c, jm] + off) * inv_A + pt
+                        bp = (vals[q, jp] - 0.5 * ctf2[i, c, jp] + off) * inv_A + pt
+                        bl = vals[q, bj] - 0.5 * ctf2[i, c, bj] + off
             sbest[i, c] = bv
             tbest[i, c] = bt
             jbest[i, c] = bj

@@ -185,3 +185,33 @@ async def _real_engine_run(tmp_path, monkeypatch):
         await _until(pilot, lambda: isinstance(app.screen, BrowserScreen)
                      and app.screen.job is not None, timeout=60)
         assert len(app.screen.query_one(ClassGrid).infos) == 4
+
+
+def test_engine_that_cannot_start_is_reported(tmp_path):
+    asyncio.run(_cannot_start(tmp_path))
+
+
+async def _cannot_start(tmp_path):
+    app = TwodclassApp("run", job_dir=tmp_path / "job",
+                       argv=[str(tmp_path / "no-such-engine"), "run"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        run = app.screen
+        await _until(pilot, lambda: not run.running)
+        assert run.status == "failed"
+        assert "could not be started" in str(run.query_one("#run-status").render())
+        assert any("cannot run the engine" in line for line in run.query_one("#run-log").lines)
+
+
+def test_engine_error_event_and_exit_status(tmp_path):
+    asyncio.run(_engine_error(tmp_path))
+
+
+async def _engine_error(tmp_path):
+    code = ("import json, sys; print(json.dumps({'event': 'error', "
+            "'message': 'particles.star, row 3: no such image'}), flush=True); sys.exit(2)")
+    app = TwodclassApp("run", job_dir=tmp_path / "job", argv=[sys.executable, "-c", code])
+    async with app.run_test(size=(80, 24)) as pilot:
+        run = app.screen
+        await _until(pilot, lambda: not run.running)
+        assert run.status == "failed"
+        assert "row 3: no such image" in str(run.query_one("#run-status").render())

@@ -107,7 +107,8 @@ async def stream_process(argv: list[str], post: Callable[[Message], Any],
     """
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL, cwd=None if cwd is None else str(cwd))
+        stdin=asyncio.subprocess.DEVNULL, cwd=None if cwd is None else str(cwd),
+        limit=1 << 22)
     if on_start is not None:
         r = on_start(proc)
         if asyncio.iscoroutine(r):

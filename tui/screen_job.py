@@ -210,6 +210,14 @@ class JobScreen(Screen[None]):
     def _engine(self) -> list[str] | None:
         return getattr(self.app, "engine", None)
 
+    def on_screen_resume(self) -> None:
+        """Back from a run: propose a fresh job folder if the current one is taken now."""
+        field = self.query_one("#job-dir", Input)
+        path = Path(field.value.strip() or ".")
+        if path.name.startswith("twodclass_job") and path.exists() and any(path.iterdir()):
+            field.value = str(default_job_dir(self.start_dir))
+        self.validate()
+
     def action_focus_tree(self) -> None:
         self.query_one(ParticleTree).focus()
 

@@ -91,7 +91,11 @@ class RunScreen(Screen[None]):
 
     @work(exclusive=True, group="engine")
     async def _run(self, argv: list[str]) -> None:
-        await stream_process(argv, self.post_message, cwd=self.cwd)
+        try:
+            await stream_process(argv, self.post_message, cwd=self.cwd)
+        except (OSError, ValueError) as exc:  # cannot start, or a broken pipe: say so
+            self.post_message(EngineLog(f"cannot run the engine: {exc}"))
+            self.post_message(EngineExited(None))
 
     def _log(self, line: str) -> None:
         self.query_one(Log).write_line(line)
@@ -171,9 +175,11 @@ class RunScreen(Screen[None]):
             self.status = "cancelled"
             self._set_status("Cancelled — r resumes from the last finished iteration")
             self._log("cancelled")
-        elif message.returncode not in (0, None) and self.status != "failed":
+        elif message.returncode != 0 and self.status != "failed":
             self.status = "failed"
-            self._set_status(f"The engine stopped with exit status {message.returncode} "
+            self._set_status("The engine could not be started (see the log)"
+                             if message.returncode is None else
+                             f"The engine stopped with exit status {message.returncode} "
                              "(see the log)")
         elif self.status == "running":
             self.status = "finished"

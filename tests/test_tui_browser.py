@@ -143,3 +143,28 @@ async def _test_class_detail_shows_aligned_members(tmp_path):
         await pilot.press("escape")
         assert app.screen is screen
         assert "Selected 1/4" in str(screen.query_one("#status-line").render())
+
+
+def test_save_into_output_folder_and_reopen(tmp_path):
+    asyncio.run(_save_into_output_folder(tmp_path))
+
+
+async def _save_into_output_folder(tmp_path):
+    job = make_finished_job(tmp_path, n_classes=6, n_particles=150)
+    out = tmp_path / "picked"
+    app = TwodclassApp("browse", job_dir=job, out_dir=out)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _ready(pilot, app)
+        await pilot.press("a", "s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        keep = set(screen.auto.keep)
+    assert not (job / "selection.json").exists()
+    sel = json.loads((out / "selection.json").read_text())
+    assert set(sel["class_ids"]) == keep
+    assert sel["mode"] == "auto" and sel["reasons"]  # the automatic thresholds are recorded
+    app = TwodclassApp("browse", job_dir=job, out_dir=out)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _ready(pilot, app)
+        assert screen.grid.selected == keep
+        assert "unsaved" not in str(screen.query_one("#status-line").render())

@@ -168,3 +168,24 @@ async def _save_into_output_folder(tmp_path):
         screen = await _ready(pilot, app)
         assert screen.grid.selected == keep
         assert "unsaved" not in str(screen.query_one("#status-line").render())
+
+
+def test_many_classes_scroll_with_the_cursor(tmp_path):
+    asyncio.run(_many_classes(tmp_path))
+
+
+async def _many_classes(tmp_path):
+    job = make_finished_job(tmp_path, n_classes=200, n_particles=2000, box=24)
+    app = TwodclassApp("browse", job_dir=job)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _ready(pilot, app)
+        grid = screen.grid
+        await pilot.press("end")
+        assert grid.cursor == 199 and grid.scroll_offset.y > 0
+        assert len(grid._cache) < 200  # images are rendered lazily, only what was seen
+        await pilot.press("home")
+        assert grid.cursor == 0 and grid.scroll_offset.y == 0
+        await pilot.press("pagedown")
+        assert grid.cursor == 3 * grid.columns
+        await pilot.press("plus")  # bigger tiles: fewer columns, cursor kept
+        assert grid.columns < 5 and grid.cursor == 15

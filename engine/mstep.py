@@ -69,14 +69,18 @@ def accumulate(stats: Stats, Fpad: np.ndarray, pad: int, b: int, ctfm: np.ndarra
 
 
 def _tau2(stats: Stats, shells: np.ndarray, n_sh: int) -> tuple[np.ndarray, np.ndarray]:
-    """Signal power per class and shell of the unregularised average, and mean den per shell."""
+    """Signal power per class and shell, and mean ``den`` per shell.
+
+    ``num = den V + noise`` with ``E|noise|^2 = den``, so per shell
+    ``tau2 = sum(|num|^2 - den) / sum(den^2)``: frequencies with little data (CTF zeros, few
+    particles) weigh little, unlike an average of ``|num / den|^2``.
+    """
     den = stats.den
-    safe = np.where(den > 0, den, np.inf)
-    raw = np.abs(stats.num) ** 2 / safe ** 2 - 1.0 / safe      # |V|^2 minus noise in the average
-    raw = np.where(den > 0, raw, 0.0)
-    tau2 = radial_average(raw, shells, n_sh)
+    excess = radial_average(np.abs(stats.num) ** 2 - den, shells, n_sh)
+    d2 = radial_average(den * den, shells, n_sh)
+    tau2 = np.where(d2 > 0, excess / np.maximum(d2, 1e-300), 0.0)
     dmean = radial_average(den, shells, n_sh)
-    return tau2, dmean
+    return np.maximum(tau2, 0.0), dmean
 
 
 def wiener_averages(stats: Stats, tau2_fudge: float, mask: np.ndarray, r_max: int
@@ -89,12 +93,37 @@ def wiener_averages(stats: Stats, tau2_fudge: float, mask: np.ndarray, r_max: in
     floor = 1e-6 * np.maximum(tau2[:, 1:r_max + 1].max(axis=1, initial=0.0), 1e-12)
     tau2 = np.maximum(tau2, floor[:, None])
     reg = 1.0 / (tau2_fudge * tau2)                                  # (K, n_sh)
-    V = stats.num / (stats.den + reg[:, np.minimum(shells, n_sh - 1)])
+    sh = np.minimum(shells, n_sh - 1)
+    V = stats.num / (stats.den + reg[:, sh])
+    ssnr = tau2 * dmean
+    # low-pass each class at its own resolution (first shell with SSNR < 1, soft edge of
+    # CUTOFF_EDGE shells): keeps noise at higher frequencies, where an SSNR > 1 can only come
+    # from noise aligned onto itself, out of the references
+    V *= resolution_taper(ssnr, r_max)[:, sh]
     V[:, shells > r_max] = 0.0
     V[:, 0, 0] = 0.0
     refs = centred_irfft2(V, b) * mask[None]
-    ssnr = tau2 * dmean
     return refs.astype(np.float32), tau2, ssnr
+
+
+CUTOFF_EDGE = 3
+
+
+def first_shell_below_one(ssnr: np.ndarray, r_max: int) -> np.ndarray:
+    """Per class: the first shell >= 1 whose SSNR is below 1 (``r_max + 1`` if none)."""
+    below = ssnr[:, 1:r_max + 1] < 1.0
+    first = np.where(below.any(axis=1), below.argmax(axis=1) + 1, r_max + 1)
+    return first
+
+
+def resolution_taper(ssnr: np.ndarray, r_max: int) -> np.ndarray:
+    """``(K, n_sh)`` weights: 1 up to each class's resolution shell, cosine to 0 over
+    :data:`CUTOFF_EDGE` shells."""
+    K, n_sh = ssnr.shape
+    r = np.arange(n_sh)[None, :]
+    r0 = first_shell_below_one(ssnr, r_max)[:, None].astype(float)
+    x = np.clip((r - r0) / CUTOFF_EDGE, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * x))
 
 
 def resolution_A(ssnr: np.ndarray, b: int, apix_A: float, r_max: int) -> np.ndarray:

@@ -22,15 +22,16 @@ def add_param_arguments(p: argparse.ArgumentParser) -> None:
     for s in param_specs():
         g = groups[s.level]
         unit = f" [{s.unit}]" if s.unit else ""
+        text = s.help.replace("%", "%%")  # argparse formats help with %
         if s.type is bool:
             g.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction,
-                           default=None, help=f"{s.label}: {s.help} (default: "
+                           default=None, help=f"{s.label}: {text} (default: "
                            f"{'on' if s.default else 'off'})")
         else:
             dflt = "auto" if s.default is None else s.default
             g.add_argument(s.flag, dest=s.name, type=s.type, default=None,
                            metavar=s.unit.upper() if s.unit in ("Å", "deg") else None,
-                           help=f"{s.label}{unit}: {s.help} (default: {dflt})")
+                           help=f"{s.label}{unit}: {text} (default: {dflt})")
 
 
 def params_from_args(args: argparse.Namespace, base: ClassifyParams | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ice_image", "carbon_image"]
+JUNK_KINDS = ("noise", "ice", "carbon", "aggregate", "offcentre")
+
+__all__ = ["JUNK_KINDS", "ice_image", "carbon_image"]
 
 
 def _grid(canvas: int) -> tuple[np.ndarray, np.ndarray]:

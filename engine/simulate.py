@@ -34,7 +34,7 @@ from engine.io.mrc import new_stack, read_volume
 from engine.io.star import write_star
 from engine.phantom import GaussianProjector, particle_radius_px
 from engine.project import VolumeProjector, resample_volume
-from engine.sim_junk import carbon_image, ice_image
+from engine.sim_junk import JUNK_KINDS, carbon_image, ice_image
 
 try:  # float32 transforms, several times faster than numpy's (optional dependency)
     from scipy import fft as _fft
@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover
 __all__ = ["simulate", "simulate_arrays", "SimResult", "SimData", "fibonacci_views",
            "ctf_half_plane", "apply_ctf", "JUNK_KINDS", "CHUNK", "SimSpec", "plan_simulation"]
 
-JUNK_KINDS = ("noise", "ice", "carbon", "aggregate", "offcentre")
 CHUNK = 512            # particles per block (also the unit of the per-block random streams)
 MapSource = str | os.PathLike | np.ndarray | None
 N_REFERENCE_VIEWS = 20  # random views: _tdcViewId = nearest of this many Fibonacci views

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ParameterError
-from engine.simulate import JUNK_KINDS, simulate
+from engine.sim_junk import JUNK_KINDS
 
 __all__ = ["add_parser", "run"]
 
@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         if show:
             print(f"\rsimulating: {done}/{total} particles", end="", file=sys.stderr,
                   flush=True)
+
+    from engine.simulate import simulate
 
     res = simulate(out, n_particles=args.particles, box=args.box, apix_A=args.apix,
                    map_path=args.volume, snr=args.snr, junk_fraction=args.junk,

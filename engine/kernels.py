@@ -66,6 +66,18 @@ def _interp_half(F: np.ndarray, i: int, kx: float, ky: float) -> complex:
     return v
 
 
+@numba.njit(**_NJ)
+def _angle_table(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of the angles ``2 pi j / n``."""
+    cs = np.empty(n)
+    sn = np.empty(n)
+    for j in range(n):
+        a = 2.0 * math.pi * j / n
+        cs[j] = math.cos(a)
+        sn[j] = math.sin(a)
+    return cs, sn
+
+
 @numba.njit(parallel=True, **_NJ)
 def polar_sample(F: np.ndarray, pad: int, radii: np.ndarray, n_psi: int) -> np.ndarray:
     """Sample padded centred half-plane DFTs on polar rings.
@@ -77,12 +89,7 @@ def polar_sample(F: np.ndarray, pad: int, radii: np.ndarray, n_psi: int) -> np.n
     n = F.shape[0]
     R = radii.shape[0]
     out = np.empty((n, R, n_psi), dtype=np.complex64)
-    cs = np.empty(n_psi)
-    sn = np.empty(n_psi)
-    for j in range(n_psi):
-        a = 2.0 * math.pi * j / n_psi
-        cs[j] = math.cos(a)
-        sn[j] = math.sin(a)
+    cs, sn = _angle_table(n_psi)
     for i in numba.prange(n):
         for r in range(R):
             rr = radii[r] * pad
@@ -98,12 +105,7 @@ def ctf_polar(ctfm: np.ndarray, radii_invA: np.ndarray, n_psi: int,
     n = ctfm.shape[0]
     R = radii_invA.shape[0]
     out = np.empty((n, R, n_psi), dtype=np.float32)
-    cs = np.empty(n_psi)
-    sn = np.empty(n_psi)
-    for j in range(n_psi):
-        a = 2.0 * math.pi * j / n_psi
-        cs[j] = math.cos(a)
-        sn[j] = math.sin(a)
+    cs, sn = _angle_table(n_psi)
     for i in numba.prange(n):
         co = ctf_coefficients(ctfm[i], 1.0, 0.0)
         for r in range(R):

@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.fields import from_dict_strict, range_problems
+
 __all__ = ["ClassifyParams", "ParamSpec", "param_specs", "resolve_threads"]
 
 
@@ -112,16 +114,7 @@ class ClassifyParams:
     # ------------------------------------------------------------------------------------
     def validate(self) -> list[str]:
         """Return a list of human-readable problems (empty when valid)."""
-        errs = []
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is None or isinstance(v, bool):
-                continue
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if lo is not None and v < lo:
-                errs.append(f"{f.metadata['flag']} must be >= {lo:g} (got {v})")
-            if hi is not None and v > hi:
-                errs.append(f"{f.metadata['flag']} must be <= {hi:g} (got {v})")
+        errs = range_problems(self)
         if (self.diameter_A is not None and self.diameter_outer_A is not None
                 and self.diameter_outer_A < self.diameter_A):
             errs.append("--diameter-outer must be >= --diameter")
@@ -145,11 +138,7 @@ class ClassifyParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClassifyParams:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return from_dict_strict(cls, d, "parameter")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

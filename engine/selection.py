@@ -31,6 +31,7 @@ import pandas as pd
 
 from engine import stats as _stats
 from engine.errors import InputError, ParameterError
+from engine.fields import from_dict_strict, range_problems
 from engine.jobfiles import Job, load_job
 
 __all__ = ["SelectionThresholds", "ViewCoverage", "auto_select", "view_coverage",
@@ -98,28 +99,14 @@ class SelectionThresholds:
 
     def validate(self) -> list[str]:
         """Human-readable problems (empty when valid)."""
-        errs = []
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is None:
-                continue
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if lo is not None and v < lo:
-                errs.append(f"{f.metadata['flag']} must be >= {lo:g} (got {v})")
-            if hi is not None and v > hi:
-                errs.append(f"{f.metadata['flag']} must be <= {hi:g} (got {v})")
-        return errs
+        return range_problems(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SelectionThresholds:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
-        return cls(**dict(d))
+        return from_dict_strict(cls, d, "threshold")
 
 
 # ------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ def test_protocols_conf_places_both_protocols_under_2d():
     select = _find(section["children"], "Select")
     assert [p["value"] for p in classify["children"]] == ["ProtTwoDClassify"]
     assert [p["value"] for p in select["children"]] == ["ProtTwoDSelect"]
+    assert classify["children"][0]["text"] == "twodclass 2D classification"
 
 
 def test_protocol_tree_reads_our_conf():

@@ -12,8 +12,9 @@ then measures:
 - **engine**: ``twodclass run``'s classification with the default schedule (K = 50, 20 online
   iterations of 100 x K particles, one full pass), as particle visits per second;
 - **bare search**: the same number of visits (timed on up to ``--bare-visits`` of them and
-  scaled) through a bare batched polar search on the same grid (polar rings, one complex matrix product over rings per angular frequency, a batched
-  inverse FFT over the angle; no CTF, no M-step, no bookkeeping);
+  scaled) through a bare batched polar search on the same grid (polar rings, one complex
+  matrix product over rings per angular frequency, a batched inverse FFT over the angle; no
+  CTF, no M-step, no bookkeeping);
 - **plain**: the plain Cartesian E-step (:mod:`engine.plain`) on a few particles, per visit.
 
 Prints a table row with wall times, visits per second, peak memory and the ratios.

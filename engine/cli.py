@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from engine import __version__
@@ -43,7 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _limit_blas_threads(argv: list[str]) -> None:
+    """Honour ``--threads N`` in BLAS too: its thread count is read when numpy loads, so it
+    is set here, before any subcommand module imports numpy. numba kernels and BLAS calls run
+    one after the other, so at most N threads compute at any time."""
+    n = None
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            n = argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    if n is not None and n.isdigit() and int(n) > 0:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, n)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _limit_blas_threads(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     mod = importlib.import_module(args._module)

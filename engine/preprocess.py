@@ -25,8 +25,8 @@ READ_BLOCK = 512
 
 
 def cache_budget_bytes() -> int:
-    """RAM allowed for the cropped-particle cache (``TWODCLASS_CACHE_GB``, default 2 GB)."""
-    return int(float(os.environ.get("TWODCLASS_CACHE_GB", "2.0")) * 1024 ** 3)
+    """RAM allowed for the cropped-particle cache (``TWODCLASS_CACHE_GB``, default 1 GB)."""
+    return int(float(os.environ.get("TWODCLASS_CACHE_GB", "1.0")) * 1024 ** 3)
 
 
 def _allocate(n: int, b: int, cache_dir: Path | None) -> np.ndarray:

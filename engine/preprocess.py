@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.fourier import fourier_crop, normalise_background, small_box_size
+from engine.io.mrc import release_pages
 from engine.io.particles import ParticleSet
 from engine.model import Dataset
 from engine.params import ClassifyParams
@@ -54,6 +55,7 @@ def prepare_dataset(pset: ParticleSet, p: ClassifyParams, cache_dir: Path | None
         idx = mine[s:s + READ_BLOCK]
         raw = pset.read_images(idx)
         images[s:s + len(idx)] = fourier_crop(normalise_background(raw, bg_radius_px), b)
+        release_pages()              # the full-size stack never accumulates in RAM
         if on_block is not None:
             on_block(s + len(idx), len(mine))
     ctfm = pset.ctf.as_matrix() if (pset.ctf is not None and p.ctf) else None

@@ -120,6 +120,24 @@ def open_stack(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
     return arr, apix
 
 
+def release_pages() -> None:
+    """Drop the stack pages read so far from this process's resident memory.
+
+    They stay in the operating system's page cache; a later read maps them in again. Called
+    after each block when streaming a large stack, so reading never holds the stack in RAM.
+    """
+    with _lock:
+        arrays = [a for a, _ in _cache.values()]
+    for a in arrays:
+        base = a
+        while base is not None and not isinstance(base, np.memmap):
+            base = base.base
+        mm = getattr(base, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise"):
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED)
+
+
 def clear_cache() -> None:
     """Forget every cached map (the maps close when no array uses them any more)."""
     with _lock:

@@ -31,12 +31,12 @@ def fourier_crop(images: np.ndarray, b: int) -> np.ndarray:
     n, B, _ = images.shape
     if b == B:
         return np.ascontiguousarray(images, dtype=np.float32)
-    F = np.fft.rfft2(images.astype(np.float32, copy=False))
+    F = _fft.rfft2(images.astype(np.float32, copy=False))
     h = b // 2
     Fc = np.zeros((n, b, h + 1), dtype=F.dtype)
     Fc[:, :h, :h] = F[:, :h, :h]
     Fc[:, b - h + 1:, :h] = F[:, B - h + 1:, :h]  # drop the Nyquist row/column: keeps Hermitian
-    out = np.fft.irfft2(Fc, s=(b, b)) * (float(b * b) / float(B * B))
+    out = _fft.irfft2(Fc, s=(b, b)) * (float(b * b) / float(B * B))
     return out.astype(np.float32)
 
 

@@ -14,7 +14,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["polar_sample", "ctf_polar", "mstep_accumulate", "ctf_at"]
+__all__ = ["polar_sample", "ctf_polar", "mstep_accumulate", "ctf_at", "fused_best_poses"]
 
 _NJ = dict(nogil=True, cache=True, fastmath=False)
 
@@ -242,60 +242,23 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
                     noise_w[c, sh] += w
 
 
-@numba.njit(parallel=True, **_NJ)
-def best_poses(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray,
-               inv_A: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                      np.ndarray, np.ndarray]:
-    """Best pose of every (particle, class) pair ("force max over poses/shifts").
-
-    Score ``S = L / A + prior[t]`` with ``L = cross - ctf2/2 - xpow/2`` (see
-    :class:`engine.estep.Scores`). Returns per ``(n, K)``: best S, its shift index t and
-    rotation index j, S at rotations j-1 and j+1 (same t, for sub-step refinement), and L at
-    the best pose.
-    """
-    n, K, T, P = cross.shape
-    sbest = np.empty((n, K))
-    tbest = np.empty((n, K), dtype=np.int64)
-    jbest = np.empty((n, K), dtype=np.int64)
-    sminus = np.empty((n, K))
-    splus = np.empty((n, K))
-    lbest = np.empty((n, K))
-    for i in numba.prange(n):
-        off = -0.5 * xpow[i]
-        for c in range(K):
-            bv = -np.inf
-            bt = 0
-            bj = 0
-            for t in range(T):
-                pt = prior[t]
-                for j in range(P):
-                    v = (cross[i, c, t, j] - 0.5 * ctf2[i, c, j]) * inv_A + pt
-                    if v > bv:
-                        bv = v
-                        bt = t
-                        bj = j
-            jm = (bj - 1) % P
-            jp = (bj + 1) % P
-            sbest[i, c] = bv + off * inv_A
-            tbest[i, c] = bt
-            jbest[i, c] = bj
-            sminus[i, c] = (cross[i, c, bt, jm] - 0.5 * ctf2[i, c, jm] + off) * inv_A + prior[bt]
-            splus[i, c] = (cross[i, c, bt, jp] - 0.5 * ctf2[i, c, jp] + off) * inv_A + prior[bt]
-            lbest[i, c] = cross[i, c, bt, bj] - 0.5 * ctf2[i, c, bj] + off
-    return sbest, tbest, jbest, sminus, splus, lbest
-
-
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
 def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray,
                      prior: np.ndarray, inv_A: float, T: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                 np.ndarray, np.ndarray]:
-    """:func:`best_poses` straight from the angular spectra, without the score array.
+    """Best pose of every (particle, class) pair ("force max over poses/shifts"), straight
+    from the angular spectra, without the score array.
+
+    Score ``S = L / A + prior[t]`` with ``L = cross - ctf2/2 - xpow/2`` (see
+    :class:`engine.estep.Scores`). Returns per ``(n, K)``: best S, its shift index t and
+    rotation index j, S at rotations j-1 and j+1 (same t, for sub-step refinement), and L at
+    the best pose.
 
     ``S``: ``(M, n, K*T)`` complex64 sums over rings per angular frequency (class-major
     columns); ``G``: ``(2M, n_psi)`` float32 inverse real DFT (rows Re m, Im m) so that the
     cross term of rotation j is ``sum_m Re S_m G[2m, j] + Im S_m G[2m+1, j]``; ``ctf2``:
-    ``(n, K, n_psi)``. Same outputs as :func:`best_poses`.
+    ``(n, K, n_psi)``.
     """
     M, n, KT = S.shape
     K = KT // T

@@ -57,3 +57,20 @@ def mstep_brute(particle: np.ndarray, ctf: CtfParams | None, apix_A: float, w: f
     num = np.where(sh <= r_max, w * C * s2 * X, 0)
     den = np.where(sh <= r_max, w * C * C * s2, 0)
     return num, den
+
+
+def best_poses_naive(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray,
+                     inv_A: float) -> tuple[np.ndarray, ...]:
+    """Twin of engine.kernels.fused_best_poses from the full score array (n, K, T, P)."""
+    n, K, T, P = cross.shape
+    S = ((cross - 0.5 * ctf2[:, :, None]) - 0.5 * xpow[:, None, None, None]) * inv_A \
+        + prior[None, None, :, None]
+    flat = S.reshape(n, K, T * P)
+    best = flat.argmax(axis=2)
+    t, j = np.divmod(best, P)
+    s = flat.max(axis=2)
+    sel = np.take_along_axis(S, t[..., None, None], axis=2)[:, :, 0, :]
+    sm = np.take_along_axis(sel, ((j - 1) % P)[..., None], axis=2)[..., 0]
+    sp = np.take_along_axis(sel, ((j + 1) % P)[..., None], axis=2)[..., 0]
+    lb = (s - prior[t]) / inv_A
+    return s, t, j, sm, sp, lb

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.project import Projector
+
 __all__ = ["phantom_volume", "phantom_radius_px", "particle_radius_px", "GaussianProjector"]
 
 # (x, y, z, sigma, amplitude) in units of the particle radius
@@ -69,7 +71,7 @@ def particle_radius_px(volume: np.ndarray, fraction: float = 0.97) -> float:
     return float(np.searchsorted(cum, fraction * cum[-1]))
 
 
-class GaussianProjector:
+class GaussianProjector(Projector):
     """Exact (analytic) projections of the phantom, same interface as
     :class:`engine.project.VolumeProjector`.
 
@@ -105,12 +107,6 @@ class GaussianProjector:
                       np.ascontiguousarray(g[:, 3]), np.ascontiguousarray(g[:, 4]), out)
         return out
 
-    def project(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float = 0.0,
-                origin_x_px: np.ndarray | float = 0.0, origin_y_px: np.ndarray | float = 0.0
-                ) -> np.ndarray:
-        """Real-space projections ``(n, box, box)`` float32."""
-        f = self.slices(rot_deg, tilt_deg, psi_deg, origin_x_px, origin_y_px)
-        return np.fft.irfft2(f, s=(self.box, self.box)).astype(np.float32)
 
 
 @njit(nogil=True, cache=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["euler_matrix", "slice_matrices", "VolumeProjector", "resample_volume"]
+__all__ = ["euler_matrix", "slice_matrices", "Projector", "VolumeProjector", "resample_volume"]
 
 
 def euler_matrix(rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
@@ -98,7 +98,25 @@ def _slice_kernel(vft: np.ndarray, mats: np.ndarray, pad: float, box: int,
                 out[i, iy, ix] = v * phx[ix] * phy[iy]
 
 
-class VolumeProjector:
+class Projector:
+    """Projections from :meth:`slices` (centred half-plane transforms, ``(n, box, box//2+1)``)."""
+
+    box: int
+
+    def slices(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float,
+               origin_x_px: np.ndarray | float, origin_y_px: np.ndarray | float
+               ) -> np.ndarray:
+        raise NotImplementedError
+
+    def project(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float = 0.0,
+                origin_x_px: np.ndarray | float = 0.0, origin_y_px: np.ndarray | float = 0.0
+                ) -> np.ndarray:
+        """Real-space projections ``(n, box, box)`` float32 (see :meth:`slices`)."""
+        f = self.slices(rot_deg, tilt_deg, psi_deg, origin_x_px, origin_y_px)
+        return np.fft.irfft2(f, s=(self.box, self.box)).astype(np.float32)
+
+
+class VolumeProjector(Projector):
     """Fourier-slice projector of one volume.
 
     Parameters
@@ -141,12 +159,6 @@ class VolumeProjector:
                       np.ascontiguousarray(cx), np.ascontiguousarray(cy), out)
         return out
 
-    def project(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float = 0.0,
-                origin_x_px: np.ndarray | float = 0.0, origin_y_px: np.ndarray | float = 0.0
-                ) -> np.ndarray:
-        """Real-space projections ``(n, box, box)`` float32 (see :meth:`slices`)."""
-        f = self.slices(rot_deg, tilt_deg, psi_deg, origin_x_px, origin_y_px)
-        return np.fft.irfft2(f, s=(self.box, self.box)).astype(np.float32)
 
 
 def resample_volume(volume: np.ndarray, apix_in_A: float, box: int, apix_out_A: float

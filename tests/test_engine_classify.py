@@ -178,3 +178,26 @@ def test_mpi_two_processes(sim, tmp_path):
     assert info["status"] == "finished" and info["mpi_processes"] == 2
     ev = evaluate_job(out, sim.truth_star)
     assert ev.views_found == 4 and ev.view_purity > 0.9 and ev.psi_error_deg < 8.0
+
+
+@pytest.mark.parametrize("extra", [["--no-force-max"], ["--no-ctf"]])
+def test_marginalisation_and_no_ctf_paths(sim, tmp_path, extra):
+    """Full marginalisation over poses, and classification without CTF, also sort the views."""
+    out = tmp_path / "job"
+    args = list(FAST)
+    args[args.index("--online-iters") + 1] = "6"
+    assert main(["run", str(sim.particles_star), "-o", str(out), *args, *extra]) == 0
+    ev = evaluate_job(out, sim.truth_star)
+    assert ev.views_found == 4 and ev.view_purity > 0.9, ev.as_dict()
+    assert ev.psi_error_deg < 10.0
+
+
+def test_particles_without_ctf_columns(tmp_path):
+    s = simulate(tmp_path / "sim", n_particles=240, box=48, apix_A=4.0, snr=0.2,
+                 junk_fraction=0.0, n_views=3, ctf=False, seed=4)
+    out = tmp_path / "job"
+    assert main(["run", str(s.particles_star), "-o", str(out), "--classes", "5",
+                 "--online-iters", "5", "--batch-per-class", "30", "--max-res", "10",
+                 "--seed", "1", "--progress", "none"]) == 0
+    ev = evaluate_job(out, s.truth_star)
+    assert ev.views_found == 3 and ev.view_purity > 0.9, ev.as_dict()

@@ -326,3 +326,50 @@ def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.nd
             splus[i, c] = bp
             lbest[i, c] = bl
     return sbest, tbest, jbest, sminus, splus, lbest
+
+
+@numba.njit(parallel=True, **_NJ)
+def unexplained_power(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf: bool,
+                      apix_A: float, cls: np.ndarray, psi: np.ndarray, tx: np.ndarray,
+                      ty: np.ndarray, refs: np.ndarray, r_lo: float, r_hi: float
+                      ) -> np.ndarray:
+    """Per particle: the fraction of its power in the band ``r_lo <= |q| <= r_hi`` (Fourier
+    px) that its class average does not explain, ``1 - rho^2``, with rho the correlation of
+    the particle mapped onto the class frame (pose ``psi`` rad, shift ``(tx, ty)`` small px,
+    as in :func:`mstep_accumulate`) and ``CTF x class``. ``(n,)`` float64 in [0, 1].
+    """
+    n = cls.shape[0]
+    H = b // 2 + 1
+    scale = 1.0 / (b * apix_A)
+    out = np.empty(n)
+    for i in numba.prange(n):
+        c = cls[i]
+        ca = math.cos(psi[i])
+        sa = math.sin(psi[i])
+        if use_ctf:
+            co = ctf_coefficients(ctfm[i], scale, psi[i])
+        else:
+            co = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        sxm = 0.0
+        smm = 0.0
+        sxx = 0.0
+        for yy in range(b):
+            qy = yy if yy < b // 2 else yy - b
+            for qx in range(H):
+                rad = math.sqrt(qx * qx + qy * qy)
+                if rad < r_lo or rad > r_hi:
+                    continue
+                px = ca * qx - sa * qy
+                py = sa * qx + ca * qy
+                ph = 2.0 * math.pi * (px * tx[i] + py * ty[i]) / b
+                x = _interp_half(F, i, px * pad, py * pad) * complex(math.cos(ph), math.sin(ph))
+                ctf = _ctf_fast(co, qx, qy, False) if use_ctf else 1.0
+                m = ctf * refs[c, yy, qx]
+                sxm += x.real * m.real + x.imag * m.imag
+                smm += m.real * m.real + m.imag * m.imag
+                sxx += x.real * x.real + x.imag * x.imag
+        if sxm <= 0.0 or smm <= 0.0 or sxx <= 0.0:
+            out[i] = 1.0
+        else:
+            out[i] = 1.0 - sxm * sxm / (smm * sxx)
+    return out

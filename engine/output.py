@@ -126,8 +126,9 @@ def write_model(files: JobFiles, state: State, p: ClassifyParams, data: Dataset,
 
 
 def write_data(files: JobFiles, state: State, pset: ParticleSet, data: Dataset,
-               order: np.ndarray) -> None:
-    """run_data.star: every input column and the optics table, plus class and pose."""
+               order: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+    """run_data.star: every input column and the optics table, plus class and pose (and
+    ``extra`` per-particle columns, e.g. engine.particle_stats)."""
     new_number = np.empty_like(order)
     new_number[order] = np.arange(len(order))
     df = pset.particles.copy()
@@ -142,6 +143,8 @@ def write_data(files: JobFiles, state: State, pset: ParticleSet, data: Dataset,
     df["rlnLogLikeliContribution"] = state.loglik.astype(np.float64)
     df["rlnNormCorrection"] = 1.0
     df["rlnNrOfSignificantSamples"] = state.nsig.astype(np.int64)
+    for name, values in (extra or {}).items():
+        df[name] = values
     write_star(files.data, particles_to_blocks(pset, df))
 
 

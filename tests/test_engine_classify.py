@@ -201,3 +201,15 @@ def test_particles_without_ctf_columns(tmp_path):
                  "--seed", "1", "--progress", "none"]) == 0
     ev = evaluate_job(out, s.truth_star)
     assert ev.views_found == 3 and ev.view_purity > 0.9, ev.as_dict()
+
+
+def test_unexplained_low_res_power_flags_junk(job, sim):
+    """Per-particle tdcUnexplainedLowRes: low for particles their class explains, high for
+    junk (noise, ice, carbon, aggregates, off-centre picks)."""
+    data = read_star(job / "run_data.star")["particles"]
+    truth = read_star(sim.truth_star)["particles"]
+    u = data["tdcUnexplainedLowRes"].to_numpy()
+    assert ((u >= 0) & (u <= 1)).all()
+    good = truth["tdcViewId"].to_numpy() >= 0
+    assert np.median(u[good]) < 0.8
+    assert np.median(u[~good]) > np.median(u[good]) + 0.1

@@ -102,6 +102,7 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
             overwrite: bool = False, overrides: argparse.Namespace | None = None) -> int:
     """Run (or resume) a classification job; the CLI, the TUI and Scipion all end up here."""
     import numba
+    import numpy as np
 
     from engine.io.particles import read_particles
     from engine.model import classify, gather_state, geometry_for, n_iterations
@@ -115,6 +116,7 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
         write_model,
     )
     from engine.params import resolve_threads
+    from engine.particle_stats import unexplained_low_res
     from engine.preprocess import prepare_dataset
     from engine.progress import Progress
 
@@ -201,11 +203,15 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
             prog.iteration(info)
 
         state = classify(params, data, state, red, on_iteration, prog.block)
+        unexplained = red.gather_particles(
+            unexplained_low_res(data, geo, state, params.ctf),
+            np.arange(data.n) % data.size == data.rank)
         if root:
             prog.stage("writing", "writing run_data.star and class statistics")
             order = write_model(files, state, params, data, geo,
                                 extra_columns=_class_statistics(state, params, data, geo))
-            write_data(files, state, pset, data, order)
+            write_data(files, state, pset, data, order,
+                       {"tdcUnexplainedLowRes": np.round(unexplained.astype(np.float64), 4)})
             job_info.update(status="finished", iteration=state.iteration,
                             seconds=round(time.perf_counter() - t0, 2))
             write_job_json(files, job_info)

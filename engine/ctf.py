@@ -55,12 +55,6 @@ class CtfParams:
         """``(n, 8)`` float64 in field order, for numba kernels (see engine.kernels)."""
         return np.stack([getattr(self, f.name) for f in fields(self)], axis=1)
 
-    @classmethod
-    def none(cls, n: int) -> CtfParams:
-        """Parameters for which the CTF is 1 everywhere is not expressible; use ctf=False."""
-        z = np.zeros(n)
-        return cls(z, z, z, z + 300.0, z + 2.7, z + 1.0, z, z)
-
 
 def ctf_matrix_values(m: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
     """CTF from one row of :meth:`CtfParams.as_matrix` at frequencies ``kx, ky`` (1/Angstrom)."""

@@ -14,30 +14,10 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["polar_sample", "ctf_polar", "mstep_accumulate", "ctf_at", "fused_best_poses"]
+__all__ = ["polar_sample", "ctf_polar", "mstep_accumulate", "fused_best_poses",
+           "unexplained_power", "ctf_coefficients"]
 
 _NJ = dict(nogil=True, cache=True, fastmath=False)
-
-
-@numba.njit(**_NJ)
-def ctf_at(m: np.ndarray, kx: float, ky: float, intact_first_peak: bool) -> float:
-    """CTF of parameter row ``m`` at spatial frequency ``(kx, ky)`` in 1/Angstrom."""
-    v = m[3] * 1e3
-    lam = 12.2642598 / math.sqrt(v * (1.0 + 0.978466e-6 * v))
-    k2 = kx * kx + ky * ky
-    th = math.atan2(ky, kx)
-    dz = 0.5 * (m[0] + m[1]) + 0.5 * (m[0] - m[1]) * math.cos(2.0 * (th - m[2] * math.pi / 180.0))
-    q = m[5]
-    w = math.atan2(q, math.sqrt(max(1.0 - q * q, 0.0)))
-    chi = (math.pi * lam * dz * k2 - 0.5 * math.pi * m[4] * 1e7 * lam * lam * lam * k2 * k2
-           + m[6] * math.pi / 180.0 + w)
-    if intact_first_peak and chi < 0.5 * math.pi:
-        val = 1.0
-    else:
-        val = math.sin(chi)
-    if m[7] != 0.0:
-        val *= math.exp(-0.25 * m[7] * k2)
-    return val
 
 
 @numba.njit(**_NJ)

@@ -61,9 +61,7 @@ def class_table(state: State, p: ClassifyParams, data: Dataset, geo: Geometry,
     ok = state.cls >= 0
     mp = np.bincount(state.cls[ok], weights=state.maxprob[ok], minlength=K)
     mean_mp = np.where(counts > 0, mp / np.maximum(counts, 1), 0.0)
-    ess = getattr(state, "ess", None)
-    if ess is None:
-        ess = np.zeros(K)
+    ess = state.ess if state.ess is not None else np.zeros(K)
     a = data.apix_small_A
     df = pd.DataFrame({
         "rlnReferenceImage": [f"{k + 1:06d}@{CLASSES}" for k in range(K)],
@@ -171,7 +169,7 @@ def save_checkpoint(files: JobFiles, state: State) -> None:
         arrays["resolution_A"] = state.resolution_A
     if state.ssnr is not None:
         arrays["ssnr"] = state.ssnr
-    if getattr(state, "ess", None) is not None:
+    if state.ess is not None:
         arrays["ess"] = state.ess
     arrays["meta"] = np.array(json.dumps({"iteration": state.iteration,
                                           "history": state.history}))

@@ -119,6 +119,7 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
     from engine.particle_stats import unexplained_low_res
     from engine.preprocess import prepare_dataset
     from engine.progress import Progress
+    from engine.stats import class_statistics_for_state
 
     files = JobFiles(job_dir)
     red = _reducer()
@@ -209,7 +210,8 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
         if root:
             prog.stage("writing", "writing run_data.star and class statistics")
             order = write_model(files, state, params, data, geo,
-                                extra_columns=_class_statistics(state, params, data, geo))
+                                extra_columns=class_statistics_for_state(state, params, data,
+                                                                         geo))
             write_data(files, state, pset, data, order,
                        {"tdcUnexplainedLowRes": np.round(unexplained.astype(np.float64), 4)})
             job_info.update(status="finished", iteration=state.iteration,
@@ -230,11 +232,3 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
             write_job_json(files, job_info)
         prog.emit("error", message=str(exc))
         raise
-
-
-def _class_statistics(state: Any, params: ClassifyParams, data: Any, geo: Any) -> Any:
-    """Per-class statistics for selection (engine.stats), in the output's class order."""
-    from engine.stats import class_statistics_for_state
-
-    return class_statistics_for_state(state, params, data, geo)
-

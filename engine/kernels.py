@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 __all__ = ["polar_sample", "ctf_polar", "mstep_accumulate", "fused_best_poses",
-           "unexplained_power", "ctf_coefficients"]
+           "residual_band_sums", "ctf_coefficients"]
 
 _NJ = dict(nogil=True, cache=True, fastmath=False)
 
@@ -309,19 +309,23 @@ def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.nd
 
 
 @numba.njit(parallel=True, **_NJ)
-def unexplained_power(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf: bool,
-                      apix_A: float, cls: np.ndarray, psi: np.ndarray, tx: np.ndarray,
-                      ty: np.ndarray, refs: np.ndarray, r_lo: float, r_hi: float
-                      ) -> np.ndarray:
-    """Per particle: the fraction of its power in the band ``r_lo <= |q| <= r_hi`` (Fourier
-    px) that its class average does not explain, ``1 - rho^2``, with rho the correlation of
-    the particle mapped onto the class frame (pose ``psi`` rad, shift ``(tx, ty)`` small px,
-    as in :func:`mstep_accumulate`) and ``CTF x class``. ``(n,)`` float64 in [0, 1].
+def residual_band_sums(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf: bool,
+                       apix_A: float, cls: np.ndarray, psi: np.ndarray, tx: np.ndarray,
+                       ty: np.ndarray, refs: np.ndarray, sigma2: np.ndarray, r_lo: float,
+                       r_hi: float) -> np.ndarray:
+    """Per particle, sums over the band ``r_lo <= |q| <= r_hi`` (Fourier px, half plane) of
+    the particle ``x`` mapped onto its class frame (pose ``psi`` rad, shift ``(tx, ty)``
+    small px, as in :func:`mstep_accumulate`) and ``m = CTF x class``: ``(n, 4)`` float64
+    columns ``sum |x|^2``, ``sum Re(x m*)``, ``sum |m|^2``, ``sum |m|^2 sigma2(|q|)``
+    (``sigma2`` per integer shell). From them: the power the scaled class does not explain,
+    ``sum|x|^2 - (sum Re(x m*))^2 / sum|m|^2``, and the matched-filter signal-to-noise ratio
+    ``sum Re(x m*) / sqrt(sum |m|^2 sigma2)``.
     """
     n = cls.shape[0]
     H = b // 2 + 1
     scale = 1.0 / (b * apix_A)
-    out = np.empty(n)
+    n_sh = sigma2.shape[0]
+    out = np.zeros((n, 4))
     for i in numba.prange(n):
         c = cls[i]
         ca = math.cos(psi[i])
@@ -330,9 +334,10 @@ def unexplained_power(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf
             co = ctf_coefficients(ctfm[i], scale, psi[i])
         else:
             co = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        sxx = 0.0
         sxm = 0.0
         smm = 0.0
-        sxx = 0.0
+        sms = 0.0
         for yy in range(b):
             qy = yy if yy < b // 2 else yy - b
             for qx in range(H):
@@ -345,11 +350,14 @@ def unexplained_power(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf
                 x = _interp_half(F, i, px * pad, py * pad) * complex(math.cos(ph), math.sin(ph))
                 ctf = _ctf_fast(co, qx, qy, False) if use_ctf else 1.0
                 m = ctf * refs[c, yy, qx]
-                sxm += x.real * m.real + x.imag * m.imag
-                smm += m.real * m.real + m.imag * m.imag
+                mm = m.real * m.real + m.imag * m.imag
+                sh = int(rad + 0.5)
                 sxx += x.real * x.real + x.imag * x.imag
-        if sxm <= 0.0 or smm <= 0.0 or sxx <= 0.0:
-            out[i] = 1.0
-        else:
-            out[i] = 1.0 - sxm * sxm / (smm * sxx)
+                sxm += x.real * m.real + x.imag * m.imag
+                smm += mm
+                sms += mm * sigma2[min(sh, n_sh - 1)]
+        out[i, 0] = sxx
+        out[i, 1] = sxm
+        out[i, 2] = smm
+        out[i, 3] = sms
     return out

@@ -1,9 +1,21 @@
 """Per-particle statistics of a finished classification (written to run_data.star).
 
-``tdcUnexplainedLowRes``: the fraction of a particle's low-resolution power (200-25 Å) that
-its class average, turned and shifted by the particle's pose and multiplied by its CTF, does
-not explain (``1 - rho^2``). Single particles of a good class sit low; aggregates, pieces of
-carbon or ice and empty picks that ended up in a good class sit high.
+Both compare a particle with its class average, turned and shifted by the particle's pose
+and multiplied by its CTF, over the low-resolution band 200-25 Å (where a neighbouring
+particle, an ice blob or a carbon edge puts most of its power):
+
+``tdcResidualLowRes``
+    The power the (least-squares scaled) class average leaves unexplained, in units of the
+    noise power of that band (the noise model of the run). Particles of a good class sit
+    together near one value; an aggregate (the class's particle plus overlapping
+    neighbours), a piece of ice or carbon that landed in a good class sits well above.
+``tdcSignalLowRes``
+    The matched-filter signal-to-noise ratio of the class average in the particle
+    (``sum Re(x m*) / sqrt(sum |m|^2 sigma2)``): an empty pick or an off-centre particle
+    that landed in a good class sits well below its class-mates.
+
+:func:`engine.selection.particle_outliers` turns them into robust z-scores among the
+particles of the selected classes.
 """
 
 from __future__ import annotations
@@ -11,33 +23,47 @@ from __future__ import annotations
 import numpy as np
 
 from engine.estep import PAD
-from engine.fourier import centred_rfft2
-from engine.kernels import unexplained_power
+from engine.fourier import centred_rfft2, shell_index
+from engine.kernels import residual_band_sums
 from engine.model import Dataset, Geometry, State
 
-__all__ = ["unexplained_low_res", "LOW_RES_BAND_A"]
+__all__ = ["residual_statistics", "LOW_RES_BAND_A", "PARTICLE_COLUMNS"]
 
 LOW_RES_BAND_A = (200.0, 25.0)
+PARTICLE_COLUMNS = ("tdcResidualLowRes", "tdcSignalLowRes")
 BLOCK = 512
 
 
-def unexplained_low_res(data: Dataset, geo: Geometry, state: State, use_ctf: bool
-                        ) -> np.ndarray:
-    """``(N,)`` float32 for the particles this process owns (others: 0)."""
+def residual_statistics(data: Dataset, geo: Geometry, state: State, use_ctf: bool
+                        ) -> dict[str, np.ndarray]:
+    """``{column: (N,) float32}`` (:data:`PARTICLE_COLUMNS`) for the particles this process
+    owns (others: 0)."""
     b, a = data.b, data.apix_small_A
     r_lo = b * a / LOW_RES_BAND_A[0]
     r_hi = min(b * a / LOW_RES_BAND_A[1], geo.grid.r_max)
     refs = centred_rfft2(state.refs, 1)
-    out = np.zeros(data.n, np.float32)
+    sigma2 = np.ascontiguousarray(state.sigma2, dtype=np.float64)
+    rad = np.hypot(np.fft.fftfreq(b)[:, None] * b, np.arange(b // 2 + 1)[None, :])
+    band = (rad >= r_lo) & (rad <= r_hi)
+    noise = float(sigma2[np.minimum(shell_index(b), len(sigma2) - 1)][band].sum())
+    resid = np.zeros(data.n, np.float32)
+    signal = np.zeros(data.n, np.float32)
     mine = data.owned(np.arange(data.n))
     mine = mine[state.cls[mine] >= 0]
+    use = bool(use_ctf and data.ctfm is not None)
     for s in range(0, len(mine), BLOCK):
         idx = mine[s:s + BLOCK]
         F = centred_rfft2(data.images_of(idx) * geo.mask[None], PAD)
-        ctfm = data.ctfm[idx] if (use_ctf and data.ctfm is not None) else np.zeros((len(idx), 8))
+        ctfm = data.ctfm[idx] if use else np.zeros((len(idx), 8))
         psi = -np.deg2rad(state.psi_deg[idx].astype(np.float64))   # RELION psi -> internal
-        out[idx] = unexplained_power(F, PAD, b, np.ascontiguousarray(ctfm), bool(
-            use_ctf and data.ctfm is not None), a, state.cls[idx].astype(np.int64), psi,
-            state.shift_px[idx, 0].astype(np.float64), state.shift_px[idx, 1].astype(np.float64),
-            refs, float(r_lo), float(r_hi))
-    return out
+        sums = residual_band_sums(
+            F, PAD, b, np.ascontiguousarray(ctfm), use, a, state.cls[idx].astype(np.int64),
+            psi, state.shift_px[idx, 0].astype(np.float64),
+            state.shift_px[idx, 1].astype(np.float64), refs, sigma2, float(r_lo), float(r_hi))
+        sxx, sxm, smm, sms = sums.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            res = np.where(smm > 0, sxx - sxm * sxm / smm, sxx)
+            sig = np.where(sms > 0, sxm / np.sqrt(sms), 0.0)
+        resid[idx] = res / max(noise, 1e-30)
+        signal[idx] = sig
+    return {"tdcResidualLowRes": resid, "tdcSignalLowRes": signal}

@@ -13,6 +13,14 @@ when it drops the last class of one.
 ``particles_selected.star`` (optics unchanged + the rows of ``run_data.star`` of the selected
 classes), ``classes_selected.mrcs`` / ``classes_selected.star`` (the selected class averages
 and their ``data_model_classes`` rows) and ``selection.json``.
+
+Whole-class decisions cannot remove junk that sits inside good classes: an aggregate
+aligns on one of its particles and lands in that particle's class, and so do some pieces of
+ice and carbon. :func:`particle_outliers` removes such particles one by one, from the
+per-particle statistics of the run (:mod:`engine.particle_stats`): a particle whose
+low-resolution residual against its posed class average is far above that of the other
+selected particles (robust z-score), or whose signal is far below. Those particles go to
+``particles_removed.star`` with the reason, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -34,11 +42,15 @@ from engine.errors import InputError, ParameterError
 from engine.fields import from_dict_strict, range_problems
 from engine.jobfiles import Job, load_job
 
-__all__ = ["SelectionThresholds", "ViewCoverage", "auto_select", "view_coverage",
-           "write_selection", "load_selection", "parse_class_list", "SELECTION_FILES"]
+__all__ = ["SelectionThresholds", "ViewCoverage", "ParticleVerdict", "auto_select",
+           "view_coverage", "particle_outliers", "write_selection", "load_selection",
+           "parse_class_list", "SELECTION_FILES"]
 
 SELECTION_FILES = ("particles_selected.star", "classes_selected.mrcs", "classes_selected.star",
-                   "selection.json")
+                   "selection.json", "particles_removed.star")
+
+#: fewest particles in the selected classes for the robust statistics of the particle filter
+MIN_FILTER_POPULATION = 30
 
 
 def _t(default: Any, *, flag: str, label: str, help: str, unit: str = "",
@@ -96,6 +108,18 @@ class SelectionThresholds:
                                 label="Resolution allowance of a rare view",
                                 help="A rare view may be this much worse than --max-res-A "
                                      "(1 = it must meet it too).", min=1.0)
+    max_residual_z: float = _t(3.0, flag="--max-residual-z",
+                               label="Maximum particle residual (z)",
+                               help="Drop a particle of a selected class when the low-resolution "
+                                    "power its posed class average leaves unexplained is this "
+                                    "many robust standard deviations above the median of the "
+                                    "selected particles (overlapping neighbours or aggregates, "
+                                    "ice, carbon); 0 keeps them all.", min=0.0)
+    min_signal_z: float = _t(3.0, flag="--min-signal-z", label="Minimum particle signal (z)",
+                             help="Drop a particle of a selected class when its signal (matched "
+                                  "to its class average) is this many robust standard "
+                                  "deviations below the median of the selected particles "
+                                  "(empty or off-centre picks); 0 keeps them all.", min=0.0)
 
     def validate(self) -> list[str]:
         """Human-readable problems (empty when valid)."""
@@ -371,6 +395,118 @@ def view_coverage(families: pd.DataFrame | Mapping[int, int],
 
 
 # ------------------------------------------------------------------------------------------
+@dataclass
+class ParticleVerdict:
+    """Which particles of the selected classes the particle filter keeps, and why not.
+
+    Attributes
+    ----------
+    in_classes : ndarray of bool
+        Per row of ``run_data.star``: the particle belongs to a selected class.
+    keep : ndarray of bool
+        Per row: in a selected class and not removed by the filter.
+    reason : ndarray of str
+        Per row: ``""``, or why the filter removed it.
+    removed : dict
+        ``{"excess low-resolution power": n, "weak signal": n}``.
+    note : str
+        Why the filter did not run (empty when it did).
+    stats : dict
+        Median and robust standard deviation of each statistic among the selected particles.
+    """
+
+    in_classes: np.ndarray
+    keep: np.ndarray
+    reason: np.ndarray
+    removed: dict[str, int]
+    note: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_removed(self) -> int:
+        return int(self.in_classes.sum() - self.keep.sum())
+
+    def summary(self) -> str:
+        if self.note:
+            return f"particle filter: {self.note}"
+        parts = ", ".join(f"{n} {k}" for k, n in self.removed.items() if n)
+        return (f"particle filter: {self.n_removed} of {int(self.in_classes.sum())} particles "
+                f"of the selected classes removed" + (f" ({parts})" if parts else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applied": not self.note, "note": self.note,
+                "n_in_classes": int(self.in_classes.sum()), "n_removed": self.n_removed,
+                "removed": {k: int(v) for k, v in self.removed.items()},
+                "stats": {k: round(float(v), 4) for k, v in self.stats.items()}}
+
+
+EXCESS = "excess low-resolution power"
+WEAK = "weak signal"
+
+
+def _robust(v: np.ndarray) -> tuple[float, float]:
+    """Median and 1.4826 x median absolute deviation (a standard deviation for normal data)."""
+    med = float(np.median(v))
+    return med, float(1.4826 * np.median(np.abs(v - med)))
+
+
+def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
+                      thresholds: SelectionThresholds | None = None) -> ParticleVerdict:
+    """Find the particles of the selected classes that do not look like their class-mates.
+
+    Uses the per-particle columns of ``run_data.star`` (:mod:`engine.particle_stats`):
+    ``tdcResidualLowRes`` (power the posed class average leaves unexplained, 200-25 Å) and
+    ``tdcSignalLowRes`` (signal matched to the class average). Each becomes a robust z-score
+    among all particles of the selected classes (median, 1.4826 x MAD); a particle is
+    removed when its residual z exceeds ``max_residual_z`` (an overlapping neighbour or
+    aggregate, ice, carbon) or its signal z is below ``-min_signal_z`` (an empty or
+    off-centre pick). A threshold of 0 switches that test off. Without those columns (a job
+    of another program) or with fewer than 30 particles nothing is removed and ``note`` says
+    why.
+    """
+    th = thresholds or SelectionThresholds()
+    cols = {c.lstrip("_"): c for c in data.columns}
+    in_cls = data[cols.get("rlnClassNumber", "rlnClassNumber")].astype(int).isin(
+        {int(c) for c in class_ids}).to_numpy()
+    n = len(data)
+    keep = in_cls.copy()
+    reason = np.full(n, "", dtype=object)
+    removed = {EXCESS: 0, WEAK: 0}
+    tests = [(name, z, sign, label) for name, z, sign, label in (
+        ("tdcResidualLowRes", th.max_residual_z, 1.0, EXCESS),
+        ("tdcSignalLowRes", th.min_signal_z, -1.0, WEAK)) if z > 0]
+    if not tests:
+        return ParticleVerdict(in_cls, keep, reason, removed, "switched off")
+    missing = [name for name, *_ in tests if name not in cols]
+    if missing:
+        return ParticleVerdict(in_cls, keep, reason, removed,
+                               f"no {', '.join(missing)} column in the particle file (a job "
+                               "of another program or an older version): nothing removed")
+    if in_cls.sum() < MIN_FILTER_POPULATION:
+        return ParticleVerdict(in_cls, keep, reason, removed,
+                               f"fewer than {MIN_FILTER_POPULATION} particles in the selected "
+                               "classes: nothing removed")
+    stats: dict[str, float] = {}
+    for name, limit, sign, label in tests:
+        v = pd.to_numeric(data[cols[name]], errors="coerce").to_numpy(float)
+        ok = in_cls & np.isfinite(v)
+        med, sd = _robust(v[ok])
+        stats[f"{name}_median"], stats[f"{name}_sd"] = med, sd
+        if not sd > 0:
+            continue
+        z = (v - med) / sd
+        bad = in_cls & (sign * z > limit)
+        bad |= in_cls & ~np.isfinite(v)
+        cmp = ">" if sign > 0 else "<"
+        for i in np.flatnonzero(bad & keep):
+            reason[i] = (f"{label} (z {z[i]:+.1f} {cmp} {sign * limit:+.1f})"
+                         if np.isfinite(z[i]) else f"{label} (no value)")
+        removed[label] = int((bad & keep).sum())
+        keep &= ~bad
+    return ParticleVerdict(in_cls, keep, reason, removed, "", stats)
+
+
+# ------------------------------------------------------------------------------------------
 def parse_class_list(text: str) -> list[int]:
     """``"1,4,7-9"`` -> ``[1, 4, 7, 8, 9]``."""
     out: list[int] = []
@@ -402,7 +538,8 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
                     reasons: Mapping[int, str] | None = None,
                     thresholds: SelectionThresholds | None = None,
                     coverage: ViewCoverage | None = None,
-                    resolution_limit_A: float | None = None) -> dict[str, Path]:
+                    resolution_limit_A: float | None = None,
+                    particle_filter: SelectionThresholds | None = None) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
     Parameters
@@ -422,11 +559,17 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
     resolution_limit_A : float, optional
         The resolution limit the automatic selection applied (``auto_select(...).attrs
         ["max_res_A"]``), recorded in ``selection.json``.
+    particle_filter : SelectionThresholds, optional
+        Remove the outlier particles of the selected classes (:func:`particle_outliers`
+        with these thresholds) and write them, with the reason, to
+        ``particles_removed.star``. Without it every particle of the selected classes is
+        kept.
 
     Returns
     -------
     dict
-        ``{"particles": ..., "classes_mrcs": ..., "classes_star": ..., "json": ...}`` paths.
+        ``{"particles": ..., "classes_mrcs": ..., "classes_star": ..., "json": ...}`` paths,
+        and ``"removed"`` when the particle filter ran.
 
     Raises
     ------
@@ -458,12 +601,23 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
              "json": out / "selection.json"}
 
     data = job.data
-    keep = data["rlnClassNumber"].astype(int).isin(ids).to_numpy()
-    blocks: dict[str, pd.DataFrame] = {}
-    if job.optics is not None:
-        blocks["optics"] = job.optics
-    blocks["particles"] = data.loc[keep].reset_index(drop=True)
-    write_star(paths["particles"], blocks)
+    verdict = None
+    if particle_filter is not None:
+        verdict = particle_outliers(data, ids, particle_filter)
+        keep = verdict.keep
+    else:
+        keep = data["rlnClassNumber"].astype(int).isin(ids).to_numpy()
+    optics = {"optics": job.optics} if job.optics is not None else {}
+    write_star(paths["particles"], {**optics, "particles": data.loc[keep].reset_index(drop=True)})
+    removed_path = out / "particles_removed.star"
+    if verdict is not None and not verdict.note:
+        gone = verdict.in_classes & ~verdict.keep
+        rows = data.loc[gone].reset_index(drop=True)
+        rows["tdcRemovedReason"] = verdict.reason[gone].astype(str)
+        write_star(removed_path, {**optics, "particles": rows})
+        paths["removed"] = removed_path
+    elif removed_path.exists():
+        removed_path.unlink()   # from an earlier selection in this folder: no longer true
 
     rows = [known.index(c) for c in ids]
     write_stack(paths["classes_mrcs"], job.classes[rows], job.apix_A)
@@ -480,7 +634,11 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
         "class_ids": ids,
         "n_classes": len(ids),
         "n_particles": int(keep.sum()),
+        "n_particles_in_classes": int(data["rlnClassNumber"].astype(int).isin(ids).sum()),
         "n_particles_total": int(len(data)),
+        "particle_filter": None if verdict is None else {
+            **verdict.to_dict(), "max_residual_z": particle_filter.max_residual_z,
+            "min_signal_z": particle_filter.min_signal_z},
         "counts": {str(c): int(counts[c]) for c in ids},
         "mode": "manual" if thresholds is None else "auto",
         "thresholds": None if thresholds is None else thresholds.to_dict(),

@@ -21,6 +21,7 @@ from engine.io.mrc import open_stack
 from engine.io.particles import read_particles
 from engine.io.star import read_star
 from engine.pose import align_to_class
+from engine.selection import auto_select, particle_outliers
 from engine.simulate import simulate
 from tests.helpers_data import digest
 
@@ -203,13 +204,36 @@ def test_particles_without_ctf_columns(tmp_path):
     assert ev.views_found == 3 and ev.view_purity > 0.9, ev.as_dict()
 
 
-def test_unexplained_low_res_power_flags_junk(job, sim):
-    """Per-particle tdcUnexplainedLowRes: low for particles their class explains, high for
-    junk (noise, ice, carbon, aggregates, off-centre picks)."""
+def test_particle_statistics_and_filter_remove_junk_inside_good_classes(job, sim):
+    """Per-particle tdcResidualLowRes / tdcSignalLowRes: aggregates, ice and carbon that land
+    in good classes leave power their class does not explain, empty and off-centre picks
+    carry little signal; the particle filter of the automatic selection removes them and
+    keeps the good particles."""
     data = read_star(job / "run_data.star")["particles"]
     truth = read_star(sim.truth_star)["particles"]
-    u = data["tdcUnexplainedLowRes"].to_numpy()
-    assert ((u >= 0) & (u <= 1)).all()
-    good = truth["tdcViewId"].to_numpy() >= 0
-    assert np.median(u[good]) < 0.8
-    assert np.median(u[~good]) > np.median(u[good]) + 0.1
+    kind = truth["tdcJunkKind"].fillna("").astype(str).where(truth["tdcViewId"] < 0, "good")
+    kind = kind.to_numpy()
+    res = data["tdcResidualLowRes"].to_numpy()
+    sig = data["tdcSignalLowRes"].to_numpy()
+    med = {k: (np.median(res[kind == k]), np.median(sig[kind == k])) for k in set(kind)}
+    assert 0.3 < med["good"][0] < 1.5 and med["good"][1] > 5, med
+    for k in ("aggregate", "ice", "carbon"):                  # unexplained power
+        assert med[k][0] > med["good"][0] + 0.5, (k, med)
+    for k in ("noise", "offcentre"):                          # little signal
+        assert med[k][1] < med["good"][1] - 3, (k, med)
+
+    table = auto_select(job)
+    ids = table.loc[table["selected"], "class_number"].tolist()
+    v = particle_outliers(data, ids)
+    assert not v.note and v.stats
+    good = kind == "good"
+    junk_in = v.in_classes & ~good
+    assert junk_in.sum() >= 10                                 # there was junk to remove
+    assert (junk_in & ~v.keep).sum() >= 0.8 * junk_in.sum(), v.summary()
+    assert (v.in_classes & good & ~v.keep).sum() <= 0.02 * (v.in_classes & good).sum()
+    assert (~v.keep[~good]).mean() >= 0.9                     # junk rejected overall
+    assert v.keep[good].mean() >= 0.97                        # good particles kept
+    agg = kind == "aggregate"
+    assert (~v.keep[agg]).mean() >= 0.8
+    assert all(r.startswith(("excess low-resolution power", "weak signal"))
+               for r in v.reason[v.in_classes & ~v.keep])

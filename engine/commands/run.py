@@ -116,7 +116,7 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
         write_model,
     )
     from engine.params import resolve_threads
-    from engine.particle_stats import unexplained_low_res
+    from engine.particle_stats import residual_statistics
     from engine.preprocess import prepare_dataset
     from engine.progress import Progress
     from engine.stats import class_statistics_for_state
@@ -204,16 +204,16 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
             prog.iteration(info)
 
         state = classify(params, data, state, red, on_iteration, prog.block)
-        unexplained = red.gather_particles(
-            unexplained_low_res(data, geo, state, params.ctf),
-            np.arange(data.n) % data.size == data.rank)
+        owned = np.arange(data.n) % data.size == data.rank
+        per_particle = {k: red.gather_particles(v, owned) for k, v in
+                        residual_statistics(data, geo, state, params.ctf).items()}
         if root:
             prog.stage("writing", "writing run_data.star and class statistics")
             order = write_model(files, state, params, data, geo,
                                 extra_columns=class_statistics_for_state(state, params, data,
                                                                          geo))
             write_data(files, state, pset, data, order,
-                       {"tdcUnexplainedLowRes": np.round(unexplained.astype(np.float64), 4)})
+                       {k: np.round(v.astype(np.float64), 4) for k, v in per_particle.items()})
             job_info.update(status="finished", iteration=state.iteration,
                             seconds=round(time.perf_counter() - t0, 2))
             write_job_json(files, job_info)

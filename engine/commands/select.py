@@ -3,7 +3,9 @@
 Prints one line per class (sorted by particle count): number, particles, resolution, the
 key statistics, view family, decision and reason; writes ``particles_selected.star``,
 ``classes_selected.mrcs``, ``classes_selected.star`` and ``selection.json`` (into the job
-folder or ``-o DIR``); warns when the selection drops the last class of a view family.
+folder or ``-o DIR``), and ``particles_removed.star`` with the particles of the selected
+classes that the particle filter removed (:func:`engine.selection.particle_outliers`); warns
+when the selection drops the last class of a view family.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from engine.selection import (
     SelectionThresholds,
     auto_select,
     parse_class_list,
+    particle_outliers,
     view_coverage,
     write_selection,
 )
@@ -46,6 +49,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write the selection files here (default: the job folder)")
     p.add_argument("-n", "--dry-run", action="store_true",
                    help="print the table and warnings only, write nothing")
+    p.add_argument("--no-particle-filter", action="store_true",
+                   help="keep every particle of the selected classes (by default particles "
+                        "that do not look like their class-mates are removed: see "
+                        "--max-residual-z and --min-signal-z; they go to "
+                        "particles_removed.star)")
     g = p.add_argument_group("automatic selection thresholds")
     for f in dataclasses.fields(SelectionThresholds):
         md = f.metadata
@@ -115,12 +123,19 @@ def run(args: argparse.Namespace) -> int:
 
     print(format_table(table, selected))
     cov = view_coverage(table, sorted(selected))
-    n_sel = int(table.loc[table["class_number"].isin(selected), "count"].sum())
+    n_cls = int(table.loc[table["class_number"].isin(selected), "count"].sum())
     n_all = int(table["count"].sum())
     limit = table.attrs.get("max_res_A", float("nan"))
-    print(f"\n{len(selected)} of {len(table)} classes, {n_sel} of {n_all} particles "
-          f"({100.0 * n_sel / max(n_all, 1):.1f}%); resolution limit {limit:.1f} Å; "
-          f"{cov.summary()}")
+    pfilter = None if args.no_particle_filter else th
+    n_sel = n_cls
+    if pfilter is not None:
+        verdict = particle_outliers(job.data, selected, pfilter)
+        n_sel = int(verdict.keep.sum())
+    print(f"\n{len(selected)} of {len(table)} classes, {n_cls} particles in them; "
+          f"resolution limit {limit:.1f} Å; {cov.summary()}")
+    print(verdict.summary() if pfilter is not None else
+          "particle filter: off (every particle of the selected classes kept)")
+    print(f"{n_sel} of {n_all} particles selected ({100.0 * n_sel / max(n_all, 1):.1f}%)")
     for w in cov.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not selected:
@@ -132,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     reasons = {c: (f"by hand (auto: {rmap[c]})" if manual else rmap[c]) for c in selected}
     paths = write_selection(job, sorted(selected), out_dir=args.out, reasons=reasons,
                             thresholds=None if manual else th, coverage=cov,
-                            resolution_limit_A=None if manual else limit)
+                            resolution_limit_A=None if manual else limit,
+                            particle_filter=pfilter)
+    extra = f", {paths['removed'].name}" if "removed" in paths else ""
     print(f"wrote {paths['particles']} ({n_sel} particles), {paths['classes_mrcs'].name}, "
-          f"{paths['classes_star'].name}, {paths['json'].name}")
+          f"{paths['classes_star'].name}, {paths['json'].name}{extra}")
     return 0

@@ -93,8 +93,15 @@ def write_input(folder: Path, images: np.ndarray, apix: float,
 def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120, box: int = 32,
                       apix: float = 2.0, seed: int = 0, status: str = "finished",
                       n_iterations: int = 5, job_name: str = "job",
-                      with_truth: bool = False) -> Path:
-    """Write an input STAR/stack and a finished job folder; return the job folder."""
+                      with_truth: bool = False, n_outliers: int = 0) -> Path:
+    """Write an input STAR/stack and a finished job folder; return the job folder.
+
+    The per-particle statistics of the particle filter (``tdcResidualLowRes``,
+    ``tdcSignalLowRes``) lie within 2.5 robust standard deviations of their median, except for
+    ``n_outliers`` particles (rows 0, 7, 14, ...): the first half of those get a residual
+    far above (an aggregate), the rest a signal far below (an empty pick), so
+    :func:`engine.selection.particle_outliers` removes exactly those of the selected classes.
+    """
     tmp_path = Path(tmp_path)
     rng = np.random.default_rng(seed)
     refs = class_images(n_classes, box, seed)
@@ -120,6 +127,12 @@ def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120
     data["rlnLogLikeliContribution"] = rng.normal(1000, 10, n_particles).round(2)
     data["rlnNormCorrection"] = np.ones(n_particles)
     data["rlnNrOfSignificantSamples"] = np.ones(n_particles, int)
+    data["tdcResidualLowRes"] = (0.8 + 0.1 * rng.uniform(-1.0, 1.0, n_particles)).round(4)
+    data["tdcSignalLowRes"] = (8.0 + 1.0 * rng.uniform(-1.0, 1.0, n_particles)).round(4)
+    outliers = np.arange(0, 7 * n_outliers, 7)[:n_outliers]
+    n_res = (len(outliers) + 1) // 2
+    data.loc[outliers[:n_res], "tdcResidualLowRes"] = 3.0
+    data.loc[outliers[n_res:], "tdcSignalLowRes"] = 1.0
     # resolutions: most classes good, the last one poor
     res = np.round(np.linspace(6.0, 14.0, n_classes), 2)
     if n_classes > 2:
@@ -156,6 +169,6 @@ def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120
             "params": {"n_classes": n_classes}, "iteration": n_iterations,
             "n_iterations": n_iterations, "n_particles": n_particles}
     if with_truth:
-        meta["_test_truth"] = {"classes": cls.tolist()}
+        meta["_test_truth"] = {"classes": cls.tolist(), "outliers": outliers.tolist()}
     (job / "job.json").write_text(json.dumps(meta, indent=2))
     return job

@@ -49,13 +49,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.io.star import read_star  # noqa: E402
 from engine.jobfiles import load_job  # noqa: E402
-from engine.selection import SelectionThresholds, auto_select, view_coverage  # noqa: E402
+from engine.selection import (  # noqa: E402
+    SelectionThresholds,
+    auto_select,
+    particle_outliers,
+    view_coverage,
+)
 from engine.simulate import JUNK_KINDS, simulate  # noqa: E402
 
 # ``twodclass run`` without importing the other subcommands
@@ -84,12 +90,9 @@ def read_truth(path: Path) -> pd.DataFrame:
     return t
 
 
-def evaluate(job_dir: Path, truth: pd.DataFrame, selected: list[int]) -> dict:
-    """Kept/rejected fractions against the truth, for the classes ``selected``."""
-    job = load_job(job_dir)
-    data = job.data[["rlnImageName", "rlnClassNumber"]].merge(
-        truth[["rlnImageName", "tdcViewId", "tdcJunkKind"]], on="rlnImageName")
-    kept = data["rlnClassNumber"].isin(selected).to_numpy()
+def evaluate(data: pd.DataFrame, kept: np.ndarray, selected: list[int]) -> dict:
+    """Kept/rejected fractions against the truth for the particles ``kept`` (one bool per row
+    of ``data``: run_data.star merged with the truth) of the classes ``selected``."""
     junk = (data["tdcViewId"] < 0).to_numpy()
     agg = (data["tdcJunkKind"] == "aggregate").to_numpy()
     res = {
@@ -112,6 +115,13 @@ def evaluate(job_dir: Path, truth: pd.DataFrame, selected: list[int]) -> dict:
         if not any(maj.get(c, -1) == v for c in selected):
             res["views_without_own_class"].append(int(v))
     return res
+
+
+def _line(name: str, r: dict) -> str:
+    return (f"{name:<22} junk rejected {r['junk_rejected']:.3f} "
+            f"({r['junk_rejected_without_aggregates']:.3f} without aggregates), good kept "
+            f"{r['good_kept']:.3f}, views lost {r['views_lost']}; by kind "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["junk_rejected_by_kind"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,15 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     truth = read_truth(truth_star)
     t1 = time.perf_counter()
     th = SelectionThresholds()
-    table = auto_select(load_job(job), th)
-    t_sel = time.perf_counter() - t1
+    jb = load_job(job)
+    table = auto_select(jb, th)
     selected = table.loc[table["selected"], "class_number"].tolist()
-    auto = evaluate(job, truth, selected)
+    verdict = particle_outliers(jb.data, selected, th)
+    t_sel = time.perf_counter() - t1
+    data = jb.data[["rlnImageName", "rlnClassNumber"]].merge(
+        truth[["rlnImageName", "tdcViewId", "tdcJunkKind"]], on="rlnImageName", how="left")
+    in_classes = data["rlnClassNumber"].isin(selected).to_numpy()
+    auto = evaluate(data, verdict.keep, selected)          # classes + particle filter
+    classes_only = evaluate(data, in_classes, selected)
     cov = view_coverage(table, selected)
 
-    # oracle: classes whose particles are mostly good
-    data = load_job(job).data[["rlnImageName", "rlnClassNumber"]].merge(
-        truth[["rlnImageName", "tdcViewId", "tdcJunkKind"]], on="rlnImageName")
+    # oracle: classes whose particles are mostly good, every particle of them kept
     purity = data.assign(good=data["tdcViewId"] >= 0).groupby("rlnClassNumber")["good"].mean()
     comp = data.assign(kind=data["tdcJunkKind"].replace("none", "good")).groupby(
         "rlnClassNumber")["kind"].agg(
@@ -171,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     oracle_sel = [int(c) for c, p in purity.items() if p > 0.5]
     maj_view = data.groupby("rlnClassNumber")["tdcViewId"].agg(
         lambda s: s.value_counts().index[0])
-    oracle = evaluate(job, truth, oracle_sel)
+    oracle = evaluate(data, data["rlnClassNumber"].isin(oracle_sel).to_numpy(), oracle_sel)
+    removed = data.loc[verdict.in_classes & ~verdict.keep]
+    removed_kinds = removed["tdcJunkKind"].replace("none", "good").value_counts().to_dict()
 
     pd.set_option("display.width", 250)
     pd.set_option("display.max_colwidth", 90)
@@ -181,10 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresolution limit {table.attrs['max_res_A']:.1f} Å; {cov.summary()}")
     for w in cov.warnings:
         print("warning:", w)
+    print(f"{verdict.summary()}; truth of the removed particles: {removed_kinds}")
     summary = {
         "particles": int(len(truth)), "junk_fraction": float((truth["tdcViewId"] < 0).mean()),
         "classes": args.classes, "selected_classes": selected,
-        "auto": auto, "oracle": oracle,
+        "auto": auto, "classes_only": classes_only, "oracle_classes": oracle,
+        "particle_filter": verdict.to_dict(), "removed_truth": removed_kinds,
         "targets_met": bool(auto["junk_rejected"] >= 0.90 and auto["good_kept"] >= 0.97
                             and not auto["views_lost"]),
         "seconds": {"simulate": round(t_sim, 1), "run": round(t_run, 1),
@@ -195,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
                    for v in sorted(truth.loc[truth["tdcViewId"] >= 0, "tdcViewId"].unique())}
     summary["view_families_of_views"] = fam_of_view
     print(f"selected families per simulated view: {fam_of_view}")
-    print(f"auto:   junk rejected {auto['junk_rejected']:.3f} "
-          f"({auto['junk_rejected_without_aggregates']:.3f} without aggregates), good kept "
-          f"{auto['good_kept']:.3f}, views lost {auto['views_lost']}, views without a class "
-          f"of their own {auto['views_without_own_class']}")
-    print(f"oracle: junk rejected {oracle['junk_rejected']:.3f}, good kept "
-          f"{oracle['good_kept']:.3f}, views lost {oracle['views_lost']}")
+    print(_line("auto (classes+filter)", auto)
+          + f", views without a class of their own {auto['views_without_own_class']}")
+    print(_line("classes only", classes_only))
+    print(_line("oracle classes", oracle))
+    print(f"targets (>= 0.90 junk rejected, >= 0.97 good kept, no view lost): "
+          f"{'met' if summary['targets_met'] else 'NOT met'}")
     print(json.dumps(summary))
     return 0
 

@@ -20,6 +20,7 @@ from engine.selection import (
     auto_select,
     load_selection,
     parse_class_list,
+    particle_outliers,
     view_coverage,
     write_selection,
 )
@@ -206,3 +207,96 @@ def test_view_coverage_from_statistics_table():
     cov = view_coverage(st, [1, 2])
     assert cov.n_families == 2 and len(cov.dropped) == 1
     assert "(class 3, 80 particles)" in cov.warnings[0]
+
+
+# ----------------------------------------------------------------------------- particle filter
+def _particles(n=400, seed=0):
+    """A run_data table: 4 classes (row i in class i % 4 + 1), residual ~ N(1, 0.1) and
+    signal ~ N(8, 1), both cut at 2.5 standard deviations."""
+    rng = np.random.default_rng(seed)
+    z = np.clip(rng.normal(0.0, 1.0, (2, n)), -2.5, 2.5)
+    return pd.DataFrame({"rlnClassNumber": np.arange(n) % 4 + 1,
+                         "tdcResidualLowRes": 1.0 + 0.1 * z[0],
+                         "tdcSignalLowRes": 8.0 + 1.0 * z[1]})
+
+
+def test_particle_outliers_robust_z_and_reasons():
+    d = _particles()
+    d.loc[[0, 1, 2], "tdcResidualLowRes"] = [1.45, 2.0, 5.0]   # z about 4.5, 10, 40
+    d.loc[[3, 4], "tdcSignalLowRes"] = [3.5, 1.0]               # z about -4.5, -7
+    d.loc[5, "tdcResidualLowRes"] = 1.2                          # z about 2: kept
+    d.loc[[6, 10], "tdcResidualLowRes"] = 9.0                    # class 3, not selected below
+    v = particle_outliers(d, [1, 2, 4])
+    assert v.note == ""
+    gone = np.flatnonzero(v.in_classes & ~v.keep).tolist()
+    assert gone == [0, 1, 3, 4]                                  # 2 and 6 are in class 3
+    assert v.removed == {"excess low-resolution power": 2, "weak signal": 2}
+    assert v.reason[0].startswith("excess low-resolution power (z +")
+    assert v.reason[4].startswith("weak signal (z -")
+    assert v.keep[5] and not v.in_classes[2] and not v.keep[2]
+    assert v.stats["tdcResidualLowRes_median"] == pytest.approx(1.0, abs=0.02)
+    assert v.stats["tdcResidualLowRes_sd"] == pytest.approx(0.1, rel=0.15)
+    assert "4 of 300 particles" in v.summary()
+    # a stricter and a looser threshold; 0 switches a test off
+    assert (~particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=2.0)).keep
+            & v.in_classes).sum() > 4
+    v0 = particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=0.0))
+    assert v0.removed["excess low-resolution power"] == 0 and v0.removed["weak signal"] == 2
+    off = particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=0, min_signal_z=0))
+    assert off.note == "switched off" and (off.keep == off.in_classes).all()
+
+
+def test_particle_outliers_does_not_guess():
+    d = _particles()
+    v = particle_outliers(d.drop(columns=["tdcSignalLowRes"]), [1, 2])
+    assert "no tdcSignalLowRes column" in v.note and (v.keep == v.in_classes).all()
+    small = particle_outliers(d.iloc[:40], [1])                   # 10 particles in class 1
+    assert "fewer than 30 particles" in small.note and small.keep.sum() == 10
+    d.loc[8, "tdcResidualLowRes"] = np.nan                       # unreadable value: removed
+    v = particle_outliers(d, [1])
+    assert not v.keep[8] and "no value" in v.reason[8]
+
+
+def test_write_selection_with_particle_filter(tmp_path):
+    job = make_finished_job(tmp_path, n_classes=6, n_particles=120, box=32, apix=2.0,
+                            n_outliers=6, with_truth=True)
+    truth = json.loads((job / "job.json").read_text())["_test_truth"]
+    cls = np.asarray(truth["classes"])
+    ids = [1, 2, 3, 4]
+    outliers = [i for i in truth["outliers"] if cls[i] in ids]
+    assert outliers
+    out = tmp_path / "sel"
+    paths = write_selection(job, ids, out_dir=out, particle_filter=SelectionThresholds())
+    j = load_job(job)
+    kept = read_star(paths["particles"])["particles"]
+    removed = read_star(paths["removed"])["particles"]
+    in_cls = np.flatnonzero(np.isin(cls, ids))
+    want = [j.data["rlnImageName"][i] for i in in_cls if i not in outliers]
+    assert kept["rlnImageName"].tolist() == want
+    assert removed["rlnImageName"].tolist() == [j.data["rlnImageName"][i] for i in outliers]
+    assert removed["tdcRemovedReason"].str.match(r"(excess low-resolution power|weak signal)"
+                                                 r" \(z ").all()
+    info = load_selection(out)
+    assert info["n_particles"] == len(want) and info["n_particles_in_classes"] == len(in_cls)
+    assert info["particle_filter"]["n_removed"] == len(outliers)
+    assert info["particle_filter"]["max_residual_z"] == 3.0
+    # the same folder without the filter: every particle, and no stale removed file
+    paths = write_selection(job, ids, out_dir=out)
+    assert len(read_star(paths["particles"])["particles"]) == len(in_cls)
+    assert "removed" not in paths and not (out / "particles_removed.star").exists()
+    assert load_selection(out)["particle_filter"] is None
+
+
+def test_select_cli_particle_filter(tmp_path, capsys):
+    job = make_finished_job(tmp_path, n_classes=6, n_particles=120, box=32, apix=2.0,
+                            n_outliers=6, with_truth=True)
+    assert _select([str(job), "--classes", "1-6", "-o", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    assert "particle filter: 6 of 120 particles of the selected classes removed " \
+           "(3 excess low-resolution power, 3 weak signal)" in out
+    assert "114 of 120 particles selected" in out and "particles_removed.star" in out
+    assert _select([str(job), "--classes", "1-6", "--no-particle-filter",
+                    "-o", str(tmp_path / "n")]) == 0
+    out = capsys.readouterr().out
+    assert "particle filter: off" in out and "120 of 120 particles selected" in out
+    assert load_selection(tmp_path / "n")["n_particles"] == 120

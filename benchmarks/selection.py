@@ -19,24 +19,21 @@ kept, no view lost.
 Prints a table and one final JSON line.
 
 Measured (2 shared CPU cores, 4000 particles of 64 px at 3 Å, 25% junk, 24 classes, default
-thresholds; the automatic selection equalled the oracle every time):
+thresholds: classes + particle filter; "classes" = the whole-class decisions alone):
 
-=======  =============  =========================  =========  ==========  ===========
-seed     junk rejected  without aggregates         good kept  views lost  run
-=======  =============  =========================  =========  ==========  ===========
-0        0.763          0.939                      0.999      none        508 s
-1        0.807          0.975                      1.000      none        159 s
-quick 0  0.629 (12 cl.) 0.771                      0.999      none        61 s
-2 (*)    0.713          0.884                      1.000      none        ~200 s
-=======  =============  =========================  =========  ==========  ===========
+=========  =============  ==============  =========  ==========  =======
+seed       junk rejected  (classes only)  good kept  views lost  run
+=========  =============  ==============  =========  ==========  =======
+0          0.934          0.710           1.000      none        62 s
+1          0.975          0.733           0.999      none        89 s
+2 (*)      0.948          0.712           0.999      none        91 s
+3          0.951          0.704           0.986      none        88 s
+=========  =============  ==============  =========  ==========  =======
 
-(*) ``--rare-weight 0.05``: two views of ~36 particles each; the engine merged them into
-classes of other views (kept with them), so the rare-view rule had nothing to rescue here
-(it is exercised by ``tests/test_selection.py``).
-
-Aggregates (a particle with neighbours) align on their central particle and sit in good
-classes (2-7% rejected), so a class selection cannot reach 90% junk rejection here; of the
-other kinds 94-98% go. Good particles kept: 99.9-100%; no view lost.
+(*) ``--rare-weight 0.05``. The particle filter removed 76-87% of the aggregates (whole-class
+decisions: 0-1%, they sit in good classes) and 98-100% of the ice and carbon left in good
+classes, for 1-7 good particles per run. Seed 3: a rare view without a class of its own,
+scattered over other classes (some of them junk classes), kept 51% of its particles.
 """
 
 from __future__ import annotations

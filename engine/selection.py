@@ -108,7 +108,7 @@ class SelectionThresholds:
                                 label="Resolution allowance of a rare view",
                                 help="A rare view may be this much worse than --max-res-A "
                                      "(1 = it must meet it too).", min=1.0)
-    max_residual_z: float = _t(3.0, flag="--max-residual-z",
+    max_residual_z: float = _t(4.0, flag="--max-residual-z",
                                label="Maximum particle residual (z)",
                                help="Drop a particle of a selected class when the low-resolution "
                                     "power its posed class average leaves unexplained is this "

@@ -279,7 +279,7 @@ def test_write_selection_with_particle_filter(tmp_path):
     info = load_selection(out)
     assert info["n_particles"] == len(want) and info["n_particles_in_classes"] == len(in_cls)
     assert info["particle_filter"]["n_removed"] == len(outliers)
-    assert info["particle_filter"]["max_residual_z"] == 3.0
+    assert info["particle_filter"]["max_residual_z"] == 4.0
     # the same folder without the filter: every particle, and no stale removed file
     paths = write_selection(job, ids, out_dir=out)
     assert len(read_star(paths["particles"])["particles"]) == len(in_cls)

@@ -15,7 +15,7 @@ from engine import fft as _fft
 
 __all__ = [
     "small_box_size", "fourier_crop", "soft_circular_mask", "normalise_background",
-    "centred_rfft2", "centred_irfft2", "shell_index", "radial_average",
+    "centred_rfft2", "centred_irfft2", "shell_index", "radial_average", "gridding_correction",
 ]
 
 
@@ -94,6 +94,16 @@ def centred_rfft2(images: np.ndarray, pad: int = 1) -> np.ndarray:
     F = _fft.rfft2(buf)
     F *= 1.0 / b
     return F.astype(np.complex64, copy=False)
+
+
+def gridding_correction(b: int, pad: int) -> np.ndarray:
+    """``(b, b)`` float32 factor that undoes the attenuation of bilinear interpolation in a
+    ``pad``-times zero-padded transform: sampling between grid points multiplies the image by
+    ``sinc^2(x / (pad b)) sinc^2(y / (pad b))`` (x, y from the centre pixel); multiplying the
+    image by this factor before :func:`centred_rfft2` makes the samples unbiased."""
+    x = np.arange(b, dtype=np.float64) - b // 2
+    s = np.sinc(x / (pad * b)) ** 2
+    return (1.0 / np.outer(s, s)).astype(np.float32)
 
 
 def centred_irfft2(F: np.ndarray, b: int) -> np.ndarray:

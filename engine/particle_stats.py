@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.estep import PAD
-from engine.fourier import centred_rfft2, shell_index
+from engine.fourier import centred_rfft2, gridding_correction, shell_index
 from engine.kernels import residual_band_sums
 from engine.model import Dataset, Geometry, State
 
@@ -51,9 +51,10 @@ def residual_statistics(data: Dataset, geo: Geometry, state: State, use_ctf: boo
     mine = data.owned(np.arange(data.n))
     mine = mine[state.cls[mine] >= 0]
     use = bool(use_ctf and data.ctfm is not None)
+    window = geo.mask * gridding_correction(b, PAD)   # unbiased bilinear samples
     for s in range(0, len(mine), BLOCK):
         idx = mine[s:s + BLOCK]
-        F = centred_rfft2(data.images_of(idx) * geo.mask[None], PAD)
+        F = centred_rfft2(data.images_of(idx) * window[None], PAD)
         ctfm = data.ctfm[idx] if use else np.zeros((len(idx), 8))
         psi = -np.deg2rad(state.psi_deg[idx].astype(np.float64))   # RELION psi -> internal
         sums = residual_band_sums(

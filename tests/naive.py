@@ -59,6 +59,29 @@ def mstep_brute(particle: np.ndarray, ctf: CtfParams | None, apix_A: float, w: f
     return num, den
 
 
+def residual_sums_brute(particle: np.ndarray, ref_half: np.ndarray, ctf: CtfParams | None,
+                        apix_A: float, psi_int_rad: float, t: np.ndarray, sigma2: np.ndarray,
+                        r_lo: float, r_hi: float) -> np.ndarray:
+    """Twin of engine.kernels.residual_band_sums for one particle, by exact DFTs: the sums
+    ``|x|^2, Re(x m*), |m|^2, |m|^2 sigma2`` over the half-plane band, with ``x`` the particle
+    in its class frame and ``m = CTF x ref_half`` (``(b, b//2+1)`` centred transform)."""
+    b = particle.shape[0]
+    H = b // 2 + 1
+    qy = np.fft.fftfreq(b) * b
+    qy, qx = np.meshgrid(qy, np.arange(H), indexing="ij")
+    rad = np.hypot(qx, qy)
+    band = (rad >= r_lo) & (rad <= r_hi)
+    c, s = np.cos(psi_int_rad), np.sin(psi_int_rad)
+    px, py = c * qx - s * qy, s * qx + c * qy
+    X = nudft(particle, px, py) * np.exp(2j * np.pi * (px * t[0] + py * t[1]) / b)
+    C = evaluate_ctf(ctf, px / (b * apix_A), py / (b * apix_A))[0] if ctf is not None else 1.0
+    m = C * ref_half
+    s2 = sigma2[np.minimum(np.rint(rad).astype(int), len(sigma2) - 1)]
+    mm = np.abs(m) ** 2
+    return np.array([np.sum(np.abs(X[band]) ** 2), np.sum((X * np.conj(m)).real[band]),
+                     np.sum(mm[band]), np.sum((mm * s2)[band])])
+
+
 def best_poses_naive(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray,
                      inv_A: float) -> tuple[np.ndarray, ...]:
     """Twin of engine.kernels.fused_best_poses from the full score array (n, K, T, P)."""

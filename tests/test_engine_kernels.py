@@ -14,10 +14,23 @@ from engine.estep import (
     reference_spectra,
     score_block,
 )
-from engine.fourier import centred_irfft2, centred_rfft2, fourier_crop, soft_circular_mask
+from engine.fourier import (
+    centred_irfft2,
+    centred_rfft2,
+    fourier_crop,
+    gridding_correction,
+    soft_circular_mask,
+)
 from engine.kernels import ctf_polar, polar_sample
 from engine.mstep import Stats, accumulate
-from tests.naive import best_poses_naive, loglik_brute, mstep_brute, nudft, polar_points
+from tests.naive import (
+    best_poses_naive,
+    loglik_brute,
+    mstep_brute,
+    nudft,
+    polar_points,
+    residual_sums_brute,
+)
 
 B = 32
 APIX = 4.0
@@ -137,6 +150,41 @@ def test_mstep_accumulate_matches_exact_dft():
     err = np.linalg.norm(st.num - want_num) / np.linalg.norm(want_num)
     assert err < 0.05, err   # bilinear interpolation on a 2x padded transform
     np.testing.assert_allclose(st.weight, [1.1, 1.0])
+
+
+def test_residual_band_sums_match_exact_dft():
+    """Per-particle sums of the particle filter's statistics (engine.particle_stats) against
+    exact DFTs; a particle that is its posed, CTF-modulated class has no residual."""
+    from engine.kernels import residual_band_sums
+    from engine.pose import class_to_particle
+
+    rng = np.random.default_rng(11)
+    refs = np.stack([blobs(rng) for _ in range(2)])
+    parts = np.stack([blobs(rng) for _ in range(3)])
+    p = ctf(3, rng)
+    cls = np.array([0, 1, 1])
+    psi = np.array([0.4, -2.2, 1.3])
+    tx = np.array([0.5, -1.0, 0.0])
+    ty = np.array([0.0, 0.7, -1.5])
+    sigma2 = rng.uniform(0.5, 2.0, B // 2 + 1)
+    ref_half = centred_rfft2(refs, 1)
+    r_lo, r_hi = B * APIX / 200.0, B * APIX / 25.0          # the 200-25 Å band it is used on
+    grid = gridding_correction(B, PAD)[None]                # as engine.particle_stats does
+    got = residual_band_sums(centred_rfft2(parts * grid, PAD), PAD, B, p.as_matrix(), True, APIX,
+                             cls, psi, tx, ty, ref_half, sigma2, r_lo, r_hi)
+    for i in range(3):
+        want = residual_sums_brute(parts[i], ref_half[cls[i]], p.subset([i]), APIX, psi[i],
+                                   np.array([tx[i], ty[i]]), sigma2, r_lo, r_hi)
+        np.testing.assert_allclose(got[i, [2, 3]], want[[2, 3]], rtol=1e-4)
+        np.testing.assert_allclose(got[i, [0, 1]], want[[0, 1]], rtol=0.05,
+                                   atol=0.02 * np.abs(want[:2]).max())
+    # the class itself, posed (RELION psi = -internal psi, origin = -shift) without CTF
+    part = class_to_particle(refs[0], -np.rad2deg(psi[0]), -tx[0], -ty[0])[None]
+    sxx, sxm, smm, _ = residual_band_sums(centred_rfft2(part * grid, PAD), PAD, B,
+                                          np.zeros((1, 8)),
+                                          False, APIX, cls[:1], psi[:1], tx[:1], ty[:1],
+                                          ref_half, sigma2, r_lo, r_hi)[0]
+    assert sxm > 0 and (sxx - sxm ** 2 / smm) / sxx < 0.02
 
 
 def test_fast_estep_agrees_with_plain_estep():

@@ -27,5 +27,12 @@ ATTR_MEAN_MAX_PROB = "_tdc_meanMaxProb"
 ATTR_MAX_PROB = "_tdc_maxProb"
 ATTR_LOGLIK = "_tdc_logLikeContribution"
 
+# per-particle statistics of the particle filter (engine.particle_stats), as stored on the
+# output particles: run_data.star column -> attribute
+PARTICLE_STAT_ATTRS = {"tdcResidualLowRes": "_tdc_residualLowRes",
+                       "tdcSignalLowRes": "_tdc_signalLowRes"}
+# why the particle filter of the selection removed a particle (outputRemovedParticles)
+ATTR_REMOVED_REASON = "_tdc_removedReason"
+
 # the engine parameters that the parallel section provides instead of the form
 PARALLEL_SPECS = ("threads",)

@@ -40,7 +40,7 @@ from .constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
 
 __all__ = [
     "JobResult", "align_with_matrix", "matrix_to_pose", "pose_to_matrix", "read_job",
-    "relion_location", "split_relion_location", "write_particles_star",
+    "relion_location", "row_scipion_ids", "split_relion_location", "write_particles_star",
 ]
 
 MRC_EXTENSIONS = (".mrcs", ".mrc", ".st", ".map")
@@ -299,6 +299,21 @@ def read_job(job_dir: str, need_data: bool = True) -> JobResult:
                      optics=optics if isinstance(optics, pd.DataFrame) else None,
                      classes=classes, iterations=iters, general=general,
                      classes_path=classes_path, classes_apix=apix, classes_box=box)
+
+
+def row_scipion_ids(particles: pd.DataFrame, enabled_ids) -> np.ndarray | None:
+    """The Scipion id of every row of ``run_data.star`` (``particles``, as :func:`read_job`
+    reads it), or None when the rows cannot be matched to the input particles.
+
+    Rows carry their id in ``_tdcScipionId`` (written by :func:`write_particles_star`); without
+    that column the rows follow the enabled input particles in increasing id, as the engine
+    received them. ``enabled_ids``: those ids in increasing order, or a function returning
+    them (only called when needed).
+    """
+    if SCIPION_ID_COLUMN in particles:
+        return particles[SCIPION_ID_COLUMN].to_numpy(dtype=np.int64)
+    ids = np.asarray(list(enabled_ids() if callable(enabled_ids) else enabled_ids), np.int64)
+    return ids if len(ids) == len(particles) else None
 
 
 def particle_pixel_size(result: JobResult) -> float:

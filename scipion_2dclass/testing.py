@@ -70,8 +70,13 @@ def write_fake_job(job_dir: str, *, averages: np.ndarray, classes_apix: float,
                    psi_deg: np.ndarray, origin_x_A: np.ndarray, origin_y_A: np.ndarray,
                    scipion_ids: np.ndarray, stack_path: str = "stack.mrcs",
                    resolution_A: np.ndarray | None = None,
-                   n_iterations: int = 4) -> None:
-    """A job folder in the README's format with the given classes and per-particle results."""
+                   n_iterations: int = 4,
+                   particle_stats: dict[str, np.ndarray] | None = None) -> None:
+    """A job folder in the README's format with the given classes and per-particle results.
+
+    ``particle_stats``: extra per-particle columns of ``run_data.star`` (e.g. the particle
+    filter's ``tdcResidualLowRes``, ``tdcSignalLowRes``), one value per particle in the order
+    of ``scipion_ids``."""
     os.makedirs(job_dir, exist_ok=True)
     k = len(averages)
     n = len(class_number)
@@ -95,6 +100,8 @@ def write_fake_job(job_dir: str, *, averages: np.ndarray, classes_apix: float,
         "rlnNormCorrection": 1.0,
         "rlnNrOfSignificantSamples": 1,
     })
+    for column, values in (particle_stats or {}).items():
+        data[column] = np.asarray(values, float)[order]
     starfile.write({"optics": optics, "particles": data}, os.path.join(job_dir, DATA_STAR),
                    overwrite=True)
     counts = np.array([(np.asarray(class_number) == j + 1).sum() for j in range(k)])

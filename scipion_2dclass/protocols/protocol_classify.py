@@ -24,9 +24,9 @@ from ..constants import (
     CLASSES_MRCS,
     INPUT_STACKS_DIR,
     INPUT_STAR,
-    SCIPION_ID_COLUMN,
+    PARTICLE_STAT_ATTRS,
 )
-from ..convert import JobResult, pose_to_matrix, read_job, write_particles_star
+from ..convert import JobResult, pose_to_matrix, read_job, row_scipion_ids, write_particles_star
 from .engine_form import add_engine_params, classify_params, cli_args
 
 __all__ = ["ProtTwoDClassify", "engine_arguments", "engine_messages"]
@@ -202,16 +202,19 @@ def _set_float(obj, name: str, value) -> None:
 def _rows_in_item_order(images, result: JobResult) -> list[dict | None]:
     """``run_data`` rows in the order ``classifyItems`` visits the input items (by id):
     the row of each particle, ``None`` for particles the engine did not see (disabled).
+    Rows map to particles by :func:`row_scipion_ids`.
 
     Built eagerly: a query on the input set while ``classifyItems`` iterates it would
     disturb that iteration."""
     rows = list(result.particle_rows())
+    ids = row_scipion_ids(result.particles, lambda: [
+        p.getObjId() for p in images.iterItems(orderBy="id") if p.isEnabled()])
+    if ids is None:
+        raise ValueError(f"{result.job_dir}/run_data.star: {len(rows)} rows for a different "
+                         f"number of enabled input particles (was the input changed after "
+                         f"the run?)")
+    by_id = dict(zip(ids.tolist(), rows, strict=True))
     all_ids = sorted(int(i) for i in images.getIdSet())
-    if rows and SCIPION_ID_COLUMN in rows[0]:
-        by_id = {int(r[SCIPION_ID_COLUMN]): r for r in rows}
-    else:  # no id column: the rows follow the enabled input particles
-        ids = [p.getObjId() for p in images.iterItems(orderBy="id") if p.isEnabled()]
-        by_id = dict(zip(ids, rows, strict=False))
     return [by_id.get(pid) for pid in all_ids]
 
 
@@ -239,6 +242,9 @@ def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: floa
             _set_float(item, ATTR_MAX_PROB, row["rlnMaxValueProbDistribution"])
         if "rlnLogLikeliContribution" in row:
             _set_float(item, ATTR_LOGLIK, row["rlnLogLikeliContribution"])
+        for column, attr in PARTICLE_STAT_ATTRS.items():
+            if column in row:
+                _set_float(item, attr, row[column])
 
     def update_class(cls) -> None:
         k = int(cls.getObjId())

@@ -4,6 +4,9 @@ Pure Python (no Scipion objects): :func:`decide` takes one :class:`ClassInfo` pe
 returns one :class:`Decision` (keep or reject, with reasons). :func:`auto_decisions` calls
 ``engine.selection.auto_select(job_dir)`` when that module exists and the classes come from a
 twodclass job folder, and normalises its answer to ``{class number: (keep, reason)}``.
+:func:`particle_filter` applies the engine's per-particle filter
+(``engine.selection.particle_outliers``) to the selected classes of a job and names the
+removed particles by their Scipion ids.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from typing import Any
 
 from .constants import DATA_STAR, MODEL_STAR
 
-__all__ = ["ClassInfo", "Decision", "auto_decisions", "decide", "find_job_dir",
-           "parse_ids", "saved_selection"]
+__all__ = ["FILTER_FIELDS", "ClassInfo", "Decision", "ParticleFilter", "auto_decisions",
+           "decide", "find_job_dir", "parse_ids", "particle_filter", "saved_selection"]
+
+#: the fields of ``engine.selection.SelectionThresholds`` that drive the particle filter
+FILTER_FIELDS = ("max_residual_z", "min_signal_z")
 
 
 @dataclass(frozen=True)
@@ -204,3 +210,73 @@ def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
         return None, (f"no selection saved in {job_dir}: open the terminal class browser "
                       f"(viewer of the classification), select classes and save them (s)")
     return set(info["class_ids"]), f"selection saved in the terminal browser ({job_dir})"
+
+
+# ---------------------------------------------------------------------- particle filter
+@dataclass
+class ParticleFilter:
+    """The particle filter's answer for the selected classes of a job.
+
+    ``removed``: Scipion particle id -> why it was removed; ``summary``: one line (how many
+    were removed and why, or why the filter did not run: ``note``); ``info``: the engine's
+    ``ParticleVerdict.to_dict()`` plus the thresholds (for the record, small).
+    """
+
+    applied: bool
+    summary: str
+    note: str = ""
+    removed: dict[int, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.info.get("removed", {}))
+
+
+OFF = "particle filter: off (every particle of the selected classes kept)"
+
+
+def _not_run(note: str, info: Mapping[str, Any]) -> ParticleFilter:
+    return ParticleFilter(False, f"particle filter: {note}", note,
+                          info={**info, "applied": False, "note": note})
+
+
+def particle_filter(job_dir: str | None, class_ids: Iterable[int], thresholds: Any,
+                    enabled_ids: Any) -> ParticleFilter:
+    """Outlier particles of the classes ``class_ids`` of a twodclass job, by Scipion id.
+
+    ``thresholds``: an ``engine.selection.SelectionThresholds`` (its :data:`FILTER_FIELDS`
+    matter), or None for "switched off". ``enabled_ids``: the enabled input particles' ids
+    in increasing order, or a function returning them; used to map the rows of
+    ``run_data.star`` to particles only when the rows carry no ``_tdcScipionId``
+    (:func:`scipion_2dclass.convert.row_scipion_ids`). Never raises for a job it cannot
+    use: nothing is removed and ``note`` says why.
+    """
+    if thresholds is None:
+        return ParticleFilter(False, OFF, "off", info={"applied": False, "note": "off"})
+    limits = {name: float(getattr(thresholds, name)) for name in FILTER_FIELDS}
+    if job_dir is None:
+        return _not_run("the classes do not come from a twodclass job folder: nothing "
+                        "removed", limits)
+    try:
+        from engine.selection import particle_outliers
+    except ImportError as exc:
+        return _not_run(f"engine.selection.particle_outliers is not available ({exc})",
+                        limits)
+    from .convert import read_job, row_scipion_ids
+
+    try:
+        data = read_job(job_dir).particles
+    except (OSError, ValueError) as exc:
+        return _not_run(f"cannot read the particles of {job_dir} ({exc}): nothing removed",
+                        limits)
+    verdict = particle_outliers(data, [int(c) for c in class_ids], thresholds)
+    info = {**verdict.to_dict(), **limits}
+    if verdict.note:
+        return _not_run(verdict.note, info)
+    ids = row_scipion_ids(data, enabled_ids)
+    if ids is None:
+        return _not_run(f"the {len(data)} rows of {DATA_STAR} do not match the input "
+                        f"particles of the classes: nothing removed", limits)
+    gone = verdict.in_classes & ~verdict.keep
+    removed = {int(i): str(r) for i, r in zip(ids[gone], verdict.reason[gone], strict=True)}
+    return ParticleFilter(True, verdict.summary(), "", removed, info)

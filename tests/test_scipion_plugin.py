@@ -179,6 +179,49 @@ def test_form_matches_engine_params():
     assert "numberOfThreads" in params and "numberOfMpi" in params
 
 
+def test_select_form_has_the_particle_filter_of_twodclass_select():
+    """'Remove outlier particles' (default on) and its two thresholds, whose label, help,
+    default and minimum come from engine.selection.SelectionThresholds."""
+    import dataclasses
+
+    from pyworkflow.protocol import params as pwparams
+    from pyworkflow.protocol.constants import LEVEL_ADVANCED, LEVEL_NORMAL
+
+    from engine.selection import SelectionThresholds
+    from scipion_2dclass.protocols import ProtTwoDSelect
+    from scipion_2dclass.selection import FILTER_FIELDS
+
+    params = _protocol_params(ProtTwoDSelect)
+    onoff = params["removeOutliers"]
+    assert type(onoff) is pwparams.BooleanParam
+    assert onoff.label.get() == "Remove outlier particles"
+    assert str(onoff.default.get()).lower() == "true"
+    assert onoff.expertLevel.get() == LEVEL_NORMAL
+    assert "--no-particle-filter" in onoff.help.get()
+    fields = {f.name: f for f in dataclasses.fields(SelectionThresholds)}
+    assert set(FILTER_FIELDS) == {"max_residual_z", "min_signal_z"}
+    for name in FILTER_FIELDS:
+        f, p = fields[name], params[name]
+        assert type(p) is pwparams.FloatParam, name
+        assert p.label.get() == f.metadata["label"], name
+        assert f.metadata["help"] in p.help.get() and f.metadata["flag"] in p.help.get()
+        assert float(p.default.get()) == pytest.approx(f.default), name
+        assert p.expertLevel.get() == LEVEL_ADVANCED, name
+        assert p.condition.get() == "removeOutliers", name
+    # the form's values are the thresholds the filter gets; 'No' switches it off
+    prot = ProtTwoDSelect()
+    assert prot.filterThresholds() == SelectionThresholds()
+    prot.max_residual_z.set(4.5)
+    prot.min_signal_z.set(0.0)
+    th = prot.filterThresholds()
+    assert (th.max_residual_z, th.min_signal_z) == (4.5, 0.0)
+    prot.max_residual_z.set(-1.0)
+    assert any(e.startswith(f"*{fields['max_residual_z'].metadata['label']}* Value should be "
+                            f"greater or equal") for e in prot.validate())
+    prot.removeOutliers.set(False)
+    assert prot.filterThresholds() is None
+
+
 def test_form_values_reach_the_engine_cli():
     """The form's values -> ClassifyParams -> CLI args parse back to the same parameters."""
     from engine.params import ClassifyParams
@@ -269,6 +312,73 @@ def test_saved_selection_and_job_folder_detection(tmp_path):
     for name in ("run_model.star", "run_data.star"):
         (tmp_path / name).write_text("")
     assert find_job_dir(str(tmp_path / "run_classes.mrcs")) == str(tmp_path)
+
+
+def _filter_job(path, ids, stats=True, k=3, n_per_class=20) -> None:
+    """A hand-made job: ``k`` classes of ``n_per_class`` particles with Scipion ids ``ids``;
+    the first particle of each class has 5x the residual, the second a tenth of the signal."""
+    from scipion_2dclass.testing import write_fake_job
+
+    n = k * n_per_class
+    cls = np.repeat(np.arange(1, k + 1), n_per_class)
+    rng = np.random.default_rng(3)
+    resid = 1.0 + 0.05 * rng.uniform(-1, 1, n)
+    signal = 10.0 + 0.5 * rng.uniform(-1, 1, n)
+    resid[::n_per_class] *= 5.0
+    signal[1::n_per_class] *= 0.1
+    write_fake_job(str(path), averages=np.zeros((k, 16, 16), np.float32), classes_apix=4.0,
+                   particle_apix=2.0, box=32, class_number=cls, psi_deg=np.zeros(n),
+                   origin_x_A=np.zeros(n), origin_y_A=np.zeros(n),
+                   scipion_ids=np.asarray(ids),
+                   particle_stats={"tdcResidualLowRes": resid, "tdcSignalLowRes": signal}
+                   if stats else None)
+
+
+def test_particle_filter_names_scipion_ids_and_says_why_not(tmp_path):
+    import starfile
+
+    from engine.selection import SelectionThresholds
+    from scipion_2dclass.selection import particle_filter
+
+    ids = np.arange(101, 161)  # Scipion ids are not row numbers
+    _filter_job(tmp_path / "job", ids)
+    th = SelectionThresholds()
+    pf = particle_filter(str(tmp_path / "job"), [1, 3], th, enabled_ids=lambda: 1 / 0)
+    assert pf.applied and pf.note == ""
+    assert sorted(pf.removed) == [101, 102, 141, 142]  # from _tdcScipionId, not the order
+    assert all(pf.removed[i].startswith("excess low-resolution power (z ") for i in (101, 141))
+    assert all(pf.removed[i].startswith("weak signal (z ") for i in (102, 142))
+    assert pf.counts() == {"excess low-resolution power": 2, "weak signal": 2}
+    assert pf.info["n_in_classes"] == 40
+    assert (pf.info["max_residual_z"], pf.info["min_signal_z"]) == (th.max_residual_z,
+                                                                    th.min_signal_z)
+    assert pf.summary == ("particle filter: 4 of 40 particles of the selected classes "
+                          "removed (2 excess low-resolution power, 2 weak signal)")
+    # why it did not run
+    assert particle_filter(str(tmp_path / "job"), [1], None, []).summary == (
+        "particle filter: off (every particle of the selected classes kept)")
+    pf = particle_filter(None, [1], th, [])
+    assert not pf.applied and not pf.removed
+    assert pf.summary == ("particle filter: the classes do not come from a twodclass job "
+                          "folder: nothing removed")
+    pf = particle_filter(str(tmp_path / "job"), [1], th, [])
+    assert not pf.applied and "fewer than 30 particles" in pf.summary
+    _filter_job(tmp_path / "old", ids, stats=False)
+    pf = particle_filter(str(tmp_path / "old"), [1, 2, 3], th, [])
+    assert not pf.applied and not pf.removed
+    assert "no tdcResidualLowRes, tdcSignalLowRes column" in pf.summary
+    # rows without _tdcScipionId follow the enabled input particles, when they match
+    data = tmp_path / "job" / "run_data.star"
+    blocks = starfile.read(data, always_dict=True)
+    blocks["particles"] = blocks["particles"].drop(columns=["tdcScipionId"])
+    starfile.write(blocks, data, overwrite=True)
+    order = np.argsort(-ids)  # write_fake_job wrote the rows in decreasing id
+    enabled = np.arange(1, 61)
+    pf = particle_filter(str(tmp_path / "job"), [1, 3], th, enabled)
+    assert sorted(pf.removed) == sorted(int(enabled[j]) for j in np.flatnonzero(
+        np.isin(ids[order], [101, 102, 141, 142])))
+    pf = particle_filter(str(tmp_path / "job"), [1, 3], th, np.arange(1, 50))
+    assert not pf.applied and "60 rows of run_data.star do not match" in pf.summary
 
 
 def test_engine_arguments_new_resume_overwrite(tmp_path):

@@ -277,6 +277,14 @@ class TestTwoDClassProtocols(BaseTest):
         # representatives: k@run_classes.mrcs at the averages' own pixel size
         result = read_job(prot.getJobDir())
         self.assertNotAlmostEqual(result.classes_apix, APIX)
+        # every particle carries the particle filter's statistics of run_data.star
+        stats = {int(r["tdcScipionId"]): (r["tdcResidualLowRes"], r["tdcSignalLowRes"])
+                 for r in result.particle_rows()}
+        got = {p.getObjId(): (p._tdc_residualLowRes.get(), p._tdc_signalLowRes.get())
+               for c in classes for p in c}
+        self.assertEqual(set(got), set(stats))
+        for pid, want in stats.items():
+            np.testing.assert_allclose(got[pid], want, rtol=1e-5, err_msg=str(pid))
         for cls in classes.iterItems(orderBy="id"):
             rep = cls.getRepresentative()
             self.assertEqual(rep.getIndex(), cls.getObjId())
@@ -306,13 +314,14 @@ class TestTwoDClassProtocols(BaseTest):
         classes = cprot.outputClasses
         sizes = {c.getObjId(): c.getSize() for c in classes}
         prot = self.newProtocol(ProtTwoDSelect, objLabel="select 1 3", useAuto=False,
-                                rejectIds="2", minParticles=10)
+                                rejectIds="2", minParticles=10, removeOutliers=False)
         prot.inputClasses.set(cprot)
         prot.inputClasses.setExtended("outputClasses")
         prot = self.launchProtocol(prot)
         self.assertEqual(prot.outputParticles.getSize(), sizes[1] + sizes[3])
         self.assertEqual({c.getObjId() for c in prot.outputClasses}, {1, 3})
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), sizes[1] + sizes[3])
+        self.assertFalse(hasattr(prot, "outputRemovedParticles"))
         avgs = prot.outputAverages
         self.assertEqual(avgs.getSize(), 2)
         self.assertNotAlmostEqual(avgs.getSamplingRate(), APIX)
@@ -325,6 +334,45 @@ class TestTwoDClassProtocols(BaseTest):
         summary = "\n".join(prot.summary())
         self.assertIn("Kept 2 of 3 classes", summary)
         self.assertIn("class 2: rejected by id", summary)
+        self.assertIn("Particle filter: off", summary)
+
+    def test_select_filters_particles_as_twodclass_select(self):
+        """With the particle filter (the default) the protocol keeps and removes exactly the
+        particles that `twodclass select` writes to particles_selected/_removed.star."""
+        from engine.selection import SelectionThresholds, write_selection
+
+        cprot = self.classified()
+        prot = self.newProtocol(ProtTwoDSelect, objLabel="select 1 3 filtered",
+                                useAuto=False, rejectIds="2")
+        prot.inputClasses.set(cprot)
+        prot.inputClasses.setExtended("outputClasses")
+        prot = self.launchProtocol(prot)
+        out = self.proj.getTmpPath("cli_selection")
+        paths = write_selection(cprot.getJobDir(), [1, 3], out_dir=out,
+                                particle_filter=SelectionThresholds())
+        cli_kept = starfile.read(paths["particles"], always_dict=True)["particles"]
+        self.assertEqual({p.getObjId() for p in prot.outputParticles},
+                         set(cli_kept.tdcScipionId.astype(int)))
+        self.assertEqual({p.getObjId() for c in prot.outputClasses for p in c},
+                         set(cli_kept.tdcScipionId.astype(int)))
+        members = {pid for pid, k in assignment(cprot.outputClasses).items() if k in (1, 3)}
+        summary = "\n".join(prot.summary())
+        if "removed" not in paths:  # the engine's filter did not run: nothing removed
+            self.assertEqual({p.getObjId() for p in prot.outputParticles}, members)
+            return
+        cli_gone = starfile.read(paths["removed"], always_dict=True)["particles"]
+        gone = ({p.getObjId(): p._tdc_removedReason.get()
+                 for p in prot.outputRemovedParticles}
+                if hasattr(prot, "outputRemovedParticles") else {})
+        self.assertEqual(gone, dict(zip(cli_gone.tdcScipionId.astype(int),
+                                        cli_gone.tdcRemovedReason, strict=True)))
+        self.assertEqual(set(gone) | {p.getObjId() for p in prot.outputParticles}, members)
+        with open(paths["json"]) as f:
+            counts = json.load(f)["particle_filter"]["removed"]
+        parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        log.info("particle filter on the engine's classes 1, 3: %s", counts)
+        self.assertIn(f"Particle filter: {len(gone)} of {len(members)} particles of the "
+                      f"selected classes removed" + (f" ({parts})" if parts else ""), summary)
 
     def test_select_automatic_and_resolution(self):
         cprot = self.classified()
@@ -463,7 +511,9 @@ class TestTwoDClassProtocols(BaseTest):
                     os.remove(os.path.join(job, name))
         self.assertEqual({c.getObjId() for c in prot.outputClasses}, {2, 3})
         sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
-        self.assertEqual(prot.outputParticles.getSize(), sizes[2] + sizes[3])
+        n_gone = (prot.outputRemovedParticles.getSize()
+                  if hasattr(prot, "outputRemovedParticles") else 0)
+        self.assertEqual(prot.outputParticles.getSize() + n_gone, sizes[2] + sizes[3])
         self.assertIn("class 1: not selected in the terminal browser",
                       "\n".join(prot.summary()))
 

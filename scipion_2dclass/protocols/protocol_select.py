@@ -1,7 +1,9 @@
-"""ProtTwoDSelect: keep the good 2D classes (criteria, explicit ids, automatic selection)."""
+"""ProtTwoDSelect: keep the good 2D classes (criteria, explicit ids, automatic selection)
+and, for classes of a twodclass job, leave out the outlier particles inside them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from pwem.constants import ALIGN_NONE
@@ -11,18 +13,23 @@ from pyworkflow.object import String
 from pyworkflow.protocol import params as pwparams
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
-from ..constants import ATTR_RESOLUTION
+from engine.selection import SelectionThresholds
+
+from ..constants import ATTR_REMOVED_REASON, ATTR_RESOLUTION
 from ..selection import (
+    FILTER_FIELDS,
     ClassInfo,
     Decision,
+    ParticleFilter,
     auto_decisions,
     decide,
     find_job_dir,
     parse_ids,
+    particle_filter,
     saved_selection,
 )
 
-__all__ = ["ProtTwoDSelect", "class_resolution"]
+__all__ = ["ProtTwoDSelect", "add_filter_params", "class_resolution"]
 
 # resolution attributes of classes from this and other plugins (first found wins)
 _RESOLUTION_ATTRS = (ATTR_RESOLUTION, "_rlnEstimatedResolution", "_cryosparc_resolution",
@@ -40,18 +47,37 @@ def class_resolution(cls) -> float | None:
     return None
 
 
+def add_filter_params(form) -> None:
+    """The particle filter's thresholds, from ``SelectionThresholds``' field definitions
+    (label, help, default, minimum), on the advanced level, shown when the filter is on."""
+    fields = {f.name: f for f in dataclasses.fields(SelectionThresholds)}
+    for name in FILTER_FIELDS:
+        f = fields[name]
+        md = f.metadata
+        label = f"{md['label']} ({md['unit']})" if md.get("unit") else md["label"]
+        validators = [pwparams.GE(md["min"])] if md.get("min") is not None else []
+        form.addParam(name, pwparams.FloatParam, default=f.default, label=label,
+                      help=f"{md['help']} (twodclass select {md['flag']})",
+                      expertLevel=LEVEL_ADVANCED, condition="removeOutliers",
+                      validators=validators)
+
+
 class ProtTwoDSelect(Prot2D):
     """Select 2D classes automatically and output their particles, averages and classes.
 
     Works on any SetOfClasses2D. Criteria: minimum number of particles, resolution better
     than a limit, classes to keep or reject by id. For classes from a twodclass 2D
     classification, the engine's automatic selection (per-class statistics of the job
-    folder) can be applied as well. The summary lists every rejected class and why.
+    folder) can be applied as well, and the particle filter removes single particles of the
+    selected classes that do not look like their class-mates (aggregates, ice, carbon,
+    empty picks); those are output apart, each with its reason. The summary lists every
+    rejected class and why, and how many particles the filter removed and why.
     """
 
     _label = "2D class selection"
     _possibleOutputs = {"outputParticles": SetOfParticles, "outputAverages": SetOfAverages,
-                        "outputClasses": SetOfClasses2D}
+                        "outputClasses": SetOfClasses2D,
+                        "outputRemovedParticles": SetOfParticles}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -89,6 +115,18 @@ class ProtTwoDSelect(Prot2D):
         form.addParam("onlyListed", pwparams.BooleanParam, default=False,
                       expertLevel=LEVEL_ADVANCED, label="Keep only the listed classes",
                       help="Reject every class not in 'Always keep classes'.")
+        form.addParam("removeOutliers", pwparams.BooleanParam, default=True,
+                      label="Remove outlier particles",
+                      help="For classes of a twodclass 2D classification: leave out the "
+                           "particles of the selected classes that do not look like their "
+                           "class-mates (overlapping neighbours or aggregates, ice, carbon, "
+                           "empty or off-centre picks that landed in good classes), judged by "
+                           "the per-particle statistics of the job (run_data.star: "
+                           "tdcResidualLowRes, tdcSignalLowRes) with the thresholds below. "
+                           "They are output apart (outputRemovedParticles), each with its "
+                           "reason, so nothing is lost. Ignored for classes of other programs. "
+                           "(twodclass select; No = --no-particle-filter)")
+        add_filter_params(form)
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self) -> None:
@@ -120,18 +158,53 @@ class ProtTwoDSelect(Prot2D):
                            only_listed=bool(self.onlyListed.get()), auto=auto, saved=saved)
         return decisions, note
 
+    def filterThresholds(self) -> SelectionThresholds | None:
+        """The particle filter's thresholds of the form, or None when it is off."""
+        if not self.removeOutliers.get():
+            return None
+        return SelectionThresholds(**{n: float(getattr(self, n).get()) for n in FILTER_FIELDS})
+
+    def computeParticleFilter(self, class_ids) -> ParticleFilter:
+        """The particle filter on the classes ``class_ids`` (Scipion ids = job class numbers)."""
+        thresholds = self.filterThresholds()
+        images = self.inputClasses.get().getImages()
+
+        def enabled_ids() -> list[int]:
+            return [int(p.getObjId()) for p in images.iterItems(orderBy="id")
+                    if p.isEnabled()]
+
+        return particle_filter(self.getJobDir() if thresholds is not None else None,
+                               class_ids, thresholds, enabled_ids)
+
     def selectStep(self) -> None:
         decisions, note = self.computeDecisions()
         self.info(note)
         for d in decisions:
             self.info(d.describe())
+        enabled = {int(c.getObjId()) for c in self.inputClasses.get().iterItems()
+                   if c.isEnabled()}
+        kept = sorted(d.class_id for d in decisions if d.keep and d.class_id in enabled)
+        pfilter = self.computeParticleFilter(kept)
+        self.info(pfilter.summary)
         record = {"note": note,
                   "decisions": [{"class": d.class_id, "keep": d.keep, "reasons": d.reasons}
-                                for d in decisions]}
+                                for d in decisions],
+                  "particle_filter": {**pfilter.info, "summary": pfilter.summary}}
         with open(self._getExtraPath("selection.json"), "w") as f:
-            json.dump(record, f, indent=1)
+            json.dump({**record, "removed_particles": {
+                str(k): v for k, v in sorted(pfilter.removed.items())}}, f, indent=1)
         self._selection.set(json.dumps(record))
         self._store(self._selection)
+
+    def removedParticles(self) -> dict[int, str]:
+        """Scipion id -> reason of the particles the particle filter removed."""
+        path = self._getExtraPath("selection.json")
+        try:
+            with open(path) as f:
+                removed = json.load(f).get("removed_particles", {})
+        except (OSError, ValueError):
+            return {}
+        return {int(k): str(v) for k, v in removed.items()}
 
     def _record(self) -> dict | None:
         sel = getattr(self, "_selection", None)
@@ -153,10 +226,39 @@ class ProtTwoDSelect(Prot2D):
         def selected(cls) -> bool:
             return cls.getObjId() in keep
 
+        removed = self.removedParticles()
+        alignment = inputClasses.getFirstItem().getAlignment()
         particles = self._createSetOfParticles()
         particles.copyInfo(inputClasses.getImages())
-        particles.setAlignment(inputClasses.getFirstItem().getAlignment())
-        particles.appendFromClasses(inputClasses, filterClassFunc=selected)
+        particles.setAlignment(alignment)
+        gone = None
+        if removed:
+            gone = self._createSetOfParticles(suffix="_removed")
+            gone.copyInfo(inputClasses.getImages())
+            gone.setAlignment(alignment)
+        classes = self._createSetOfClasses2D(inputClasses.getImagesPointer())
+        classes.copyInfo(inputClasses)
+        # the selected classes and their particles, less those the particle filter removed
+        # (SetOfClasses2D.appendFromClasses, with a filter on the particles)
+        for cls in inputClasses.iterItems(orderBy="id"):
+            if not (cls.isEnabled() and selected(cls)):
+                continue
+            new_cls = classes.ITEM_TYPE()
+            new_cls.copyInfo(cls)
+            new_cls.setObjId(cls.getObjId())
+            classes.append(new_cls)
+            for img in cls.iterItems(orderBy="id"):
+                if not img.isEnabled():
+                    continue
+                why = removed.get(int(img.getObjId()))
+                if why is None:
+                    particles.append(img)
+                    new_cls.append(img)
+                else:
+                    img = img.clone()
+                    setattr(img, ATTR_REMOVED_REASON, String(why))
+                    gone.append(img)
+            classes.update(new_cls)
 
         averages = self._createSetOfAverages()
         averages.copyInfo(inputClasses.getImages())
@@ -171,13 +273,12 @@ class ProtTwoDSelect(Prot2D):
             rep.setObjId(cls.getObjId())
             averages.append(rep)
 
-        classes = self._createSetOfClasses2D(inputClasses.getImagesPointer())
-        classes.copyInfo(inputClasses)
-        classes.appendFromClasses(inputClasses, filterClassFunc=selected)
-
-        self._defineOutputs(outputParticles=particles, outputAverages=averages,
-                            outputClasses=classes)
-        for out in (particles, averages, classes):
+        outputs = {"outputParticles": particles, "outputAverages": averages,
+                   "outputClasses": classes}
+        if gone is not None and gone.getSize():
+            outputs["outputRemovedParticles"] = gone
+        self._defineOutputs(**outputs)
+        for out in outputs.values():
             self._defineSourceRelation(self.inputClasses, out)
 
     # ------------------------------------------------------------------ info
@@ -213,6 +314,13 @@ class ProtTwoDSelect(Prot2D):
         lines = [f"Kept {len(kept)} of {len(decisions)} classes ({rec['note']})."]
         if hasattr(self, "outputParticles"):
             lines.append(f"{self.outputParticles.getSize()} particles selected.")
+        pf = rec.get("particle_filter")
+        if pf:
+            text = pf["summary"][0].upper() + pf["summary"][1:]
+            if hasattr(self, "outputRemovedParticles"):
+                text += (f"; the {self.outputRemovedParticles.getSize()} removed particles "
+                         f"are in outputRemovedParticles")
+            lines.append(text + ".")
         rejected = [d for d in decisions if not d["keep"]]
         if rejected:
             lines.append("Rejected classes:")
@@ -224,8 +332,23 @@ class ProtTwoDSelect(Prot2D):
         if rec is None:
             return []
         n_keep = sum(d["keep"] for d in rec["decisions"])
-        return [f"{n_keep} of {len(rec['decisions'])} 2D classes were selected with "
-                f"twodclass [twodclass2026]."]
+        text = (f"{n_keep} of {len(rec['decisions'])} 2D classes were selected with "
+                f"twodclass [twodclass2026].")
+        pf = rec.get("particle_filter") or {}
+        if pf.get("applied"):
+            tests = []
+            if pf.get("max_residual_z"):
+                tests.append(f"the low-resolution power left unexplained by their "
+                             f"aligned class average was more than {pf['max_residual_z']:g} "
+                             f"robust standard deviations above the median")
+            if pf.get("min_signal_z"):
+                tests.append(f"their signal matched to the class average was more than "
+                             f"{pf['min_signal_z']:g} robust standard deviations below the "
+                             f"median")
+            text += (f" Particles of the selected classes were removed when "
+                     f"{' or when '.join(tests)} (medians over all particles of the selected "
+                     f"classes; {pf['n_removed']} of {pf['n_in_classes']} removed).")
+        return [text]
 
     def _citations(self) -> list[str]:
         return ["twodclass2026"]

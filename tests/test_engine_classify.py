@@ -179,6 +179,12 @@ def test_mpi_two_processes(sim, tmp_path):
     assert info["status"] == "finished" and info["mpi_processes"] == 2
     ev = evaluate_job(out, sim.truth_star)
     assert ev.views_found == 4 and ev.view_purity > 0.9 and ev.psi_error_deg < 8.0
+    # every process filled the per-particle statistics of its own particles
+    data = read_star(out / "run_data.star")["particles"]
+    assert (data["tdcResidualLowRes"] > 0).all() and (data["tdcSignalLowRes"] != 0).all()
+    good = read_star(sim.truth_star)["particles"]["tdcViewId"].to_numpy() >= 0
+    res = data["tdcResidualLowRes"].to_numpy()
+    assert np.median(res[~good]) > np.median(res[good]) + 0.3
 
 
 @pytest.mark.parametrize("extra", [["--no-force-max"], ["--no-ctf"]])

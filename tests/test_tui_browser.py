@@ -26,7 +26,7 @@ async def _ready(pilot, app) -> BrowserScreen:
         await pilot.pause(0.05)
         screen = app.screen
         if isinstance(screen, BrowserScreen) and screen.job is not None \
-                and screen.auto is not None:
+                and screen.auto is not None and screen.pfilter is not None:
             return screen
     raise AssertionError("browser did not load")
 
@@ -46,11 +46,15 @@ async def _test_select_three_classes_and_save(tmp_path):
         await pilot.press("right", "space", "down", "space", "right", "space")
         chosen = {2, 7, 8}
         assert grid.selected == chosen
+        await app.workers.wait_for_complete()  # the particle filter's count
+        await pilot.pause()
         status = str(screen.query_one("#status-line").render())
         counts = {c.number: c.count for c in screen.job.classes}
         n_sel = sum(counts[c] for c in chosen)
         assert f"Selected 3/8 classes · {n_sel:,}/240 particles" in status
         assert "unsaved" in status
+        # the particle filter is on; this job has no outliers (n_outliers=0)
+        assert f"0 of the {n_sel} particles removed by the particle filter" in status
         await pilot.press("s")
         await app.workers.wait_for_complete()
         await pilot.pause()

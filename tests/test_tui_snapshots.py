@@ -49,7 +49,8 @@ async def _settle(pilot, cond=lambda: True) -> None:
 
 def _browser_loaded(app) -> bool:
     s = app.screen
-    return isinstance(s, BrowserScreen) and s.job is not None and s.auto is not None
+    return isinstance(s, BrowserScreen) and s.job is not None and s.auto is not None \
+        and s.pfilter is not None
 
 
 def test_browser_snapshot(tmp_path, snap_compare):

@@ -14,7 +14,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "browse", help="browse the class averages of a job and select classes (terminal UI)",
         description="Show every class average of JOBDIR with its particle count and resolution; "
                     "select classes (space, or a for the automatic suggestion) and save them (s) "
-                    "as particles_selected.star, classes_selected.mrcs/.star and selection.json.")
+                    "as particles_selected.star, classes_selected.mrcs/.star and selection.json. "
+                    "The particle filter (on by default, f toggles it) leaves out the particles "
+                    "that do not look like their class-mates and writes them to "
+                    "particles_removed.star, as `twodclass select` does.")
     p.add_argument("job_dir", type=Path, metavar="JOBDIR", help="a twodclass job folder")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
                    help="write the selection here instead of into JOBDIR")

@@ -1,21 +1,25 @@
-"""One class in detail: a larger image, its statistics, member particles aligned to it."""
+"""One class in detail: a larger image, its statistics, member particles aligned to it, and
+how many of its particles the particle filter removes (when it is on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.class_grid import ClassGrid
 from tui.image import HalfBlockImage, make_image
 from tui.jobfiles import JobData, member_samples, read_run_data
-from tui.selection_io import Suggestion
+from tui.selection_io import FilterSummary, ParticleFilter, Suggestion
 
 __all__ = ["ClassDetailScreen"]
 
@@ -35,12 +39,24 @@ class ClassDetailScreen(Screen[None]):
     _run_data_cache: dict[str, dict] = {}
 
     def __init__(self, job: JobData, number: int, grid: ClassGrid,
-                 suggestions: dict[int, Suggestion] | None = None) -> None:
+                 suggestions: dict[int, Suggestion] | None = None,
+                 filter_state: Callable[[], tuple[ParticleFilter | None, bool, Any]]
+                 | None = None) -> None:
+        """``filter_state()`` gives the browser's particle filter (None while the particles
+        are read), whether it is on, and its thresholds."""
         super().__init__()
         self.job = job
         self.number = number
         self.grid = grid
         self.suggestions = suggestions or {}
+        self.filter_state = filter_state
+        self._filter: tuple[int, FilterSummary] | None = None
+
+    @classmethod
+    def prime_run_data(cls, job_dir: Any, particles: Any, optics: Any) -> None:
+        """Reuse particles already read (by the browser) instead of reading them again."""
+        cls._run_data_cache.clear()
+        cls._run_data_cache[str(job_dir)] = {"particles": particles, "optics": optics}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -63,6 +79,7 @@ class ClassDetailScreen(Screen[None]):
         box = self.query_one("#detail-image", Vertical)
         box.remove_children()
         box.mount(make_image(self.job.images[self._index()], classes="detail-big"))
+        self._request_filter()
         self._update_stats()
         self.query_one("#detail-samples", Horizontal).remove_children()
         self._load_samples(self.number)
@@ -74,6 +91,7 @@ class ClassDetailScreen(Screen[None]):
             f"[b]Class {c.number}[/b]  "
             + ("[reverse] selected [/]" if c.number in self.grid.selected else "not selected"),
             f"{'particles':<19} {c.count:,} ({100 * c.count / total:.1f} %)",
+            *self._filter_lines(),
             f"{'resolution':<19} {c.resolution_A:.1f} Å",
             f"{'distribution':<19} {c.distribution:.4f}",
         ]
@@ -94,6 +112,63 @@ class ClassDetailScreen(Screen[None]):
             lines.append("")
             lines.append(f"auto: {'keep' if sug.keep else 'drop'} — {sug.reason}")
         self.query_one("#detail-stats", Static).update("\n".join(lines))
+
+    # ------------------------------------------------------------------ particle filter
+    def _filter_ids(self) -> list[int]:
+        """The selection the filter judges this class in: the browser's, with this class."""
+        return sorted(self.grid.selected | {self.number})
+
+    def _request_filter(self) -> None:
+        self._filter = None
+        if self.filter_state is None:
+            return
+        pf, on, th = self.filter_state()
+        if pf is None or not on:
+            return
+        ids = self._filter_ids()
+        got = pf.cached(ids, th)
+        if got is not None:
+            self._filter = (self.number, got)
+        else:
+            self._run_filter(pf, self.number, ids, th)
+
+    @work(thread=True, exclusive=True, group="filter")
+    def _run_filter(self, pf: ParticleFilter, number: int, ids: list[int], th: Any) -> None:
+        summ = pf.summary(ids, th)
+        self.app.call_from_thread(self._filter_ready, number, summ)
+
+    def _filter_ready(self, number: int, summ: FilterSummary) -> None:
+        if number == self.number and self.is_attached:
+            self._filter = (number, summ)
+            try:
+                self._update_stats()
+            except NoMatches:  # closed meanwhile
+                pass
+
+    def refresh_filter(self) -> None:
+        """The browser's particle filter changed (e.g. the particles were read)."""
+        self._request_filter()
+        self._update_stats()
+
+    def _filter_lines(self) -> list[str]:
+        """``particle filter  2 removed`` and a line per reason (when the filter is on)."""
+        if self.filter_state is None:
+            return []
+        pf, on, _ = self.filter_state()
+        head = f"{'particle filter':<19} "
+        if not on:
+            return [head + "off"]
+        if pf is None:
+            return [head + "reading the particles…"]
+        if self._filter is None or self._filter[0] != self.number:
+            return [head + "counting…"]
+        summ = self._filter[1]
+        if summ.note:
+            return [head + escape(f"did not run: {summ.note}")]
+        _, gone, reasons = summ.for_class(self.number)
+        when = "" if self.number in self.grid.selected else " if selected"
+        return [head + f"{gone:,} removed{when}",
+                *(f"  {v:,} {k}" for k, v in reasons.items() if v)]
 
     @work(thread=True, exclusive=True, group="samples")
     def _load_samples(self, number: int) -> None:

@@ -153,16 +153,23 @@ def read_particle_columns(path: Path, columns: tuple[str, ...]) -> Any:
     return df[use]
 
 
-def read_selection(path: Path) -> list[int] | None:
-    """Class numbers of a saved ``selection.json`` (a file or the folder holding it)."""
+def _selection_json(path: Path) -> Any:
+    """The parsed ``selection.json`` (a file or the folder holding it), or None."""
     p = Path(path)
     if p.is_dir():
         p = p / "selection.json"
     if not p.exists():
         return None
     try:
-        d = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except (OSError, ValueError):
+        return None
+
+
+def read_selection(path: Path) -> list[int] | None:
+    """Class numbers of a saved ``selection.json`` (a file or the folder holding it)."""
+    d = _selection_json(path)
+    if not isinstance(d, dict):
         return None
     for key in ("classes", "class_ids", "selected_classes"):
         if key in d:
@@ -177,14 +184,8 @@ def read_selection_filter(path: Path) -> bool | None:
     every particle of the selected classes was kept) -> False; a record -> True; no readable
     file -> None.
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / "selection.json"
-    if not p.exists():
-        return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError):
+    d = _selection_json(path)
+    if d is None:
         return None
     return isinstance(d, dict) and d.get("particle_filter") is not None
 

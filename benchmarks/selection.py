@@ -18,22 +18,24 @@ kept, no view lost.
 
 Prints a table and one final JSON line.
 
-Measured (2 shared CPU cores, 4000 particles of 64 px at 3 Å, 25% junk, 24 classes, default
-thresholds: classes + particle filter; "classes" = the whole-class decisions alone):
+Measured (2 CPU cores, 4000 particles of 64 px at 3 Å, 25% junk, 24 classes, default
+thresholds: classes + particle filter; "classes only" = the whole-class decisions alone):
 
 =========  =============  ==============  =========  ==========  =======
 seed       junk rejected  (classes only)  good kept  views lost  run
 =========  =============  ==============  =========  ==========  =======
-0          0.934          0.710           1.000      none        62 s
-1          0.975          0.733           0.999      none        89 s
-2 (*)      0.948          0.712           0.999      none        91 s
-3          0.951          0.704           0.986      none        88 s
+0          0.933          0.710           1.000      none        62 s
+1          0.974          0.733           0.999      none        89 s
+2 (*)      0.949          0.712           0.999      none        91 s
+3          0.948          0.704           0.987      none        44 s
+4          0.943          0.744           0.991      none        45 s
+5          0.927          0.693           0.999      none        48 s
 =========  =============  ==============  =========  ==========  =======
 
-(*) ``--rare-weight 0.05``. The particle filter removed 76-87% of the aggregates (whole-class
-decisions: 0-1%, they sit in good classes) and 98-100% of the ice and carbon left in good
-classes, for 1-7 good particles per run. Seed 3: a rare view without a class of its own,
-scattered over other classes (some of them junk classes), kept 51% of its particles.
+(*) ``--rare-weight 0.05``. The particle filter removed 76-86% of the aggregates (whole-class
+decisions: 0-5%, they sit in good classes) and 97-100% of the ice and carbon left in good
+classes, for 0-4 good particles per run. Seed 3: a rare view without a class of its own,
+scattered over other classes (some of them junk classes), kept 53% of its particles.
 """
 
 from __future__ import annotations

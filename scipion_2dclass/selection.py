@@ -19,7 +19,8 @@ from typing import Any
 from .constants import DATA_STAR, MODEL_STAR
 
 __all__ = ["FILTER_FIELDS", "ClassInfo", "Decision", "ParticleFilter", "auto_decisions",
-           "decide", "find_job_dir", "parse_ids", "particle_filter", "saved_selection"]
+           "decide", "find_job_dir", "parse_ids", "particle_filter", "saved_selection",
+           "saved_filter_thresholds"]
 
 #: the fields of ``engine.selection.SelectionThresholds`` that drive the particle filter
 FILTER_FIELDS = ("max_residual_z", "min_signal_z")
@@ -210,6 +211,21 @@ def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
         return None, (f"no selection saved in {job_dir}: open the terminal class browser "
                       f"(viewer of the classification), select classes and save them (s)")
     return set(info["class_ids"]), f"selection saved in the terminal browser ({job_dir})"
+
+
+def saved_filter_thresholds(job_dir: str | None) -> Any:
+    """The particle filter of the selection saved by ``twodclass browse``: an
+    ``engine.selection.SelectionThresholds`` with its thresholds, or None when it was saved
+    with the filter off (or before the filter existed, or nothing is saved)."""
+    if job_dir is None:
+        return None
+    from engine.selection import SelectionThresholds, load_selection
+
+    info = load_selection(job_dir)
+    pf = None if info is None else info.get("particle_filter")
+    if not isinstance(pf, dict):
+        return None
+    return SelectionThresholds(**{n: float(pf[n]) for n in FILTER_FIELDS if n in pf})
 
 
 # ---------------------------------------------------------------------- particle filter

@@ -498,24 +498,41 @@ class TestTwoDClassProtocols(BaseTest):
         job = cprot.getJobDir()
         if not os.path.exists(os.path.join(job, "selection.json")):
             self.assertIn("no selection saved", "\n".join(prot.validate()))
-        from engine.selection import write_selection
+        from engine.io.star import read_star
+        from engine.selection import SelectionThresholds, write_selection
 
-        write_selection(job, [2, 3])
+        sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
+        # saved with the browser's particle filter (strict, so that it removes some): the
+        # output holds exactly the particles the browser saved, whatever the form says
+        paths = write_selection(job, [2, 3], particle_filter=SelectionThresholds(
+            max_residual_z=1.0, min_signal_z=1.0))
+        saved = read_star(paths["particles"])["particles"]
+        prot.removeOutliers.set(False)
         try:
             self.assertEqual(prot.validate(), [])
             prot = self.launchProtocol(prot)
+            # saved without the filter: every particle of the classes, form filter or not
+            write_selection(job, [2, 3])
+            prot2 = self.newProtocol(ProtTwoDSelect, objLabel="select saved, no filter",
+                                     useSaved=True, removeOutliers=True)
+            prot2.inputClasses.set(cprot)
+            prot2.inputClasses.setExtended("outputClasses")
+            prot2 = self.launchProtocol(prot2)
         finally:
-            for name in ("selection.json", "particles_selected.star",
+            for name in ("selection.json", "particles_selected.star", "particles_removed.star",
                          "classes_selected.mrcs", "classes_selected.star"):
                 if os.path.exists(os.path.join(job, name)):
                     os.remove(os.path.join(job, name))
         self.assertEqual({c.getObjId() for c in prot.outputClasses}, {2, 3})
-        sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
-        n_gone = (prot.outputRemovedParticles.getSize()
-                  if hasattr(prot, "outputRemovedParticles") else 0)
-        self.assertEqual(prot.outputParticles.getSize() + n_gone, sizes[2] + sizes[3])
+        self.assertLess(len(saved), sizes[2] + sizes[3])
+        self.assertEqual({int(p.getObjId()) for p in prot.outputParticles},
+                         set(saved["tdcScipionId"].astype(int)))
+        self.assertEqual(prot.outputParticles.getSize()
+                         + prot.outputRemovedParticles.getSize(), sizes[2] + sizes[3])
         self.assertIn("class 1: not selected in the terminal browser",
                       "\n".join(prot.summary()))
+        self.assertEqual(prot2.outputParticles.getSize(), sizes[2] + sizes[3])
+        self.assertFalse(hasattr(prot2, "outputRemovedParticles"))
 
     def test_disabled_particles_are_left_out(self):
         parts = self.protImport._createSetOfParticles(suffix="_some_disabled")

@@ -26,6 +26,7 @@ from ..selection import (
     find_job_dir,
     parse_ids,
     particle_filter,
+    saved_filter_thresholds,
     saved_selection,
 )
 
@@ -97,8 +98,10 @@ class ProtTwoDSelect(Prot2D):
                       label="Use the selection from the terminal browser",
                       help="For classes of a twodclass 2D classification: keep exactly the "
                            "classes selected and saved (key s) in `twodclass browse` (the "
-                           "viewer's 'Open terminal class browser'). The criteria below are "
-                           "then ignored; 'Always keep/reject' still apply.")
+                           "viewer's 'Open terminal class browser'), and its particle "
+                           "filter setting (key f), so the output holds the particles the "
+                           "browser saved. The criteria and the particle filter setting "
+                           "below are then ignored; 'Always keep/reject' still apply.")
         form.addParam("minParticles", pwparams.IntParam, default=0,
                       validators=[pwparams.GE(0)], label="Minimum particles per class",
                       help="Reject classes with fewer particles. 0 = no limit.")
@@ -159,7 +162,10 @@ class ProtTwoDSelect(Prot2D):
         return decisions, note
 
     def filterThresholds(self) -> SelectionThresholds | None:
-        """The particle filter's thresholds of the form, or None when it is off."""
+        """The particle filter's thresholds, or None when it is off: those of the form, or,
+        with 'Use the selection from the terminal browser', those saved with it."""
+        if self.useSaved.get():
+            return saved_filter_thresholds(self.getJobDir())
         if not self.removeOutliers.get():
             return None
         return SelectionThresholds(**{n: float(getattr(self, n).get()) for n in FILTER_FIELDS})

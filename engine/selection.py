@@ -413,6 +413,8 @@ class ParticleVerdict:
         Why the filter did not run (empty when it did).
     stats : dict
         Median and robust standard deviation of each statistic among the selected particles.
+    limits : dict
+        The thresholds it applied (``max_residual_z``, ``min_signal_z``).
     """
 
     in_classes: np.ndarray
@@ -421,6 +423,7 @@ class ParticleVerdict:
     removed: dict[str, int]
     note: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_removed(self) -> int:
@@ -437,7 +440,8 @@ class ParticleVerdict:
         return {"applied": not self.note, "note": self.note,
                 "n_in_classes": int(self.in_classes.sum()), "n_removed": self.n_removed,
                 "removed": {k: int(v) for k, v in self.removed.items()},
-                "stats": {k: round(float(v), 4) for k, v in self.stats.items()}}
+                "stats": {k: round(float(v), 4) for k, v in self.stats.items()},
+                **{k: float(v) for k, v in self.limits.items()}}
 
 
 EXCESS = "excess low-resolution power"
@@ -472,20 +476,22 @@ def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
     keep = in_cls.copy()
     reason = np.full(n, "", dtype=object)
     removed = {EXCESS: 0, WEAK: 0}
+    limits = {"max_residual_z": float(th.max_residual_z), "min_signal_z": float(th.min_signal_z)}
     tests = [(name, z, sign, label) for name, z, sign, label in (
         ("tdcResidualLowRes", th.max_residual_z, 1.0, EXCESS),
         ("tdcSignalLowRes", th.min_signal_z, -1.0, WEAK)) if z > 0]
     if not tests:
-        return ParticleVerdict(in_cls, keep, reason, removed, "switched off")
+        return ParticleVerdict(in_cls, keep, reason, removed, "switched off", limits=limits)
     missing = [name for name, *_ in tests if name not in cols]
     if missing:
         return ParticleVerdict(in_cls, keep, reason, removed,
                                f"no {', '.join(missing)} column in the particle file (a job "
-                               "of another program or an older version): nothing removed")
+                               "of another program or an older version): nothing removed",
+                               limits=limits)
     if in_cls.sum() < MIN_FILTER_POPULATION:
         return ParticleVerdict(in_cls, keep, reason, removed,
                                f"fewer than {MIN_FILTER_POPULATION} particles in the selected "
-                               "classes: nothing removed")
+                               "classes: nothing removed", limits=limits)
     stats: dict[str, float] = {}
     for name, limit, sign, label in tests:
         v = pd.to_numeric(data[cols[name]], errors="coerce").to_numpy(float)
@@ -503,7 +509,7 @@ def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
                          if np.isfinite(z[i]) else f"{label} (no value)")
         removed[label] = int((bad & keep).sum())
         keep &= ~bad
-    return ParticleVerdict(in_cls, keep, reason, removed, "", stats)
+    return ParticleVerdict(in_cls, keep, reason, removed, "", stats, limits)
 
 
 # ------------------------------------------------------------------------------------------
@@ -539,7 +545,8 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
                     thresholds: SelectionThresholds | None = None,
                     coverage: ViewCoverage | None = None,
                     resolution_limit_A: float | None = None,
-                    particle_filter: SelectionThresholds | None = None) -> dict[str, Path]:
+                    particle_filter: SelectionThresholds | ParticleVerdict | None = None
+                    ) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
     Parameters
@@ -559,11 +566,11 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
     resolution_limit_A : float, optional
         The resolution limit the automatic selection applied (``auto_select(...).attrs
         ["max_res_A"]``), recorded in ``selection.json``.
-    particle_filter : SelectionThresholds, optional
+    particle_filter : SelectionThresholds or ParticleVerdict, optional
         Remove the outlier particles of the selected classes (:func:`particle_outliers`
-        with these thresholds) and write them, with the reason, to
-        ``particles_removed.star``. Without it every particle of the selected classes is
-        kept.
+        with these thresholds, or its verdict for ``class_ids`` already computed) and write
+        them, with the reason, to ``particles_removed.star``. Without it every particle of
+        the selected classes is kept.
 
     Returns
     -------
@@ -601,12 +608,15 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
              "json": out / "selection.json"}
 
     data = job.data
+    in_cls = data["rlnClassNumber"].astype(int).isin(ids).to_numpy()
     verdict = None
-    if particle_filter is not None:
+    if isinstance(particle_filter, ParticleVerdict):
+        verdict = particle_filter
+        if len(verdict.keep) != len(data) or (verdict.in_classes != in_cls).any():
+            raise ValueError("the particle filter's verdict is for other classes")
+    elif particle_filter is not None:
         verdict = particle_outliers(data, ids, particle_filter)
-        keep = verdict.keep
-    else:
-        keep = data["rlnClassNumber"].astype(int).isin(ids).to_numpy()
+    keep = in_cls if verdict is None else verdict.keep
     optics = {"optics": job.optics} if job.optics is not None else {}
     write_star(paths["particles"], {**optics, "particles": data.loc[keep].reset_index(drop=True)})
     removed_path = out / "particles_removed.star"
@@ -634,11 +644,9 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
         "class_ids": ids,
         "n_classes": len(ids),
         "n_particles": int(keep.sum()),
-        "n_particles_in_classes": int(data["rlnClassNumber"].astype(int).isin(ids).sum()),
+        "n_particles_in_classes": int(in_cls.sum()),
         "n_particles_total": int(len(data)),
-        "particle_filter": None if verdict is None else {
-            **verdict.to_dict(), "max_residual_z": particle_filter.max_residual_z,
-            "min_signal_z": particle_filter.min_signal_z},
+        "particle_filter": None if verdict is None else verdict.to_dict(),
         "counts": {str(c): int(counts[c]) for c in ids},
         "mode": "manual" if thresholds is None else "auto",
         "thresholds": None if thresholds is None else thresholds.to_dict(),

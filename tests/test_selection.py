@@ -280,6 +280,12 @@ def test_write_selection_with_particle_filter(tmp_path):
     assert info["n_particles"] == len(want) and info["n_particles_in_classes"] == len(in_cls)
     assert info["particle_filter"]["n_removed"] == len(outliers)
     assert info["particle_filter"]["max_residual_z"] == 4.0
+    # a verdict computed beforehand gives the same files; one for other classes is refused
+    v = particle_outliers(j.data, ids)
+    paths = write_selection(job, ids, out_dir=tmp_path / "v", particle_filter=v)
+    assert read_star(paths["particles"])["particles"]["rlnImageName"].tolist() == want
+    with pytest.raises(ValueError, match="other classes"):
+        write_selection(job, [1, 2], out_dir=tmp_path / "v", particle_filter=v)
     # the same folder without the filter: every particle, and no stale removed file
     paths = write_selection(job, ids, out_dir=out)
     assert len(read_star(paths["particles"])["particles"]) == len(in_cls)

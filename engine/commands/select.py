@@ -126,14 +126,11 @@ def run(args: argparse.Namespace) -> int:
     n_cls = int(table.loc[table["class_number"].isin(selected), "count"].sum())
     n_all = int(table["count"].sum())
     limit = table.attrs.get("max_res_A", float("nan"))
-    pfilter = None if args.no_particle_filter else th
-    n_sel = n_cls
-    if pfilter is not None:
-        verdict = particle_outliers(job.data, selected, pfilter)
-        n_sel = int(verdict.keep.sum())
+    verdict = None if args.no_particle_filter else particle_outliers(job.data, selected, th)
+    n_sel = n_cls if verdict is None else int(verdict.keep.sum())
     print(f"\n{len(selected)} of {len(table)} classes, {n_cls} particles in them; "
           f"resolution limit {limit:.1f} Å; {cov.summary()}")
-    print(verdict.summary() if pfilter is not None else
+    print(verdict.summary() if verdict is not None else
           "particle filter: off (every particle of the selected classes kept)")
     print(f"{n_sel} of {n_all} particles selected ({100.0 * n_sel / max(n_all, 1):.1f}%)")
     for w in cov.warnings:
@@ -148,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_selection(job, sorted(selected), out_dir=args.out, reasons=reasons,
                             thresholds=None if manual else th, coverage=cov,
                             resolution_limit_A=None if manual else limit,
-                            particle_filter=pfilter)
+                            particle_filter=verdict)
     extra = f", {paths['removed'].name}" if "removed" in paths else ""
     print(f"wrote {paths['particles']} ({n_sel} particles), {paths['classes_mrcs'].name}, "
           f"{paths['classes_star'].name}, {paths['json'].name}{extra}")

@@ -9,26 +9,16 @@ import numpy as np
 import pytest
 import starfile
 from helpers_job import make_finished_job
+from helpers_tui import browser_ready
 
 from tui.app import TwodclassApp
 from tui.class_grid import ClassGrid
-from tui.screen_browser import BrowserScreen
 from tui.screen_detail import ClassDetailScreen
 
 
 @pytest.fixture(autouse=True)
 def _halfblock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWODCLASS_HALFBLOCK", "1")
-
-
-async def _ready(pilot, app) -> BrowserScreen:
-    for _ in range(100):
-        await pilot.pause(0.05)
-        screen = app.screen
-        if isinstance(screen, BrowserScreen) and screen.job is not None \
-                and screen.auto is not None and screen.pfilter is not None:
-            return screen
-    raise AssertionError("browser did not load")
 
 
 def test_select_three_classes_and_save(tmp_path):
@@ -39,7 +29,7 @@ async def _test_select_three_classes_and_save(tmp_path):
     job = make_finished_job(tmp_path, n_classes=8, n_particles=240)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         grid = screen.query_one(ClassGrid)
         assert grid.columns == 5  # 80 columns: five 15-cell tiles
         assert grid.current_number == 1  # sorted by count: class 1 first
@@ -92,7 +82,7 @@ async def _test_reopen_restores_selection_sorts_and_auto(tmp_path):
     (job / "selection.json").write_text(json.dumps({"class_ids": [3, 5]}))
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         grid = screen.query_one(ClassGrid)
         assert grid.selected == {3, 5}
         # sort by resolution then by number: cursor keeps its class
@@ -126,7 +116,7 @@ async def _test_class_detail_shows_aligned_members(tmp_path):
     job = make_finished_job(tmp_path, n_classes=4, n_particles=80)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(100, 40)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         await pilot.press("enter")
         await pilot.pause()
         detail = app.screen
@@ -158,7 +148,7 @@ async def _save_into_output_folder(tmp_path):
     out = tmp_path / "picked"
     app = TwodclassApp("browse", job_dir=job, out_dir=out)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         await pilot.press("a", "s")
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -169,7 +159,7 @@ async def _save_into_output_folder(tmp_path):
     assert sel["mode"] == "auto" and sel["reasons"]  # the automatic thresholds are recorded
     app = TwodclassApp("browse", job_dir=job, out_dir=out)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         assert screen.grid.selected == keep
         assert "unsaved" not in str(screen.query_one("#status-line").render())
 
@@ -182,7 +172,7 @@ async def _many_classes(tmp_path):
     job = make_finished_job(tmp_path, n_classes=200, n_particles=2000, box=24)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         grid = screen.grid
         await pilot.press("end")
         assert grid.cursor == 199 and grid.scroll_offset.y > 0

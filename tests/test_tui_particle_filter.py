@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import starfile
 from helpers_job import make_finished_job
+from helpers_tui import browser_ready
 
 from engine.selection import SelectionThresholds, particle_outliers
 from tui.app import TwodclassApp
@@ -28,17 +29,6 @@ WEAK = "weak signal"
 @pytest.fixture(autouse=True)
 def _halfblock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWODCLASS_HALFBLOCK", "1")
-
-
-async def _ready(pilot, app) -> BrowserScreen:
-    """The browser with its classes, the automatic suggestion and the particles read."""
-    for _ in range(200):
-        await pilot.pause(0.05)
-        screen = app.screen
-        if isinstance(screen, BrowserScreen) and screen.job is not None \
-                and screen.auto is not None and screen.pfilter is not None:
-            return screen
-    raise AssertionError("browser did not load")
 
 
 async def _settle(pilot, app) -> None:
@@ -73,7 +63,7 @@ async def _test_save_with_the_filter_then_without(tmp_path):
     data, outliers = _truth(job)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         assert screen.filter_on  # on by default, as `twodclass select`
         await pilot.press("a")
         await _settle(pilot, app)
@@ -136,7 +126,7 @@ async def _test_reopen_restores_the_filter_state(tmp_path):
     for filter_on in (False, True):
         app = TwodclassApp("browse", job_dir=job, out_dir=out)
         async with app.run_test(size=(100, 30)) as pilot:
-            screen = await _ready(pilot, app)
+            screen = await browser_ready(pilot, app)
             if screen.filter_on != filter_on:
                 await pilot.press("f")
             await pilot.press("a", "s")
@@ -144,7 +134,7 @@ async def _test_reopen_restores_the_filter_state(tmp_path):
             assert screen.saved_filter is filter_on
         app = TwodclassApp("browse", job_dir=job, out_dir=out)
         async with app.run_test(size=(100, 30)) as pilot:
-            screen = await _ready(pilot, app)
+            screen = await browser_ready(pilot, app)
             await _settle(pilot, app)
             assert screen.filter_on is filter_on
             status = _status(screen)
@@ -172,7 +162,7 @@ async def _test_class_detail_shows_what_the_filter_removes(tmp_path):
     assert counts[chosen] >= 30  # enough particles for the filter's robust statistics
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         grid = screen.grid
 
         def goto(number: int) -> None:
@@ -217,7 +207,7 @@ async def _test_job_without_the_particle_columns(tmp_path):
     data = blocks["particles"]
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         await pilot.press("a")
         await _settle(pilot, app)
         in_cls = data["rlnClassNumber"].isin(screen.grid.selected).to_numpy()
@@ -242,7 +232,7 @@ async def _test_palette_entry_toggles_the_filter(tmp_path):
     job = make_finished_job(tmp_path, n_classes=4, n_particles=80)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         cmds = {c.title: c for c in app.get_system_commands(screen)}
         cmds["Toggle the particle filter"].callback()
         await pilot.pause()
@@ -344,7 +334,7 @@ async def _test_unusual_particle_file_read_whole(tmp_path, monkeypatch):
     data, outliers = _truth(job)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = await _ready(pilot, app)
+        screen = await browser_ready(pilot, app)
         assert screen.job.engine_job.data is not None  # read whole, reused for saving
         await pilot.press("a")
         await _settle(pilot, app)

@@ -283,9 +283,11 @@ class BrowserScreen(Screen[None]):
         if sug is not None:
             sug_s = f" · auto: {'keep' if sug.keep else 'drop'} ({sug.reason})"
         mark = "selected" if number in grid.selected else "not selected"
+        fam = None if self.auto is None else self.auto.family(number)
+        fam_s = "" if fam is None else f", view {fam}"
         self.query_one("#class-line", Static).update(
-            f"Class {number}: {c.count:,} particles, {c.resolution_A:.1f} Å, {mark}{sug_s}",
-            layout=False)
+            f"Class {number}: {c.count:,} particles, {c.resolution_A:.1f} Å{fam_s}, {mark}"
+            f"{sug_s}", layout=False)
 
     @on(ClassGrid.SelectionChanged)
     def _selection_changed(self, event: ClassGrid.SelectionChanged) -> None:

@@ -57,6 +57,13 @@ class AutoSelection:
     def keep(self) -> list[int]:
         return sorted(n for n, s in self.suggestions.items() if s.keep)
 
+    def family(self, number: int) -> int | None:
+        """The view family of class ``number`` (classes showing the same view), if known."""
+        if self.table is None or "family" not in self.table.columns:
+            return None
+        rows = self.table.loc[self.table["class_number"] == int(number), "family"]
+        return int(rows.iloc[0]) if len(rows) else None
+
 
 def auto_suggest(job: JobData) -> AutoSelection:
     """Run the engine's explained automatic selection (slow-ish: call from a thread)."""

@@ -446,6 +446,8 @@ class ParticleVerdict:
 
 EXCESS = "excess low-resolution power"
 WEAK = "weak signal"
+#: what a selection says when the particle filter is switched off
+FILTER_OFF = "particle filter: off (every particle of the selected classes kept)"
 
 
 def _robust(v: np.ndarray) -> tuple[float, float]:

@@ -248,7 +248,6 @@ class ParticleFilter:
         return dict(self.info.get("removed", {}))
 
 
-OFF = "particle filter: off (every particle of the selected classes kept)"
 
 
 def _not_run(note: str, info: Mapping[str, Any]) -> ParticleFilter:
@@ -267,18 +266,16 @@ def particle_filter(job_dir: str | None, class_ids: Iterable[int], thresholds: A
     (:func:`scipion_2dclass.convert.row_scipion_ids`). Never raises for a job it cannot
     use: nothing is removed and ``note`` says why.
     """
+    from engine.selection import FILTER_OFF, particle_outliers
+
+    from .convert import read_job, row_scipion_ids
+
     if thresholds is None:
-        return ParticleFilter(False, OFF, "off", info={"applied": False, "note": "off"})
+        return ParticleFilter(False, FILTER_OFF, "off", info={"applied": False, "note": "off"})
     limits = {name: float(getattr(thresholds, name)) for name in FILTER_FIELDS}
     if job_dir is None:
         return _not_run("the classes do not come from a twodclass job folder: nothing "
                         "removed", limits)
-    try:
-        from engine.selection import particle_outliers
-    except ImportError as exc:
-        return _not_run(f"engine.selection.particle_outliers is not available ({exc})",
-                        limits)
-    from .convert import read_job, row_scipion_ids
 
     try:
         data = read_job(job_dir).particles
@@ -286,7 +283,7 @@ def particle_filter(job_dir: str | None, class_ids: Iterable[int], thresholds: A
         return _not_run(f"cannot read the particles of {job_dir} ({exc}): nothing removed",
                         limits)
     verdict = particle_outliers(data, [int(c) for c in class_ids], thresholds)
-    info = {**verdict.to_dict(), **limits}
+    info = verdict.to_dict()   # with the thresholds it applied
     if verdict.note:
         return _not_run(verdict.note, info)
     ids = row_scipion_ids(data, enabled_ids)

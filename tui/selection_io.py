@@ -16,7 +16,6 @@ the filter without keeping every verdict (compute it from a thread: 200,000 part
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -259,7 +258,13 @@ def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = No
     removes (thresholds: :func:`filter_thresholds`) go to ``particles_removed.star``
     instead of ``particles_selected.star``.
     """
-    from engine.selection import SelectionThresholds, view_coverage, write_selection
+    from engine.errors import InputError
+    from engine.selection import (
+        SelectionThresholds,
+        load_selection,
+        view_coverage,
+        write_selection,
+    )
 
     ids = sorted(int(c) for c in class_ids)
     kwargs: dict[str, Any] = {}
@@ -281,8 +286,10 @@ def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = No
                            "n_particles": int(sum(counts.get(c, 0) for c in ids)),
                            "paths": paths, "particle_filter": None}
     try:
-        info = json.loads(Path(paths["json"]).read_text())
-    except (OSError, ValueError):
+        info = load_selection(Path(paths["json"]).parent)
+    except InputError:
+        return res
+    if info is None:
         return res
     if isinstance(info.get("n_particles"), int):
         res["n_particles"] = info["n_particles"]

@@ -21,6 +21,7 @@ import pandas as pd
 from engine.errors import InputError, ParameterError
 from engine.jobfiles import load_job
 from engine.selection import (
+    FILTER_OFF,
     SelectionThresholds,
     auto_select,
     parse_class_list,
@@ -130,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
     n_sel = n_cls if verdict is None else int(verdict.keep.sum())
     print(f"\n{len(selected)} of {len(table)} classes, {n_cls} particles in them; "
           f"resolution limit {limit:.1f} Å; {cov.summary()}")
-    print(verdict.summary() if verdict is not None else
-          "particle filter: off (every particle of the selected classes kept)")
+    print(verdict.summary() if verdict is not None else FILTER_OFF)
     print(f"{n_sel} of {n_all} particles selected ({100.0 * n_sel / max(n_all, 1):.1f}%)")
     for w in cov.warnings:
         print(f"warning: {w}", file=sys.stderr)

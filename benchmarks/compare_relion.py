@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.fourier import fourier_crop  # noqa: E402
+from engine.core.fourier import fourier_crop  # noqa: E402
+from engine.core.pose import class_to_particle  # noqa: E402
 from engine.io.mrc import open_stack  # noqa: E402
 from engine.io.star import read_star  # noqa: E402
-from engine.pose import class_to_particle  # noqa: E402
 
 
 def _lowpass(imgs: np.ndarray, apix: float, res_A: float) -> np.ndarray:

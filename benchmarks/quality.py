@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import numpy as np
 
-    from engine.commands.run import run_job
-    from engine.evaluate import evaluate_job
     from engine.io.star import read_star
     from engine.params import ClassifyParams
-    from engine.simulate import simulate
+    from engine.run.job import run_job
+    from engine.sim.evaluate import evaluate_job
+    from engine.sim.simulate import simulate
 
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="twodclass-quality-"))
     sim_dir = out / "data"

@@ -1,10 +1,10 @@
 """Benchmark of the automatic class selection on simulated data with known junk and views.
 
-Simulates (``engine.simulate.simulate``) good particles of 8 views with unequal
+Simulates (``engine.sim.simulate.simulate``) good particles of 8 views with unequal
 populations (two rare views of about 3% each) and ``--junk`` junk of every kind the
 simulator knows (pure noise, ice, carbon edges, aggregates, off-centre particles), classifies
 everything with ``twodclass run`` and selects classes with
-:func:`engine.selection.auto_select` (default thresholds).
+:func:`engine.select.selection.auto_select` (default thresholds).
 
 Reports the fraction of junk particles rejected (overall and per kind), of good particles
 kept (overall and per view), whether every simulated view survives (at least half of its
@@ -53,18 +53,18 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.io.jobfolder import load_job  # noqa: E402
 from engine.io.star import read_star  # noqa: E402
-from engine.jobfiles import load_job  # noqa: E402
-from engine.selection import (  # noqa: E402
+from engine.select.selection import (  # noqa: E402
     SelectionThresholds,
     auto_select,
     particle_outliers,
     view_coverage,
 )
-from engine.simulate import JUNK_KINDS, simulate  # noqa: E402
+from engine.sim.simulate import JUNK_KINDS, simulate  # noqa: E402
 
 # ``twodclass run`` without importing the other subcommands
-RUN_ONLY = ("import argparse, sys; from engine.commands import run as r; "
+RUN_ONLY = ("import argparse, sys; from engine.cli import run as r; "
             "p = argparse.ArgumentParser(); r.add_parser(p.add_subparsers()); "
             "sys.exit(r.run(p.parse_args(sys.argv[1:])))")
 
@@ -74,7 +74,7 @@ VIEW_WEIGHTS = [1.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.15, 0.15]
 
 def make_data(out: Path, n_particles: int, box: int, apix_A: float, snr: float,
               junk_fraction: float, view_weights: list[float], seed: int) -> Path:
-    """Simulate the particle set (``engine.simulate.simulate``); return ``truth.star``."""
+    """Simulate the particle set (``engine.sim.simulate.simulate``); return ``truth.star``."""
     res = simulate(out, n_particles=n_particles, box=box, apix_A=apix_A, snr=snr,
                    junk_fraction=junk_fraction, n_views=len(view_weights),
                    view_weights=view_weights, junk_kinds=JUNK_KINDS, seed=seed)

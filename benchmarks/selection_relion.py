@@ -32,8 +32,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.jobfiles import load_job  # noqa: E402
-from engine.selection import auto_select, particle_outliers, view_coverage  # noqa: E402
+from engine.io.jobfolder import load_job  # noqa: E402
+from engine.select.selection import auto_select, particle_outliers, view_coverage  # noqa: E402
 
 COLUMNS = ["class_number", "count", "resolution_A", "family", "selected", "reason"]
 

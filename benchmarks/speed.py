@@ -15,7 +15,8 @@ then measures:
   scaled) through a bare batched polar search on the same grid (polar rings, one complex
   matrix product over rings per angular frequency, a batched inverse FFT over the angle; no
   CTF, no M-step, no bookkeeping);
-- **plain**: the plain Cartesian E-step (:mod:`engine.plain`) on a few particles, per visit.
+- **plain**: the plain Cartesian E-step (:mod:`engine.core.reference_estep`) on a few
+  particles, per visit.
 
 Prints a table row with wall times, visits per second, peak memory and the ratios.
 """
@@ -41,9 +42,9 @@ def bare_search(data, geo, refs, visits: int, block: int = 256) -> float:
     """Seconds for ``visits`` particle visits of the bare polar search."""
     import numpy as np
 
-    from engine.estep import PAD, reference_spectra
-    from engine.fourier import centred_rfft2
-    from engine.kernels import polar_sample
+    from engine.core.estep import PAD, reference_spectra
+    from engine.core.fourier import centred_rfft2
+    from engine.core.kernels import polar_sample
 
     grid = geo.grid
     rs = reference_spectra(refs, grid)
@@ -80,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OPENBLAS_NUM_THREADS"] = str(a.threads)
     import numpy as np
 
+    from engine.core.model import classify, geometry_for, initial_state
+    from engine.core.reference_estep import plain_scores
     from engine.io.particles import read_particles
-    from engine.model import classify, geometry_for, initial_state
     from engine.params import ClassifyParams
-    from engine.plain import plain_scores
-    from engine.preprocess import prepare_dataset
-    from engine.simulate import simulate
+    from engine.run.preprocess import prepare_dataset
+    from engine.sim.simulate import simulate
 
     folder = Path(a.data) if a.data else Path(tempfile.mkdtemp(prefix="twodclass-speed-"))
     star = folder / "particles.star"

@@ -1,4 +1,5 @@
-"""Helpers shared by the parameter dataclasses (:mod:`engine.params`, :mod:`engine.selection`):
+"""Helpers shared by the parameter dataclasses (:mod:`engine.params`,
+:mod:`engine.select.selection`):
 range checks from field metadata and strict construction from a dict."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ ATTR_MEAN_MAX_PROB = "_tdc_meanMaxProb"
 ATTR_MAX_PROB = "_tdc_maxProb"
 ATTR_LOGLIK = "_tdc_logLikeContribution"
 
-# per-particle statistics of the particle filter (engine.particle_stats), as stored on the
+# per-particle statistics of the particle filter (engine.core.particle_residuals), as stored on the
 # output particles: run_data.star column -> attribute
 PARTICLE_STAT_ATTRS = {"tdcResidualLowRes": "_tdc_residualLowRes",
                        "tdcSignalLowRes": "_tdc_signalLowRes"}

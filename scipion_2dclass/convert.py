@@ -34,7 +34,7 @@ import pandas as pd
 import starfile
 from pwem.convert import transformations as tfs
 
-from engine.pose import sample_bilinear
+from engine.core.pose import sample_bilinear
 
 from .constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
 
@@ -70,7 +70,7 @@ def align_with_matrix(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     With ``A = M[:2, :2]`` and ``t = M[:2, 3]`` (pixels) the particle is moved by ``+t`` (its
     centre to the box centre) and then turned by ``A`` (forward, as xmipp applies a matrix):
     ``aligned(y) = P(A^T y + c - t)`` with ``c = box // 2`` and ``y`` centred. For
-    ``M = pose_to_matrix(psi, ox, oy)`` this is ``engine.pose.align_to_class``.
+    ``M = pose_to_matrix(psi, ox, oy)`` this is ``engine.core.pose.align_to_class``.
     ``image`` is ``(box, box)``; returns float32.
     """
     m = np.asarray(matrix, dtype=np.float64)

@@ -2,10 +2,10 @@
 
 Pure Python (no Scipion objects): :func:`decide` takes one :class:`ClassInfo` per class and
 returns one :class:`Decision` (keep or reject, with reasons). :func:`auto_decisions` calls
-``engine.selection.auto_select(job_dir)`` when that module exists and the classes come from a
-twodclass job folder, and normalises its answer to ``{class number: (keep, reason)}``.
+``engine.select.selection.auto_select(job_dir)`` when the classes come from a twodclass job
+folder and gives its answer as ``{class number: (keep, reason)}``.
 :func:`particle_filter` applies the engine's per-particle filter
-(``engine.selection.particle_outliers``) to the selected classes of a job and names the
+(``engine.select.selection.particle_outliers``) to the selected classes of a job and names the
 removed particles by their Scipion ids.
 """
 
@@ -22,7 +22,7 @@ __all__ = ["FILTER_FIELDS", "ClassInfo", "Decision", "ParticleFilter", "auto_dec
            "decide", "find_job_dir", "parse_ids", "particle_filter", "saved_selection",
            "saved_filter_thresholds"]
 
-#: the fields of ``engine.selection.SelectionThresholds`` that drive the particle filter
+#: the fields of ``engine.select.selection.SelectionThresholds`` that drive the particle filter
 FILTER_FIELDS = ("max_residual_z", "min_signal_z")
 
 
@@ -112,90 +112,17 @@ def find_job_dir(classes_file: str | None) -> str | None:
     return None
 
 
-def _get(obj: Any, names: tuple[str, ...], default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, Mapping) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
-
-
-_ID_NAMES = ("class_number", "class_id", "klass", "k", "number", "cls", "class")
-_KEEP_NAMES = ("keep", "selected", "accept", "accepted", "good", "is_good", "decision")
-_REASON_NAMES = ("reason", "reasons", "why", "message", "explanation")
-
-
-def _keep_value(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("keep", "kept", "good", "accept", "accepted",
-                                     "selected", "yes", "true")
-    return bool(v)
-
-
-def _reason_text(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, Iterable):
-        return "; ".join(str(x) for x in v)
-    return str(v)
-
-
-def normalise_auto(result: Any) -> dict[int, tuple[bool, str]]:
-    """``auto_select``'s answer -> ``{class number: (keep, reason)}``.
-
-    Accepts a mapping ``{k: decision}``, a sequence of decisions (objects or dicts with a class
-    number, a keep flag and a reason), a pandas DataFrame, or an object with such a sequence in
-    ``.classes`` / ``.decisions``.
-    """
-    try:
-        import pandas as pd
-
-        if isinstance(result, pd.DataFrame):
-            result = result.to_dict("records")
-    except ImportError:  # pragma: no cover
-        pass
-    inner = _get(result, ("decisions", "classes", "per_class"))
-    if inner is not None and not isinstance(result, (list, tuple)):
-        result = inner
-    out: dict[int, tuple[bool, str]] = {}
-    if isinstance(result, Mapping):
-        for k, d in result.items():
-            if isinstance(d, (bool, int, str)) and not isinstance(d, Mapping):
-                out[int(k)] = (_keep_value(d), "")
-            elif isinstance(d, tuple) and len(d) == 2:
-                out[int(k)] = (_keep_value(d[0]), _reason_text(d[1]))
-            else:
-                out[int(k)] = (_keep_value(_get(d, _KEEP_NAMES, True)),
-                               _reason_text(_get(d, _REASON_NAMES)))
-        return out
-    for i, d in enumerate(result, start=1):
-        k = _get(d, _ID_NAMES, i)
-        out[int(k)] = (_keep_value(_get(d, _KEEP_NAMES, True)),
-                       _reason_text(_get(d, _REASON_NAMES)))
-    return out
-
-
 def auto_decisions(job_dir: str | None) -> tuple[dict[int, tuple[bool, str]] | None, str]:
-    """``(decisions, note)``: the engine's automatic selection of a job, or ``None`` and why."""
+    """``(decisions, note)``: the engine's automatic selection of a job
+    (``{class number: (keep, reason)}``), or ``None`` and why."""
     if job_dir is None:
         return None, "the classes do not come from a twodclass job folder"
-    try:
-        from engine import selection  # written alongside; optional
-    except ImportError as exc:
-        return None, f"engine.selection is not available ({exc})"
-    func = getattr(selection, "auto_select", None)
-    if func is None:
-        return None, "engine.selection has no auto_select()"
-    try:
-        result = func(job_dir)
-    except TypeError:
-        from pathlib import Path
+    from engine.select.selection import auto_select
 
-        result = func(Path(job_dir))
-    return normalise_auto(result), f"automatic selection of {job_dir}"
+    table = auto_select(job_dir)
+    decisions = {int(k): (bool(keep), str(why)) for k, keep, why in
+                 zip(table["class_number"], table["selected"], table["reason"], strict=True)}
+    return decisions, f"automatic selection of {job_dir}"
 
 
 def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
@@ -203,9 +130,9 @@ def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
     if job_dir is None:
         return None, "the classes do not come from a twodclass job folder"
     try:
-        from engine.selection import load_selection
+        from engine.select.selection import load_selection
     except ImportError as exc:
-        return None, f"engine.selection is not available ({exc})"
+        return None, f"engine.select.selection is not available ({exc})"
     info = load_selection(job_dir)
     if info is None:
         return None, (f"no selection saved in {job_dir}: open the terminal class browser "
@@ -215,11 +142,11 @@ def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
 
 def saved_filter_thresholds(job_dir: str | None) -> Any:
     """The particle filter of the selection saved by ``twodclass browse``: an
-    ``engine.selection.SelectionThresholds`` with its thresholds, or None when it was saved
+    ``engine.select.selection.SelectionThresholds`` with its thresholds, or None when it was saved
     with the filter off (or before the filter existed, or nothing is saved)."""
     if job_dir is None:
         return None
-    from engine.selection import SelectionThresholds, load_selection
+    from engine.select.selection import SelectionThresholds, load_selection
 
     info = load_selection(job_dir)
     pf = None if info is None else info.get("particle_filter")
@@ -259,14 +186,14 @@ def particle_filter(job_dir: str | None, class_ids: Iterable[int], thresholds: A
                     enabled_ids: Any) -> ParticleFilter:
     """Outlier particles of the classes ``class_ids`` of a twodclass job, by Scipion id.
 
-    ``thresholds``: an ``engine.selection.SelectionThresholds`` (its :data:`FILTER_FIELDS`
+    ``thresholds``: an ``engine.select.selection.SelectionThresholds`` (its :data:`FILTER_FIELDS`
     matter), or None for "switched off". ``enabled_ids``: the enabled input particles' ids
     in increasing order, or a function returning them; used to map the rows of
     ``run_data.star`` to particles only when the rows carry no ``_tdcScipionId``
     (:func:`scipion_2dclass.convert.row_scipion_ids`). Never raises for a job it cannot
     use: nothing is removed and ``note`` says why.
     """
-    from engine.selection import FILTER_OFF, particle_outliers
+    from engine.select.selection import FILTER_OFF, particle_outliers
 
     from .convert import read_job, row_scipion_ids
 

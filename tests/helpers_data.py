@@ -169,7 +169,7 @@ def project_real_space(volume: np.ndarray, rot_deg: float, tilt_deg: float,
                        psi_deg: float = 0.0) -> np.ndarray:
     """Slow reference: ``P(x, y) = sum_z V(A^T (x, y, z))`` with RELION's Euler matrix ``A``
     (rotate the volume, sum along z). ``(box, box)`` float64."""
-    from engine.project import euler_matrix
+    from engine.core.projection import euler_matrix
 
     n = volume.shape[0]
     c = n // 2

@@ -6,7 +6,7 @@
     tmp_path/job/run_data.star, run_model.star, run_classes.mrcs, job.json
 
 Particles are noisy copies of the class images moved by known poses (RELION convention,
-``engine.pose.class_to_particle``); classes are numbered by decreasing count. The truth is
+``engine.core.pose.class_to_particle``); classes are numbered by decreasing count. The truth is
 kept in ``job.json`` under ``"_test_truth"`` only when ``with_truth=True``.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from engine.pose import class_to_particle
+from engine.core.pose import class_to_particle
 
 __all__ = ["make_finished_job", "class_images", "write_input"]
 
@@ -100,7 +100,7 @@ def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120
     ``tdcSignalLowRes``) lie within 2.5 robust standard deviations of their median, except for
     ``n_outliers`` particles (rows 0, 7, 14, ...): the first half of those get a residual
     far above (an aggregate), the rest a signal far below (an empty pick), so
-    :func:`engine.selection.particle_outliers` removes exactly those of the selected classes.
+    :func:`engine.select.selection.particle_outliers` removes exactly those of the selected classes.
     """
     tmp_path = Path(tmp_path)
     rng = np.random.default_rng(seed)

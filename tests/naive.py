@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ctf import CtfParams, evaluate_ctf
+from engine.core.ctf import CtfParams, evaluate_ctf
 
 
 def nudft(img: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ def mstep_brute(particle: np.ndarray, ctf: CtfParams | None, apix_A: float, w: f
 def residual_sums_brute(particle: np.ndarray, ref_half: np.ndarray, ctf: CtfParams | None,
                         apix_A: float, psi_int_rad: float, t: np.ndarray, sigma2: np.ndarray,
                         r_lo: float, r_hi: float) -> np.ndarray:
-    """Twin of engine.kernels.residual_band_sums for one particle, by exact DFTs: the sums
+    """Twin of engine.core.kernels.residual_band_sums for one particle, by exact DFTs: the sums
     ``|x|^2, Re(x m*), |m|^2, |m|^2 sigma2`` over the half-plane band, with ``x`` the particle
     in its class frame and ``m = CTF x ref_half`` (``(b, b//2+1)`` centred transform)."""
     b = particle.shape[0]
@@ -84,7 +84,7 @@ def residual_sums_brute(particle: np.ndarray, ref_half: np.ndarray, ctf: CtfPara
 
 def best_poses_naive(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray,
                      inv_A: float) -> tuple[np.ndarray, ...]:
-    """Twin of engine.kernels.fused_best_poses from the full score array (n, K, T, P)."""
+    """Twin of engine.core.kernels.fused_best_poses from the full score array (n, K, T, P)."""
     n, K, T, P = cross.shape
     S = ((cross - 0.5 * ctf2[:, :, None]) - 0.5 * xpow[:, None, None, None]) * inv_A \
         + prior[None, None, :, None]

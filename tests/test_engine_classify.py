@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.evaluate import evaluate_job
-from engine.fourier import fourier_crop
+from engine.core.fourier import fourier_crop
+from engine.core.pose import align_to_class
 from engine.io.mrc import open_stack
 from engine.io.particles import read_particles
 from engine.io.star import read_star
-from engine.pose import align_to_class
-from engine.selection import auto_select, particle_outliers
-from engine.simulate import simulate
+from engine.select.selection import auto_select, particle_outliers
+from engine.sim.evaluate import evaluate_job
+from engine.sim.simulate import simulate
 from tests.helpers_data import digest
 
 ROOT = Path(__file__).resolve().parents[1]

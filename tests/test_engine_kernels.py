@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.ctf import CtfParams, evaluate_ctf
-from engine.estep import (
+from engine.core.ctf import CtfParams, evaluate_ctf
+from engine.core.estep import (
     PAD,
     _irfft_rows,
     make_grid,
@@ -14,15 +14,15 @@ from engine.estep import (
     reference_spectra,
     score_block,
 )
-from engine.fourier import (
+from engine.core.fourier import (
     centred_irfft2,
     centred_rfft2,
     fourier_crop,
     gridding_correction,
     soft_circular_mask,
 )
-from engine.kernels import ctf_polar, polar_sample
-from engine.mstep import Stats, accumulate
+from engine.core.kernels import ctf_polar, polar_sample
+from engine.core.mstep import Stats, accumulate
 from tests.naive import (
     best_poses_naive,
     loglik_brute,
@@ -153,10 +153,10 @@ def test_mstep_accumulate_matches_exact_dft():
 
 
 def test_residual_band_sums_match_exact_dft():
-    """Per-particle sums of the particle filter's statistics (engine.particle_stats) against
-    exact DFTs; a particle that is its posed, CTF-modulated class has no residual."""
-    from engine.kernels import residual_band_sums
-    from engine.pose import class_to_particle
+    """Per-particle sums of the particle filter's statistics (engine.core.particle_residuals)
+    against exact DFTs; a particle that is its posed, CTF-modulated class has no residual."""
+    from engine.core.kernels import residual_band_sums
+    from engine.core.pose import class_to_particle
 
     rng = np.random.default_rng(11)
     refs = np.stack([blobs(rng) for _ in range(2)])
@@ -169,7 +169,7 @@ def test_residual_band_sums_match_exact_dft():
     sigma2 = rng.uniform(0.5, 2.0, B // 2 + 1)
     ref_half = centred_rfft2(refs, 1)
     r_lo, r_hi = B * APIX / 200.0, B * APIX / 25.0          # the 200-25 Å band it is used on
-    grid = gridding_correction(B, PAD)[None]                # as engine.particle_stats does
+    grid = gridding_correction(B, PAD)[None]                # as engine.core.particle_residuals does
     got = residual_band_sums(centred_rfft2(parts * grid, PAD), PAD, B, p.as_matrix(), True, APIX,
                              cls, psi, tx, ty, ref_half, sigma2, r_lo, r_hi)
     for i in range(3):
@@ -189,8 +189,8 @@ def test_residual_band_sums_match_exact_dft():
 
 def test_fast_estep_agrees_with_plain_estep():
     """Same best class and pose as the plain Cartesian E-step on simulated particles."""
-    from engine.plain import plain_scores
-    from engine.simulate import simulate_arrays
+    from engine.core.reference_estep import plain_scores
+    from engine.sim.simulate import simulate_arrays
 
     sim = simulate_arrays(n_particles=12, box=32, apix_A=4.0, snr=0.5, junk_fraction=0.0,
                           n_views=3, seed=2, return_clean=True)
@@ -224,8 +224,8 @@ def test_fast_estep_agrees_with_plain_estep():
 
 
 def test_fused_best_poses_equals_two_step():
-    from engine.estep import inverse_dft_matrix
-    from engine.kernels import fused_best_poses
+    from engine.core.estep import inverse_dft_matrix
+    from engine.core.kernels import fused_best_poses
 
     rng = np.random.default_rng(9)
     M, n, K, T, P = 9, 5, 3, 4, 16

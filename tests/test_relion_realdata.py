@@ -8,7 +8,7 @@ pose conventions against what RELION itself wrote.
 - 10 real TRPV1 particles with RELION's Euler angles and origins, and the matching map
   (cryojax), for the 3D form of the same convention.
 
-Two tests state what ``engine.pose`` and ``engine.project`` must do to follow RELION.
+Two tests state what ``engine.core.pose`` and ``engine.core.projection`` must do to follow RELION.
 
 Skipped when the data folder is absent (a plain clone); set ``TWODCLASS_TEST_DATA`` to point at
 it elsewhere.
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.ctf import CtfParams, ctf_image
+from engine.core.ctf import CtfParams, ctf_image
+from engine.core.pose import align_to_class, sample_bilinear
+from engine.core.projection import VolumeProjector, euler_matrix, slice_matrices
 from engine.errors import InputError
 from engine.io.mrc import open_stack, read_volume
 from engine.io.particles import read_particles
 from engine.io.star import read_star
-from engine.pose import align_to_class, sample_bilinear
-from engine.project import VolumeProjector, euler_matrix, slice_matrices
 
 
 def _data_dir() -> Path | None:
@@ -108,7 +108,7 @@ def _thon_ring_scores(pset, imgs) -> np.ndarray:
 
 
 def test_ctf_matches_the_thon_rings(betagal):
-    """engine.ctf with the STAR values reproduces the rings of the real particles; the bad
+    """engine.core.ctf with the STAR values reproduces the rings of the real particles; the bad
     CTFFIND fit shipped in Extract/job009 does not (data README: use the official values)."""
     pset, imgs = betagal
     good = _thon_ring_scores(pset, imgs)

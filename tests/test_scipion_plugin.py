@@ -181,13 +181,13 @@ def test_form_matches_engine_params():
 
 def test_select_form_has_the_particle_filter_of_twodclass_select():
     """'Remove outlier particles' (default on) and its two thresholds, whose label, help,
-    default and minimum come from engine.selection.SelectionThresholds."""
+    default and minimum come from engine.select.selection.SelectionThresholds."""
     import dataclasses
 
     from pyworkflow.protocol import params as pwparams
     from pyworkflow.protocol.constants import LEVEL_ADVANCED, LEVEL_NORMAL
 
-    from engine.selection import SelectionThresholds
+    from engine.select.selection import SelectionThresholds
     from scipion_2dclass.protocols import ProtTwoDSelect
     from scipion_2dclass.selection import FILTER_FIELDS
 
@@ -241,7 +241,7 @@ def test_form_values_reach_the_engine_cli():
     assert args[args.index("--classes") + 1] == "7"
     assert "--no-force-max" in args and "--ctf" in args
     assert "--diameter-outer" not in args  # None = automatic: not passed
-    run = pytest.importorskip("engine.commands.run")
+    run = pytest.importorskip("engine.cli.run")
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -285,19 +285,6 @@ def test_selection_criteria_and_reasons():
     assert [x.class_id for x in d if x.keep] == [2, 4]
 
 
-def test_auto_selection_answers_are_normalised():
-    import pandas as pd
-
-    from scipion_2dclass.selection import normalise_auto
-
-    df = pd.DataFrame({"class_number": [1, 2, 3], "selected": [True, False, True],
-                       "reason": ["ok", "resolution 28 Å > 15 Å", "ok"]})
-    assert normalise_auto(df) == {1: (True, "ok"), 2: (False, "resolution 28 Å > 15 Å"),
-                                  3: (True, "ok")}
-    assert normalise_auto({4: (False, ["a", "b"])}) == {4: (False, "a; b")}
-    assert normalise_auto([{"class_id": 2, "keep": "keep"}]) == {2: (True, "")}
-
-
 def test_saved_selection_and_job_folder_detection(tmp_path):
     from scipion_2dclass.selection import ClassInfo, decide, find_job_dir
 
@@ -317,7 +304,7 @@ def test_saved_selection_and_job_folder_detection(tmp_path):
 def _filter_job(path, ids, stats=True, k=3, n_per_class=20) -> None:
     """A hand-made job: ``k`` classes of ``n_per_class`` particles with Scipion ids ``ids``;
     the first particle of each class has 5x the residual, the second a tenth of the signal."""
-    from scipion_2dclass.testing import write_fake_job
+    from tests.helpers_scipion import write_fake_job
 
     n = k * n_per_class
     cls = np.repeat(np.arange(1, k + 1), n_per_class)
@@ -337,7 +324,7 @@ def _filter_job(path, ids, stats=True, k=3, n_per_class=20) -> None:
 def test_particle_filter_names_scipion_ids_and_says_why_not(tmp_path):
     import starfile
 
-    from engine.selection import SelectionThresholds
+    from engine.select.selection import SelectionThresholds
     from scipion_2dclass.selection import particle_filter
 
     ids = np.arange(101, 161)  # Scipion ids are not row numbers
@@ -405,7 +392,7 @@ def test_engine_arguments_new_resume_overwrite(tmp_path):
 
 def _xmipp_apply(img, m):
     """xmipp's application of a 2D matrix (rotation part): ``out(A x) = in(x)``."""
-    from engine.pose import sample_bilinear
+    from engine.core.pose import sample_bilinear
 
     b = img.shape[0]
     c = b // 2
@@ -417,10 +404,10 @@ def _xmipp_apply(img, m):
 
 
 def test_transform_matrix_follows_the_engine_pose_convention():
-    """pose_to_matrix + align_with_matrix = engine.pose.align_to_class (README convention),
+    """pose_to_matrix + align_with_matrix = engine.core.pose.align_to_class (README convention),
     the rotation agrees with how xmipp applies a matrix, and the translation is what
     Scipion's extract-coordinates subtracts from the coordinate."""
-    from engine.pose import align_to_class, class_to_particle
+    from engine.core.pose import align_to_class, class_to_particle
     from scipion_2dclass.convert import align_with_matrix, matrix_to_pose, pose_to_matrix
 
     b = 64

@@ -23,8 +23,8 @@ import starfile  # noqa: E402
 from pwem.protocols import ProtImportParticles  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
-from engine.pose import align_to_class  # noqa: E402
-from engine.simulate import simulate_arrays  # noqa: E402
+from engine.core.pose import align_to_class  # noqa: E402
+from engine.sim.simulate import simulate_arrays  # noqa: E402
 from scipion_2dclass.convert import (  # noqa: E402
     align_with_matrix,
     matrix_to_pose,
@@ -33,7 +33,7 @@ from scipion_2dclass.convert import (  # noqa: E402
 )
 from scipion_2dclass.protocols import ProtTwoDClassify, ProtTwoDSelect  # noqa: E402
 from scipion_2dclass.protocols.protocol_classify import fill_classes  # noqa: E402
-from scipion_2dclass.testing import (  # noqa: E402
+from tests.helpers_scipion import (  # noqa: E402
     write_fake_job,
     write_particles_sqlite,
     write_stack,
@@ -339,7 +339,7 @@ class TestTwoDClassProtocols(BaseTest):
     def test_select_filters_particles_as_twodclass_select(self):
         """With the particle filter (the default) the protocol keeps and removes exactly the
         particles that `twodclass select` writes to particles_selected/_removed.star."""
-        from engine.selection import SelectionThresholds, write_selection
+        from engine.select.selection import SelectionThresholds, write_selection
 
         cprot = self.classified()
         prot = self.newProtocol(ProtTwoDSelect, objLabel="select 1 3 filtered",
@@ -499,7 +499,7 @@ class TestTwoDClassProtocols(BaseTest):
         if not os.path.exists(os.path.join(job, "selection.json")):
             self.assertIn("no selection saved", "\n".join(prot.validate()))
         from engine.io.star import read_star
-        from engine.selection import SelectionThresholds, write_selection
+        from engine.select.selection import SelectionThresholds, write_selection
 
         sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
         # saved with the browser's particle filter (strict, so that it removes some): the

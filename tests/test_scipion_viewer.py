@@ -17,7 +17,7 @@ K, BOX, N = 5, 32, 200
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory) -> str:
-    from scipion_2dclass.testing import write_fake_job
+    from tests.helpers_scipion import write_fake_job
 
     d = str(tmp_path_factory.mktemp("job"))
     rng = np.random.default_rng(1)

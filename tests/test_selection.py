@@ -12,10 +12,11 @@ from helpers_job import make_finished_job
 from test_stats import APIX, DIAM, KINDS, finish
 
 from engine.errors import InputError, ParameterError
+from engine.io.jobfolder import load_job
 from engine.io.mrc import open_stack
 from engine.io.star import read_star
-from engine.jobfiles import load_job
-from engine.selection import (
+from engine.select.class_stats import class_statistics
+from engine.select.selection import (
     SelectionThresholds,
     auto_select,
     load_selection,
@@ -24,7 +25,6 @@ from engine.selection import (
     view_coverage,
     write_selection,
 )
-from engine.stats import class_statistics
 
 
 def _model(names, counts, res):
@@ -155,7 +155,7 @@ def test_load_job_errors(tmp_path):
 
 
 def _select(argv):
-    from engine.commands import select
+    from engine.cli import select
 
     p = argparse.ArgumentParser()
     select.add_parser(p.add_subparsers())

@@ -1,4 +1,4 @@
-"""engine.simulate: the ground truth matches what was written, CTF, junk, files, CLI."""
+"""engine.sim.simulate: the ground truth matches what was written, CTF, junk, files, CLI."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.ctf import ctf_image
+from engine.core.ctf import ctf_image
+from engine.core.pose import align_to_class, class_to_particle
+from engine.core.projection import VolumeProjector
 from engine.errors import ParameterError
 from engine.io.mrc import open_stack
 from engine.io.particles import read_particles
 from engine.io.star import read_star
-from engine.phantom import GaussianProjector, phantom_volume
-from engine.pose import align_to_class, class_to_particle
-from engine.project import VolumeProjector
-from engine.simulate import ctf_half_plane, fibonacci_views, simulate, simulate_arrays
+from engine.sim.phantom import GaussianProjector, phantom_volume
+from engine.sim.simulate import ctf_half_plane, fibonacci_views, simulate, simulate_arrays
 from tests.helpers_data import corr, project_real_space
 
 BOX, APIX = 48, 4.0
@@ -97,7 +97,7 @@ def test_ctf_applied_is_the_ctf_written(tmp_path):
     np.testing.assert_allclose(ps.ctf.defocus_angle_deg, d.ctf.defocus_angle_deg, atol=1e-5)
     assert ps.ctf.voltage_kV[0] == 300.0 and ps.ctf.cs_mm[0] == 2.7
     assert ps.apix_A == APIX and ps.box == BOX
-    ctf_file = ctf_image(ps.ctf, BOX, APIX)  # engine.ctf from the written values
+    ctf_file = ctf_image(ps.ctf, BOX, APIX)  # engine.core.ctf from the written values
     np.testing.assert_allclose(ctf_half_plane(d.ctf, BOX, APIX), ctf_file, atol=1e-5)
     fi, fc = np.fft.rfft2(ps.read_images(np.arange(6))), np.fft.rfft2(d.clean)
     k = np.abs(fc) > 0.05 * np.abs(fc).max()

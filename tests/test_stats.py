@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.stats import (
+from engine.select.class_stats import (
     STAT_COLUMNS,
     class_similarity,
     class_statistics,
@@ -213,7 +213,7 @@ def test_real_relion_like_scale_is_fast():
 def test_statistics_for_engine_state_follow_output_order():
     from types import SimpleNamespace
 
-    from engine.stats import class_statistics_for_state
+    from engine.select.class_stats import class_statistics_for_state
 
     refs = finish([KINDS["carbon"], KINDS["view0"], KINDS["ice_ring"]])
     state = SimpleNamespace(refs=refs, cls=np.array([1, 1, 1, 0, 2, 2]),

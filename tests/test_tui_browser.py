@@ -127,7 +127,7 @@ async def _test_class_detail_shows_aligned_members(tmp_path):
         await pilot.pause()
         samples = detail.query(".sample")
         assert len(samples) == 6
-        # members aligned with engine.pose.align_to_class look like their class
+        # members aligned with engine.core.pose.align_to_class look like their class
         ref = screen.job.images[0]
         for s in samples:
             cc = np.corrcoef(s.image.ravel(), ref.ravel())[0, 1]

@@ -131,18 +131,8 @@ async def _job_screen_runs(tmp_path, monkeypatch):
         assert len(app.screen.query_one(ClassGrid).infos) == 4
 
 
-def _engine_works() -> bool:
-    try:
-        from engine.commands import run as run_cmd
-    except ImportError:
-        return False
-    return hasattr(run_cmd, "run_job")
-
-
 @pytest.mark.slow
 def test_real_engine_run(tmp_path, monkeypatch):
-    if not _engine_works():
-        pytest.skip("twodclass run is not available yet")
     asyncio.run(_real_engine_run(tmp_path, monkeypatch))
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from tui.cli import prepare_graphics
 
     job_dir: Path = args.job_dir
-    from engine.jobfiles import job_files
+    from engine.io.jobfolder import job_files
 
     files = job_files(job_dir)
     if not files["model"].exists() or not files["classes"].exists():

@@ -42,7 +42,7 @@ class JobData:
     images: np.ndarray  # (K, b, b) float32 class averages
     iterations: list[dict[str, Any]]
     apix_A: float
-    engine_job: Any = None  # engine.jobfiles.Job, for engine.selection
+    engine_job: Any = None  # engine.io.jobfolder.Job, for engine.select.selection
 
     @property
     def n_particles(self) -> int:
@@ -75,9 +75,9 @@ def _plain(v: Any) -> Any:
 def load_job(job_dir: Path) -> JobData:
     """Read everything the class grid needs (not ``run_data.star``: it can be large).
 
-    Uses :func:`engine.jobfiles.load_job` (twodclass and RELION Class2D folders).
+    Uses :func:`engine.io.jobfolder.load_job` (twodclass and RELION Class2D folders).
     """
-    from engine.jobfiles import load_job as engine_load_job
+    from engine.io.jobfolder import load_job as engine_load_job
 
     job = engine_load_job(Path(job_dir), read_data=False)
     model = job.model
@@ -98,7 +98,7 @@ def load_job(job_dir: Path) -> JobData:
 
 def read_run_data(job_dir: Path) -> dict[str, Any]:
     """``run_data.star`` as ``{"optics": DataFrame, "particles": DataFrame}``."""
-    from engine.jobfiles import job_files
+    from engine.io.jobfolder import job_files
 
     return read_star(job_files(Path(job_dir))["data"])
 
@@ -262,7 +262,7 @@ def member_samples(job_dir: Path, run_data: dict[str, Any], class_number: int, n
     """
     import mrcfile
 
-    from engine.pose import align_to_class
+    from engine.core.pose import align_to_class
 
     parts = run_data.get("particles")
     if parts is None or "rlnClassNumber" not in parts.columns:

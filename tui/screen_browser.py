@@ -1,6 +1,6 @@
 """The class browser: all class averages, sort, select, inspect one class, save.
 
-The particle filter (``engine.selection.particle_outliers``, on by default as in
+The particle filter (``engine.select.selection.particle_outliers``, on by default as in
 ``twodclass select``; ``f`` toggles it) needs three columns of ``run_data.star``: they are
 read once in a thread after the classes are shown (0.3 s for 100,000 particles), and the
 filter runs in a thread for each new selection (one at a time, the latest selection wins),
@@ -146,7 +146,7 @@ class BrowserScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="particles")
     def _load_particles(self, job: JobData) -> None:
-        from engine.jobfiles import job_files
+        from engine.io.jobfolder import job_files
 
         ej = job.engine_job
         full = optics = None
@@ -161,7 +161,7 @@ class BrowserScreen(Screen[None]):
             else:
                 slim = read_particle_columns(path, FILTER_COLUMNS)
                 if slim is None:  # an unusual file: the engine's reader
-                    from engine.jobfiles import load_job as engine_load_job
+                    from engine.io.jobfolder import load_job as engine_load_job
 
                     whole = engine_load_job(job.job_dir, read_data=True)
                     full, optics = whole.data, whole.optics

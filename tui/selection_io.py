@@ -1,6 +1,6 @@
 """Class selection for the browser: the automatic suggestion, view coverage, saving.
 
-Everything is delegated to the engine's shared implementation (:mod:`engine.selection`,
+Everything is delegated to the engine's shared implementation (:mod:`engine.select.selection`,
 also behind ``twodclass select``): ``auto_select`` (a decision and a reason per class),
 ``view_coverage``, ``particle_outliers`` (the per-particle filter) and ``write_selection``
 (the selection files). Only when the engine's automatic selection fails (e.g. an unusual
@@ -45,7 +45,7 @@ class Suggestion:
 
 @dataclass
 class AutoSelection:
-    """Decisions for every class; ``table`` is ``engine.selection.auto_select``'s output."""
+    """Decisions for every class; ``table`` is ``engine.select.selection.auto_select``'s output."""
 
     suggestions: dict[int, Suggestion] = field(default_factory=dict)
     table: Any = None
@@ -67,7 +67,7 @@ class AutoSelection:
 def auto_suggest(job: JobData) -> AutoSelection:
     """Run the engine's explained automatic selection (slow-ish: call from a thread)."""
     try:
-        from engine.selection import auto_select
+        from engine.select.selection import auto_select
 
         table = auto_select(job.engine_job if job.engine_job is not None else job.job_dir)
         sug = {int(r.class_number): Suggestion(bool(r.selected), str(r.reason))
@@ -99,7 +99,7 @@ def coverage_summary(auto: AutoSelection | None, selected: set[int]) -> tuple[st
     if auto is None or auto.table is None:
         return "", []
     try:
-        from engine.selection import view_coverage
+        from engine.select.selection import view_coverage
 
         cov = view_coverage(auto.table, sorted(selected))
     except Exception:  # noqa: BLE001
@@ -110,9 +110,9 @@ def coverage_summary(auto: AutoSelection | None, selected: set[int]) -> tuple[st
 def filter_thresholds(auto: AutoSelection | None) -> Any:
     """The particle filter's thresholds: the automatic table's, else the defaults.
 
-    Returns an ``engine.selection.SelectionThresholds``.
+    Returns an ``engine.select.selection.SelectionThresholds``.
     """
-    from engine.selection import SelectionThresholds
+    from engine.select.selection import SelectionThresholds
 
     th = None if auto is None or auto.table is None else auto.table.attrs.get("thresholds")
     if th:
@@ -164,7 +164,7 @@ class FilterSummary:
 
     @classmethod
     def from_verdict(cls, verdict: Any, classes: np.ndarray) -> FilterSummary:
-        """Digest an ``engine.selection.ParticleVerdict``; ``classes`` is the class number
+        """Digest an ``engine.select.selection.ParticleVerdict``; ``classes`` is the class number
         of every row it judged."""
         in_cls = np.asarray(verdict.in_classes, bool)
         nums, cnt = np.unique(classes[in_cls], return_counts=True)
@@ -181,7 +181,7 @@ class FilterSummary:
 
 
 class ParticleFilter:
-    """The particle filter over one job's particles (``engine.selection.particle_outliers``).
+    """The particle filter over one job's particles (``engine.select.selection.particle_outliers``).
 
     Keeps only :data:`FILTER_COLUMNS` of ``run_data.star`` and the last few summaries
     (thread-safe). Built with ``data=None`` and a ``note`` when the particles cannot be read:
@@ -233,7 +233,7 @@ class ParticleFilter:
             s = FilterSummary(0, 0, {}, self.note)
         else:
             try:
-                from engine.selection import particle_outliers
+                from engine.select.selection import particle_outliers
 
                 verdict = particle_outliers(self._data, ids, thresholds)
                 s = FilterSummary.from_verdict(verdict, self._classes)
@@ -250,7 +250,7 @@ class ParticleFilter:
 def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = None,
                    auto: AutoSelection | None = None,
                    particle_filter: bool = True) -> dict[str, Any]:
-    """Write the selection files (``engine.selection.write_selection``) and summarise.
+    """Write the selection files (``engine.select.selection.write_selection``) and summarise.
 
     When the selection equals the automatic suggestion, its thresholds and resolution limit
     are recorded too (``selection.json`` ``mode: auto``); reasons are recorded in any case.
@@ -259,7 +259,7 @@ def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = No
     instead of ``particles_selected.star``.
     """
     from engine.errors import InputError
-    from engine.selection import (
+    from engine.select.selection import (
         SelectionThresholds,
         load_selection,
         view_coverage,

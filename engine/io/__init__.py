@@ -5,5 +5,6 @@
 - :mod:`engine.io.mrc`        memory-mapped MRC stacks, atomic / chunked writers
 - :mod:`engine.io.cs`         cryoSPARC ``.cs`` files as RELION tables
 - :mod:`engine.io.particles`  particle sets (STAR 3.0 / 3.1+ / .cs) -> images, CTF
-- :mod:`engine.io.simulated`  writing a planned simulation (``twodclass demo``)
+- :mod:`engine.io.jobfolder`  the job folder: file names and the reader
+- :mod:`engine.io.job_writer` the job folder's writer (model, data, job.json, checkpoint)
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.ctf import CtfParams
+from engine.core.ctf import CtfParams
 from engine.errors import InputError
 from engine.io.cs import read_cs
 from engine.io.mrc import open_stack, stack_info

@@ -4,7 +4,7 @@ Each kernel has one ``@njit`` wrapper (see STYLE: two wrappers of one function s
 entry). Every kernel has a slow numpy twin in ``tests/naive.py`` that the tests compare against.
 
 CTF parameter rows are ``(defocus_u_A, defocus_v_A, angle_deg, voltage_kV, cs_mm, Q,
-phase_shift_deg, bfactor_A2)`` as :meth:`engine.ctf.CtfParams.as_matrix` gives them.
+phase_shift_deg, bfactor_A2)`` as :meth:`engine.core.ctf.CtfParams.as_matrix` gives them.
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.nd
     from the angular spectra, without the score array.
 
     Score ``S = L / A + prior[t]`` with ``L = cross - ctf2/2 - xpow/2`` (see
-    :class:`engine.estep.Scores`). Returns per ``(n, K)``: best S, its shift index t and
+    :class:`engine.core.estep.Scores`). Returns per ``(n, K)``: best S, its shift index t and
     rotation index j, S at rotations j-1 and j+1 (same t, for sub-step refinement), and L at
     the best pose.
 

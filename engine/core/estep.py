@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import fft as _fft
-from engine.fourier import centred_rfft2
-from engine.kernels import ctf_polar, polar_sample
+from engine.core import fft as _fft
+from engine.core.fourier import centred_rfft2
+from engine.core.kernels import ctf_polar, polar_sample
 
 __all__ = ["PolarGrid", "make_grid", "ReferenceSpectra", "reference_spectra",
            "ParticleSpectra", "particle_spectra", "Scores", "score_block"]

@@ -1,8 +1,8 @@
 """The plain E-step: every pose of every (particle, class) pair scored directly in Cartesian
 Fourier space, one rotated reference at a time. Slow and obvious; the fast polar E-step
-(:mod:`engine.estep`) is tested against it and ``benchmarks/speed.py`` times both.
+(:mod:`engine.core.estep`) is tested against it and ``benchmarks/speed.py`` times both.
 
-For rotation ``psi`` (class turned by +psi, as :class:`engine.estep.Scores` indexes it) and
+For rotation ``psi`` (class turned by +psi, as :class:`engine.core.estep.Scores` indexes it) and
 particle shift ``t``::
 
     L = -1/2 sum_k w(|k|) |X(k) - C(k) V(R(-psi) k) e^{-2 pi i k.t / b}|^2
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ctf import CtfParams, evaluate_ctf
-from engine.estep import PAD, PolarGrid
-from engine.fourier import centred_rfft2
+from engine.core.ctf import CtfParams, evaluate_ctf
+from engine.core.estep import PAD, PolarGrid
+from engine.core.fourier import centred_rfft2
 
 __all__ = ["plain_scores"]
 

@@ -14,7 +14,7 @@ particle, an ice blob or a carbon edge puts most of its power):
     (``sum Re(x m*) / sqrt(sum |m|^2 sigma2)``): an empty pick or an off-centre particle
     that landed in a good class sits well below its class-mates.
 
-:func:`engine.selection.particle_outliers` turns them into robust z-scores among the
+:func:`engine.select.selection.particle_outliers` turns them into robust z-scores among the
 particles of the selected classes.
 """
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.estep import PAD
-from engine.fourier import centred_rfft2, gridding_correction, shell_index
-from engine.kernels import residual_band_sums
-from engine.model import Dataset, Geometry, State
+from engine.core.estep import PAD
+from engine.core.fourier import centred_rfft2, gridding_correction, shell_index
+from engine.core.kernels import residual_band_sums
+from engine.core.model import Dataset, Geometry, State
 
 __all__ = ["residual_statistics", "LOW_RES_BAND_A", "PARTICLE_COLUMNS"]
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from engine import __version__
+from engine.core.model import Dataset, Geometry, State, class_counts
 from engine.io.atomic import atomic_write, atomic_write_text
 from engine.io.mrc import write_stack
 from engine.io.particles import ParticleSet, particles_to_blocks
 from engine.io.star import write_star
-from engine.model import Dataset, Geometry, State, class_counts
 from engine.params import ClassifyParams
 
 __all__ = ["JobFiles", "class_order", "write_model", "write_data", "write_job_json",
@@ -126,7 +126,7 @@ def write_model(files: JobFiles, state: State, p: ClassifyParams, data: Dataset,
 def write_data(files: JobFiles, state: State, pset: ParticleSet, data: Dataset,
                order: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
     """run_data.star: every input column and the optics table, plus class and pose (and
-    ``extra`` per-particle columns, e.g. engine.particle_stats)."""
+    ``extra`` per-particle columns, e.g. engine.core.particle_residuals)."""
     new_number = np.empty_like(order)
     new_number[order] = np.arange(len(order))
     df = pset.particles.copy()
@@ -178,7 +178,7 @@ def save_checkpoint(files: JobFiles, state: State) -> None:
 
 
 def load_checkpoint(files: JobFiles) -> State:
-    from engine.mstep import Stats
+    from engine.core.mstep import Stats
 
     with np.load(files.checkpoint) as z:
         meta = json.loads(str(z["meta"]))

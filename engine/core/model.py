@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.estep import (
+from engine.core.estep import (
     PAD,
     PolarGrid,
     Scores,
@@ -24,9 +24,9 @@ from engine.estep import (
     reference_spectra,
     score_block,
 )
-from engine.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
-from engine.kernels import fused_best_poses
-from engine.mstep import (
+from engine.core.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
+from engine.core.kernels import fused_best_poses
+from engine.core.mstep import (
     Stats,
     accumulate,
     initial_stats_from_images,
@@ -50,7 +50,7 @@ class Dataset:
     """Particles on the small box (normalised on the background, not masked)."""
 
     images: np.ndarray              # (N, b, b) float32/float16, RAM or memory-mapped cache
-    ctfm: np.ndarray | None         # (N, 8) CTF rows (engine.ctf.CtfParams.as_matrix) or None
+    ctfm: np.ndarray | None         # (N, 8) CTF rows (engine.core.ctf.CtfParams.as_matrix) or None
     box: int                        # original box (px)
     apix_A: float                   # original pixel size
     b: int                          # small box (px)
@@ -115,7 +115,7 @@ class State:
     sigma2: np.ndarray          # (n_shells,) noise power per shell
     refs: np.ndarray            # (K, b, b) float32 current class averages (masked)
     cls: np.ndarray             # (N,) int32 best class, -1 = not yet visited
-    psi_deg: np.ndarray         # (N,) float32 rlnAnglePsi (RELION's sign, engine.pose)
+    psi_deg: np.ndarray         # (N,) float32 rlnAnglePsi (RELION's sign, engine.core.pose)
     shift_px: np.ndarray        # (N, 2) float32 particle shift t (small px): P = V(R(-psi)(x-t))
     maxprob: np.ndarray         # (N,) float32
     loglik: np.ndarray          # (N,) float32

@@ -32,9 +32,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.commands.run import run_job
     from engine.params import ClassifyParams
-    from engine.simulate import simulate
+    from engine.run.job import run_job
+    from engine.sim.simulate import simulate
 
     out = Path(args.output)
     if (out / "job.json").exists():

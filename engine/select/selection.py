@@ -1,11 +1,11 @@
 """Explained automatic class selection, view families and the selection files.
 
-:func:`auto_select` turns the per-class statistics (:mod:`engine.stats`) into a decision
-per class with a reason a user can check ("resolution 28 Å > 15 Å", "straight edge
+:func:`auto_select` turns the per-class statistics (:mod:`engine.select.class_stats`) into a
+decision per class with a reason a user can check ("resolution 28 Å > 15 Å", "straight edge
 (carbon) (0.92 > 0.60)"). A class is kept when it looks like a particle (no carbon edge, no
 ice ring/blob, no signal at the mask edge, centred, some contrast) and has enough particles
 at a good enough resolution. A small class that is the only good class of its *view family*
-(classes showing the same view, :func:`engine.stats.view_families`) is kept too, so a
+(classes showing the same view, :func:`engine.select.class_stats.view_families`) is kept too, so a
 rare view survives. :func:`view_coverage` says which views a selection keeps and warns
 when it drops the last class of one.
 
@@ -17,7 +17,7 @@ and their ``data_model_classes`` rows) and ``selection.json``.
 Whole-class decisions cannot remove junk that sits inside good classes: an aggregate
 aligns on one of its particles and lands in that particle's class, and so do some pieces of
 ice and carbon. :func:`particle_outliers` removes such particles one by one, from the
-per-particle statistics of the run (:mod:`engine.particle_stats`): a particle whose
+per-particle statistics of the run (:mod:`engine.core.particle_residuals`): a particle whose
 low-resolution residual against its posed class average is far above that of the other
 selected particles (robust z-score), or whose signal is far below. Those particles go to
 ``particles_removed.star`` with the reason, so nothing is lost.
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine import stats as _stats
 from engine.errors import InputError, ParameterError
 from engine.fields import from_dict_strict, range_problems
-from engine.jobfiles import Job, load_job
+from engine.io.jobfolder import Job, load_job
+from engine.select import class_stats as _stats
 
 __all__ = ["SelectionThresholds", "ViewCoverage", "ParticleVerdict", "auto_select",
            "view_coverage", "particle_outliers", "write_selection", "load_selection",
@@ -177,9 +177,10 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
     Parameters
     ----------
     job_or_model : Job, job folder, or DataFrame
-        A :class:`engine.jobfiles.Job` (or its folder): the statistics are computed from its
+        A :class:`engine.io.jobfolder.Job` (or its folder): the statistics are computed from its
         class averages. Or a ``data_model_classes`` table that already holds the
-        statistics columns of :func:`engine.stats.class_statistics` (``tdcParticleCount``,
+        statistics columns of :func:`engine.select.class_stats.class_statistics`
+        (``tdcParticleCount``,
         ``rlnEstimatedResolution``, ``tdcEdgeSignalFraction``, ...); its
         ``tdcViewFamily`` is used as is.
     thresholds : SelectionThresholds, optional
@@ -460,7 +461,7 @@ def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
                       thresholds: SelectionThresholds | None = None) -> ParticleVerdict:
     """Find the particles of the selected classes that do not look like their class-mates.
 
-    Uses the per-particle columns of ``run_data.star`` (:mod:`engine.particle_stats`):
+    Uses the per-particle columns of ``run_data.star`` (:mod:`engine.core.particle_residuals`):
     ``tdcResidualLowRes`` (power the posed class average leaves unexplained, 200-25 Å) and
     ``tdcSignalLowRes`` (signal matched to the class average). Each becomes a robust z-score
     among all particles of the selected classes (median, 1.4826 x MAD); a particle is

@@ -1,6 +1,6 @@
 """``twodclass simulate -o DIR``: a simulated particle set with a known ground truth.
 
-A thin command-line face over :func:`engine.simulate.simulate`: writes
+A thin command-line face over :func:`engine.sim.simulate.simulate`: writes
 ``DIR/particles.star`` (RELION 3.1, CTF per particle, no pose columns),
 ``DIR/particles.mrcs`` and ``DIR/truth.star`` (the true poses in RELION's convention,
 ``_tdcViewId`` (-1 = junk) and ``_tdcJunkKind``).
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ParameterError
-from engine.sim_junk import JUNK_KINDS
+from engine.sim.junk import JUNK_KINDS
 
 __all__ = ["add_parser", "run"]
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\rsimulating: {done}/{total} particles", end="", file=sys.stderr,
                   flush=True)
 
-    from engine.simulate import simulate
+    from engine.sim.simulate import simulate
 
     res = simulate(out, n_particles=args.particles, box=args.box, apix_A=args.apix,
                    map_path=args.volume, snr=args.snr, junk_fraction=args.junk,

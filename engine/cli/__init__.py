@@ -1,6 +1,6 @@
 """The ``twodclass`` command: one entry point, one subcommand per job.
 
-Subcommands live in their own modules (``engine.commands.*``); the terminal UI's
+Subcommands live in their own modules (``engine.cli.*``); the terminal UI's
 subcommands (``tui``, ``browse``) are imported lazily so that the headless engine never
 needs Textual at import time. Errors of :class:`engine.errors.TwodclassError` print one
 line ``twodclass: error: ...`` and exit with status 2 (no traceback).
@@ -20,10 +20,10 @@ __all__ = ["main", "build_parser"]
 
 # subcommand name -> module with ``add_parser(subparsers)`` and ``run(args) -> int``
 SUBCOMMANDS = {
-    "run": "engine.commands.run",
-    "demo": "engine.commands.demo",
-    "simulate": "engine.commands.simulate",
-    "select": "engine.commands.select",
+    "run": "engine.cli.run",
+    "demo": "engine.cli.demo",
+    "simulate": "engine.cli.simulate",
+    "select": "engine.cli.select",
     "tui": "tui.cli",
     "browse": "tui.cli_browse",
 }

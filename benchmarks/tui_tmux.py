@@ -1,6 +1,6 @@
 """Measure the class browser in a real terminal (tmux): time to first draw, key latency.
 
-``python -m tui.bench_tmux JOBDIR [--size 120x40] [--repeats 10]``
+``python benchmarks/tui_tmux.py JOBDIR [--size 120x40] [--repeats 10]``
 
 Starts ``twodclass browse JOBDIR`` in a detached tmux session, polls ``tmux capture-pane``
 until the grid and status line are drawn, then sends arrow keys and space and times how long

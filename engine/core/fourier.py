@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import fft as _fft
+from engine.core import fft as _fft
 
 __all__ = [
     "small_box_size", "fourier_crop", "soft_circular_mask", "normalise_background",

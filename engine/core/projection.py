@@ -3,7 +3,7 @@
 Euler angles follow RELION's ZYZ matrix ``A(rot, tilt, psi)``; the projection of a
 volume ``V`` (indexed ``[z, y, x]``, centre at ``box//2``) at ``(rot, tilt)`` is
 ``P0(x, y) = sum_z V(A(rot, tilt, 0)^T (x, y, z))``. The in-plane angle and the origin
-follow the README's pose convention (:func:`engine.pose.class_to_particle`): the particle
+follow the README's pose convention (:func:`engine.core.pose.class_to_particle`): the particle
 is ``P0`` rotated by ``-psi`` and moved by ``-origin``, i.e. the slice is taken with
 RELION's full matrix ``M = A(rot, tilt, psi)``.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.project import Projector
+from engine.core.projection import Projector
 
 __all__ = ["phantom_volume", "phantom_radius_px", "particle_radius_px", "GaussianProjector"]
 
@@ -73,7 +73,7 @@ def particle_radius_px(volume: np.ndarray, fraction: float = 0.97) -> float:
 
 class GaussianProjector(Projector):
     """Exact (analytic) projections of the phantom, same interface as
-    :class:`engine.project.VolumeProjector`.
+    :class:`engine.core.projection.VolumeProjector`.
 
     Each 3D Gaussian ``a exp(-|p - p_j|^2 / 2 s^2)`` projects to a 2D Gaussian of peak
     ``a sqrt(2 pi) s`` at ``(M p_j)_xy``; its discrete Fourier transform is computed in
@@ -90,7 +90,7 @@ class GaussianProjector(Projector):
     def slices(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray,
                origin_x_px: np.ndarray, origin_y_px: np.ndarray) -> np.ndarray:
         """``(n, box, box//2 + 1)`` complex64 transforms (``np.fft.rfft2`` layout)."""
-        from engine.project import slice_matrices
+        from engine.core.projection import slice_matrices
 
         box = self.box
         mats = slice_matrices(rot_deg, tilt_deg, psi_deg)  # (n, 3, 3)

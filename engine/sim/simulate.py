@@ -1,12 +1,12 @@
 """Realistic synthetic particle sets with a known ground truth.
 
 Good particles are projections of a 3D map (or the built-in asymmetric phantom, see
-:mod:`engine.phantom`) at chosen viewing directions, rotated in-plane by ``psi`` and moved
+:mod:`engine.sim.phantom`) at chosen viewing directions, rotated in-plane by ``psi`` and moved
 by ``-origin`` exactly as the README's pose convention says
-(``particle = engine.pose.class_to_particle(P0, psi, origin_x_px, origin_y_px)`` with
+(``particle = engine.core.pose.class_to_particle(P0, psi, origin_x_px, origin_y_px)`` with
 ``P0`` the projection at ``(rot, tilt, psi=0)``; equivalently RELION's projection with
-``A(rot, tilt, psi)``, see :mod:`engine.project`), then
-multiplied by a per-particle CTF (RELION convention, :mod:`engine.ctf`) and buried in white
+``A(rot, tilt, psi)``, see :mod:`engine.core.projection`), then
+multiplied by a per-particle CTF (RELION convention, :mod:`engine.core.ctf`) and buried in white
 Gaussian noise at the requested SNR (signal variance inside the particle's circle / noise
 variance). Junk: pure noise, ice blobs/rings, carbon edges, aggregates (2-4 overlapping
 particles) and off-centre particles (moved by about 40% of the box). Each image is then
@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from engine.ctf import CtfParams, electron_wavelength_A
+from engine.core.ctf import CtfParams, electron_wavelength_A
+from engine.core.projection import VolumeProjector, resample_volume
 from engine.errors import ParameterError
 from engine.io.mrc import new_stack, read_volume
 from engine.io.star import write_star
-from engine.phantom import GaussianProjector, particle_radius_px
-from engine.project import VolumeProjector, resample_volume
-from engine.sim_junk import JUNK_KINDS, carbon_image, ice_image
+from engine.sim.junk import JUNK_KINDS, carbon_image, ice_image
+from engine.sim.phantom import GaussianProjector, particle_radius_px
 
 try:  # float32 transforms, several times faster than numpy's (optional dependency)
     from scipy import fft as _fft
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover
     _fft = np.fft  # type: ignore[assignment]
 
 __all__ = ["simulate", "simulate_arrays", "SimResult", "SimData", "fibonacci_views",
-           "ctf_half_plane", "apply_ctf", "JUNK_KINDS", "CHUNK", "SimSpec", "plan_simulation"]
+           "ctf_half_plane", "apply_ctf", "JUNK_KINDS", "CHUNK"]
 
 CHUNK = 512            # particles per block (also the unit of the per-block random streams)
 MapSource = str | os.PathLike | np.ndarray | None
@@ -120,7 +120,7 @@ def _angles(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ctf_half_plane(p: CtfParams, box: int, apix_A: float) -> np.ndarray:
-    """:func:`engine.ctf.ctf_image` (same formula) by a numba kernel: ``(n, box, box//2+1)``
+    """:func:`engine.core.ctf.ctf_image` (same formula) by a numba kernel: ``(n, box, box//2+1)``
     float32 on the ``rfft2`` grid."""
     out = np.ones((len(p), box, box // 2 + 1), dtype=np.complex64)
     apply_ctf(out, p, apix_A)
@@ -516,47 +516,3 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     write_star(tstar, {"optics": optics, "particles": truth})
     return SimResult(out, pstar, stack, tstar, truth, n_particles, box, float(apix_A),
                      time.perf_counter() - t0)
-
-
-# --- compatibility: the spec-object interface used by ``twodclass demo`` -------------------
-
-@dataclass
-class SimSpec:
-    """Simulation settings as one object (see :func:`simulate` for their meaning)."""
-
-    n_particles: int = 1000
-    n_views: int | None = 10
-    box_px: int = 128
-    apix_A: float = 1.5
-    snr: float = 0.05
-    junk_fraction: float = 0.15
-    ctf: bool = True
-    defocus_min_A: float = 10000.0
-    defocus_max_A: float = 25000.0
-    voltage_kV: float = 300.0
-    seed: int = 0
-
-    def kwargs(self) -> dict[str, object]:
-        return dict(n_particles=self.n_particles, box=self.box_px, apix_A=self.apix_A,
-                    snr=self.snr, junk_fraction=self.junk_fraction, n_views=self.n_views,
-                    defocus_range_um=(self.defocus_min_A / 1e4, self.defocus_max_A / 1e4),
-                    voltage_kV=self.voltage_kV, ctf=self.ctf, seed=self.seed)
-
-
-@dataclass
-class PlannedSimulation:
-    """A :class:`SimSpec` with an optional map, rendered by
-    :func:`engine.io.simulated.write_simulation`."""
-
-    spec: SimSpec
-    volume: np.ndarray | None = None
-    volume_apix_A: float | None = None
-
-    def __len__(self) -> int:
-        return int(self.spec.n_particles)
-
-
-def plan_simulation(spec: SimSpec, volume: np.ndarray | None = None,
-                    volume_apix_A: float | None = None) -> PlannedSimulation:
-    """Bind a spec (and optionally a map array) for writing."""
-    return PlannedSimulation(spec, volume, volume_apix_A)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from .constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
+from scipion_2dclass.constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
 
 __all__ = ["write_fake_job", "write_particles_sqlite", "write_stack"]
 

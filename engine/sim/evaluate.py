@@ -9,7 +9,7 @@ members are good particles, else *junk*. Within each good class:
   the true view turned by one unknown angle, so this difference is constant when alignments
   are right);
 - shift error: RMS of ``o_true - o_est - R(-psi_est) s`` with ``s`` the class's own offset
-  fitted by least squares (pose convention: README / :mod:`engine.pose`).
+  fitted by least squares (pose convention: README / :mod:`engine.core.pose`).
 """
 
 from __future__ import annotations

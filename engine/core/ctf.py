@@ -52,7 +52,7 @@ class CtfParams:
         return CtfParams(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def as_matrix(self) -> np.ndarray:
-        """``(n, 8)`` float64 in field order, for numba kernels (see engine.kernels)."""
+        """``(n, 8)`` float64 in field order, for numba kernels (see engine.core.kernels)."""
         return np.stack([getattr(self, f.name) for f in fields(self)], axis=1)
 
 

@@ -4,7 +4,7 @@ Prints one line per class (sorted by particle count): number, particles, resolut
 key statistics, view family, decision and reason; writes ``particles_selected.star``,
 ``classes_selected.mrcs``, ``classes_selected.star`` and ``selection.json`` (into the job
 folder or ``-o DIR``), and ``particles_removed.star`` with the particles of the selected
-classes that the particle filter removed (:func:`engine.selection.particle_outliers`); warns
+classes that the particle filter removed (:func:`engine.select.selection.particle_outliers`); warns
 when the selection drops the last class of a view family.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import InputError, ParameterError
-from engine.jobfiles import load_job
-from engine.selection import (
+from engine.io.jobfolder import load_job
+from engine.select.selection import (
     FILTER_OFF,
     SelectionThresholds,
     auto_select,

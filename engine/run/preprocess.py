@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.fourier import fourier_crop, normalise_background, small_box_size
+from engine.core.fourier import fourier_crop, normalise_background, small_box_size
+from engine.core.model import Dataset
 from engine.io.mrc import release_pages
 from engine.io.particles import ParticleSet
-from engine.model import Dataset
 from engine.params import ClassifyParams
 
 __all__ = ["prepare_dataset", "cache_budget_bytes", "READ_BLOCK"]

@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from engine.model import Reducer
-from engine.mstep import Stats
+from engine.core.model import Reducer
+from engine.core.mstep import Stats
 
 __all__ = ["mpi_reducer", "MPIReducer", "launched_by_mpirun"]
 

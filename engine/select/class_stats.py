@@ -2,7 +2,7 @@
 
 Pure functions on arrays. :func:`class_statistics` returns one row per class with our own
 columns, which the engine appends to ``run_model.star``'s ``data_model_classes`` and
-:mod:`engine.selection` turns into decisions with reasons. DataFrame columns are named as
+:mod:`engine.select.selection` turns into decisions with reasons. DataFrame columns are named as
 starfile reads and writes them: ``tdcContrast`` in the table is ``_tdcContrast`` in the file.
 
 Every measure works on a low-passed copy of the class average (``lowpass_A``, default
@@ -151,7 +151,7 @@ def _ring_score(g: np.ndarray, r_in: float, cx: np.ndarray, cy: np.ndarray) -> n
 def _polar(g: np.ndarray, cx: np.ndarray, cy: np.ndarray, r_max: float,
            n_psi: int = 72) -> np.ndarray:
     """Polar resampling about each class's centre: ``(K, n_r, n_psi)``, radii 1..r_max px."""
-    from engine.pose import sample_bilinear
+    from engine.core.pose import sample_bilinear
 
     k, b, _ = g.shape
     c = b // 2
@@ -372,12 +372,12 @@ def class_statistics_for_state(state: Any, params: Any, data: Any, geo: Any) -> 
     """:func:`class_statistics` of an engine state, rows in the output's class order.
 
     The adapter ``twodclass run`` calls before writing ``run_model.star``: classes are
-    reordered as :func:`engine.output.class_order` numbers them, and the statistics columns
+    reordered as :func:`engine.io.job_writer.class_order` numbers them, and the statistics columns
     (:data:`STAT_COLUMNS`, without ``tdcClassNumber``) are returned for
     ``write_model(extra_columns=...)``.
     """
-    from engine.model import class_counts
-    from engine.output import class_order
+    from engine.core.model import class_counts
+    from engine.io.job_writer import class_order
 
     k = int(params.n_classes)
     order = class_order(state, k)

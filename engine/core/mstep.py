@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.fourier import centred_irfft2, centred_rfft2, radial_average, shell_index
-from engine.kernels import mstep_accumulate
+from engine.core.fourier import centred_irfft2, centred_rfft2, radial_average, shell_index
+from engine.core.kernels import mstep_accumulate
 
 __all__ = ["Stats", "accumulate", "wiener_averages", "resolution_A", "recentre", "reseed_dead"]
 

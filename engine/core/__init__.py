@@ -1,0 +1,1 @@
+"""Classification core: arrays in, arrays out (no file I/O)."""

@@ -1,0 +1,1 @@
+"""Orchestration of a classification job: preprocessing, progress, MPI, run_job."""

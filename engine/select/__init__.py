@@ -1,0 +1,1 @@
+"""Class selection: per-class statistics, automatic decisions, the particle filter."""

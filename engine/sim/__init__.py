@@ -1,0 +1,1 @@
+"""Simulated particles with a known answer, and scoring against that answer."""

@@ -69,8 +69,9 @@ if HAVE_SCIPION:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAVE_SCIPION:
         return
-    skip = pytest.mark.skip(reason="scipion-pyworkflow / scipion-em not installed "
-                                   "(pip install -e '.[scipion]')")
+    skip = pytest.mark.skip(
+        reason="scipion-pyworkflow / scipion-em not installed (pip install -e '.[scipion]')"
+    )
     for item in items:
         if "scipion" in item.keywords:
             item.add_marker(skip)

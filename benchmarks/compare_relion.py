@@ -44,16 +44,17 @@ def _norm(imgs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, 1e-12)
 
 
-def best_match(ref: np.ndarray, ours: np.ndarray, mask: np.ndarray,
-               step_deg: float = 2.0, shift_px: int = 2) -> tuple[int, float]:
+def best_match(
+    ref: np.ndarray, ours: np.ndarray, mask: np.ndarray, step_deg: float = 2.0, shift_px: int = 2
+) -> tuple[int, float]:
     """Our class with the highest rotation/shift-invariant correlation to ``ref``."""
     cands = []
     for psi in np.arange(0.0, 360.0, step_deg):
         for dx in range(-shift_px, shift_px + 1):
             for dy in range(-shift_px, shift_px + 1):
                 cands.append(class_to_particle(ref, psi, dx, dy))
-    rv = _norm(np.asarray(cands), mask)           # (n_rot, m)
-    ov = _norm(ours, mask)                        # (K, m)
+    rv = _norm(np.asarray(cands), mask)  # (n_rot, m)
+    ov = _norm(ours, mask)  # (K, m)
     cc = (ov @ rv.T).max(axis=1)
     k = int(np.argmax(cc))
     return k, float(cc[k])
@@ -87,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((c, k, cc))
         print(f"{c + 1:12d} {model['rlnClassDistribution'].iloc[c]:8.3f} {k + 1:8d} {cc:6.3f}")
     ccs = np.array([r[2] for r in rows])
-    print(f"median best-match correlation over RELION's top {len(rows)} classes: "
-          f"{np.median(ccs):.3f} (min {ccs.min():.3f})")
+    print(
+        f"median best-match correlation over RELION's top {len(rows)} classes: "
+        f"{np.median(ccs):.3f} (min {ccs.min():.3f})"
+    )
     if a.png:
         import matplotlib
 

@@ -47,36 +47,58 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="twodclass-quality-"))
     sim_dir = out / "data"
     if not (sim_dir / "particles.star").exists():
-        simulate(sim_dir, n_particles=a.particles, box=128, apix_A=1.5, snr=a.snr,
-                 junk_fraction=0.15, n_views=a.views, seed=5)
+        simulate(
+            sim_dir,
+            n_particles=a.particles,
+            box=128,
+            apix_A=1.5,
+            snr=a.snr,
+            junk_fraction=0.15,
+            n_views=a.views,
+            seed=5,
+        )
     job = out / "job"
     if not (job / "run_data.star").exists():
         t = time.perf_counter()
-        run_job(sim_dir / "particles.star", job,
-                ClassifyParams(n_classes=a.classes, threads=a.threads), overwrite=True)
+        run_job(
+            sim_dir / "particles.star",
+            job,
+            ClassifyParams(n_classes=a.classes, threads=a.threads),
+            overwrite=True,
+        )
         print(f"classified {a.particles} particles in {time.perf_counter() - t:.1f} s")
     ev = evaluate_job(job, sim_dir / "truth.star")
     model = read_star(job / "run_model.star")["model_classes"]
     res = model["rlnEstimatedResolution"].to_numpy()
     cnt = model["tdcParticleCount"].to_numpy()
-    good = ev.classes.set_index("cls")["good"].reindex(np.arange(1, len(res) + 1),
-                                                       fill_value=False).to_numpy()
-    print(f"data: {a.particles} particles, box 128 at 1.5 Å, SNR {a.snr}, 15% junk, "
-          f"{'random views' if a.views is None else f'{a.views} views'}; K={a.classes}")
+    good = (
+        ev.classes.set_index("cls")["good"]
+        .reindex(np.arange(1, len(res) + 1), fill_value=False)
+        .to_numpy()
+    )
+    print(
+        f"data: {a.particles} particles, box 128 at 1.5 Å, SNR {a.snr}, 15% junk, "
+        f"{'random views' if a.views is None else f'{a.views} views'}; K={a.classes}"
+    )
     print(f"view spread within good classes:   {ev.view_spread_deg:6.1f} deg")
     print(f"rotation error of the alignments:  {ev.psi_error_deg:6.2f} deg")
     print(f"shift error of the alignments:     {ev.shift_error_A:6.2f} Å")
     print(f"junk particles in junk classes:    {100 * ev.junk_in_junk:6.1f} %")
     print(f"good particles in good classes:    {100 * ev.good_in_good:6.1f} %")
     if a.views is not None:
-        print(f"view purity:                       {100 * ev.view_purity:6.1f} %  "
-              f"({ev.views_found}/{ev.n_views} views are the majority of a class)")
-    print(f"classes: {int(good.sum())} good, {int((~good).sum())} junk, "
-          f"{int((cnt == 0).sum())} empty")
+        print(
+            f"view purity:                       {100 * ev.view_purity:6.1f} %  "
+            f"({ev.views_found}/{ev.n_views} views are the majority of a class)"
+        )
+    print(
+        f"classes: {int(good.sum())} good, {int((~good).sum())} junk, {int((cnt == 0).sum())} empty"
+    )
     if good.any():
         r = res[good]
-        print(f"resolution of good classes (Å): median {np.median(r):.1f}, "
-              f"best {r.min():.1f}, worst {r.max():.1f}")
+        print(
+            f"resolution of good classes (Å): median {np.median(r):.1f}, "
+            f"best {r.min():.1f}, worst {r.max():.1f}"
+        )
     if (~good & (cnt > 0)).any():
         print(f"resolution of junk classes (Å): median {np.median(res[~good & (cnt > 0)]):.1f}")
     return 0

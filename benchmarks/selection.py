@@ -64,27 +64,47 @@ from engine.select.selection import (  # noqa: E402
 from engine.sim.simulate import JUNK_KINDS, simulate  # noqa: E402
 
 # ``twodclass run`` without importing the other subcommands
-RUN_ONLY = ("import argparse, sys; from engine.cli import run as r; "
-            "p = argparse.ArgumentParser(); r.add_parser(p.add_subparsers()); "
-            "sys.exit(r.run(p.parse_args(sys.argv[1:])))")
+RUN_ONLY = (
+    "import argparse, sys; from engine.cli import run as r; "
+    "p = argparse.ArgumentParser(); r.add_parser(p.add_subparsers()); "
+    "sys.exit(r.run(p.parse_args(sys.argv[1:])))"
+)
 
 #: populations of the 8 simulated views: six common ones, two rare ones (~3% each)
 VIEW_WEIGHTS = [1.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.15, 0.15]
 
 
-def make_data(out: Path, n_particles: int, box: int, apix_A: float, snr: float,
-              junk_fraction: float, view_weights: list[float], seed: int) -> Path:
+def make_data(
+    out: Path,
+    n_particles: int,
+    box: int,
+    apix_A: float,
+    snr: float,
+    junk_fraction: float,
+    view_weights: list[float],
+    seed: int,
+) -> Path:
     """Simulate the particle set (``engine.sim.simulate.simulate``); return ``truth.star``."""
-    res = simulate(out, n_particles=n_particles, box=box, apix_A=apix_A, snr=snr,
-                   junk_fraction=junk_fraction, n_views=len(view_weights),
-                   view_weights=view_weights, junk_kinds=JUNK_KINDS, seed=seed)
+    res = simulate(
+        out,
+        n_particles=n_particles,
+        box=box,
+        apix_A=apix_A,
+        snr=snr,
+        junk_fraction=junk_fraction,
+        n_views=len(view_weights),
+        view_weights=view_weights,
+        junk_kinds=JUNK_KINDS,
+        seed=seed,
+    )
     return Path(res.truth_star)
 
 
 def read_truth(path: Path) -> pd.DataFrame:
     t = read_star(path)["particles"][["rlnImageName", "tdcViewId", "tdcJunkKind"]].copy()
-    t["tdcJunkKind"] = t["tdcJunkKind"].fillna("").astype(str).replace(
-        {"": "none", '""': "none", "nan": "none"})
+    t["tdcJunkKind"] = (
+        t["tdcJunkKind"].fillna("").astype(str).replace({"": "none", '""': "none", "nan": "none"})
+    )
     t.loc[t["tdcViewId"] >= 0, "tdcJunkKind"] = "none"
     return t
 
@@ -96,13 +116,17 @@ def evaluate(data: pd.DataFrame, kept: np.ndarray, selected: list[int]) -> dict:
     agg = (data["tdcJunkKind"] == "aggregate").to_numpy()
     res = {
         "junk_rejected": float(1 - kept[junk].mean()) if junk.any() else 1.0,
-        "junk_rejected_without_aggregates": (float(1 - kept[junk & ~agg].mean())
-                                             if (junk & ~agg).any() else 1.0),
+        "junk_rejected_without_aggregates": (
+            float(1 - kept[junk & ~agg].mean()) if (junk & ~agg).any() else 1.0
+        ),
         "good_kept": float(kept[~junk].mean()),
         "junk_rejected_by_kind": {
             k: round(float(1 - kept[(data["tdcJunkKind"] == k).to_numpy()].mean()), 4)
-            for k in sorted(set(data.loc[junk, "tdcJunkKind"]))},
-        "good_kept_by_view": {}, "views_lost": [], "views_without_own_class": [],
+            for k in sorted(set(data.loc[junk, "tdcJunkKind"]))
+        },
+        "good_kept_by_view": {},
+        "views_lost": [],
+        "views_without_own_class": [],
     }
     maj = data.groupby("rlnClassNumber")["tdcViewId"].agg(lambda s: s.value_counts().index[0])
     for v in sorted(set(data.loc[~junk, "tdcViewId"])):
@@ -117,10 +141,12 @@ def evaluate(data: pd.DataFrame, kept: np.ndarray, selected: list[int]) -> dict:
 
 
 def _line(name: str, r: dict) -> str:
-    return (f"{name:<22} junk rejected {r['junk_rejected']:.3f} "
-            f"({r['junk_rejected_without_aggregates']:.3f} without aggregates), good kept "
-            f"{r['good_kept']:.3f}, views lost {r['views_lost']}; by kind "
-            + ", ".join(f"{k} {v:.2f}" for k, v in r["junk_rejected_by_kind"].items()))
+    return (
+        f"{name:<22} junk rejected {r['junk_rejected']:.3f} "
+        f"({r['junk_rejected_without_aggregates']:.3f} without aggregates), good kept "
+        f"{r['good_kept']:.3f}, views lost {r['views_lost']}; by kind "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["junk_rejected_by_kind"].items())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--apix", type=float, default=3.0)
     ap.add_argument("--snr", type=float, default=0.08)
     ap.add_argument("--junk", type=float, default=0.25, help="junk fraction (all kinds)")
-    ap.add_argument("--rare-weight", type=float, default=0.15,
-                    help="weight of the two rare views (common views 0.6-1.0)")
+    ap.add_argument(
+        "--rare-weight",
+        type=float,
+        default=0.15,
+        help="weight of the two rare views (common views 0.6-1.0)",
+    )
     ap.add_argument("--classes", type=int, default=24, help="2D classes of the run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -147,16 +177,39 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     truth_star = out / "data" / "truth.star"
     if not (args.reuse and truth_star.exists()):
-        truth_star = make_data(out / "data", args.particles, args.box, args.apix, args.snr,
-                               args.junk, VIEW_WEIGHTS[:6] + [args.rare_weight] * 2,
-                               args.seed)
+        truth_star = make_data(
+            out / "data",
+            args.particles,
+            args.box,
+            args.apix,
+            args.snr,
+            args.junk,
+            VIEW_WEIGHTS[:6] + [args.rare_weight] * 2,
+            args.seed,
+        )
     star = truth_star.parent / "particles.star"
     t_sim = time.perf_counter() - t0
     job = out / "job"
     if not (args.reuse and (job / "run_data.star").exists()):
-        cmd = [sys.executable, "-c", RUN_ONLY, "run", str(star), "-o", str(job), "--overwrite",
-               "--classes", str(args.classes), "--threads", str(args.threads),
-               "--seed", str(args.seed), "--progress", "none", *args.run_args.split()]
+        cmd = [
+            sys.executable,
+            "-c",
+            RUN_ONLY,
+            "run",
+            str(star),
+            "-o",
+            str(job),
+            "--overwrite",
+            "--classes",
+            str(args.classes),
+            "--threads",
+            str(args.threads),
+            "--seed",
+            str(args.seed),
+            "--progress",
+            "none",
+            *args.run_args.split(),
+        ]
         env = dict(os.environ, NUMBA_NUM_THREADS=str(args.threads))
         subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[1])
     t_run = time.perf_counter() - t0 - t_sim
@@ -170,20 +223,22 @@ def main(argv: list[str] | None = None) -> int:
     verdict = particle_outliers(jb.data, selected, th)
     t_sel = time.perf_counter() - t1
     data = jb.data[["rlnImageName", "rlnClassNumber"]].merge(
-        truth[["rlnImageName", "tdcViewId", "tdcJunkKind"]], on="rlnImageName", how="left")
+        truth[["rlnImageName", "tdcViewId", "tdcJunkKind"]], on="rlnImageName", how="left"
+    )
     in_classes = data["rlnClassNumber"].isin(selected).to_numpy()
-    auto = evaluate(data, verdict.keep, selected)          # classes + particle filter
+    auto = evaluate(data, verdict.keep, selected)  # classes + particle filter
     classes_only = evaluate(data, in_classes, selected)
     cov = view_coverage(table, selected)
 
     # oracle: classes whose particles are mostly good, every particle of them kept
     purity = data.assign(good=data["tdcViewId"] >= 0).groupby("rlnClassNumber")["good"].mean()
-    comp = data.assign(kind=data["tdcJunkKind"].replace("none", "good")).groupby(
-        "rlnClassNumber")["kind"].agg(
-        lambda s: ", ".join(f"{k}:{n}" for k, n in s.value_counts().items()))
+    comp = (
+        data.assign(kind=data["tdcJunkKind"].replace("none", "good"))
+        .groupby("rlnClassNumber")["kind"]
+        .agg(lambda s: ", ".join(f"{k}:{n}" for k, n in s.value_counts().items()))
+    )
     oracle_sel = [int(c) for c, p in purity.items() if p > 0.5]
-    maj_view = data.groupby("rlnClassNumber")["tdcViewId"].agg(
-        lambda s: s.value_counts().index[0])
+    maj_view = data.groupby("rlnClassNumber")["tdcViewId"].agg(lambda s: s.value_counts().index[0])
     oracle = evaluate(data, data["rlnClassNumber"].isin(oracle_sel).to_numpy(), oracle_sel)
     removed = data.loc[verdict.in_classes & ~verdict.keep]
     removed_kinds = removed["tdcJunkKind"].replace("none", "good").value_counts().to_dict()
@@ -198,26 +253,42 @@ def main(argv: list[str] | None = None) -> int:
         print("warning:", w)
     print(f"{verdict.summary()}; truth of the removed particles: {removed_kinds}")
     summary = {
-        "particles": int(len(truth)), "junk_fraction": float((truth["tdcViewId"] < 0).mean()),
-        "classes": args.classes, "selected_classes": selected,
-        "auto": auto, "classes_only": classes_only, "oracle_classes": oracle,
-        "particle_filter": verdict.to_dict(), "removed_truth": removed_kinds,
-        "targets_met": bool(auto["junk_rejected"] >= 0.90 and auto["good_kept"] >= 0.97
-                            and not auto["views_lost"]),
-        "seconds": {"simulate": round(t_sim, 1), "run": round(t_run, 1),
-                    "select": round(t_sel, 2)},
+        "particles": int(len(truth)),
+        "junk_fraction": float((truth["tdcViewId"] < 0).mean()),
+        "classes": args.classes,
+        "selected_classes": selected,
+        "auto": auto,
+        "classes_only": classes_only,
+        "oracle_classes": oracle,
+        "particle_filter": verdict.to_dict(),
+        "removed_truth": removed_kinds,
+        "targets_met": bool(
+            auto["junk_rejected"] >= 0.90 and auto["good_kept"] >= 0.97 and not auto["views_lost"]
+        ),
+        "seconds": {"simulate": round(t_sim, 1), "run": round(t_run, 1), "select": round(t_sel, 2)},
     }
-    fam_of_view = {int(v): sorted({int(table.loc[table["class_number"] == c, "family"].iloc[0])
-                                   for c, m in maj_view.items() if m == v and c in selected})
-                   for v in sorted(truth.loc[truth["tdcViewId"] >= 0, "tdcViewId"].unique())}
+    fam_of_view = {
+        int(v): sorted(
+            {
+                int(table.loc[table["class_number"] == c, "family"].iloc[0])
+                for c, m in maj_view.items()
+                if m == v and c in selected
+            }
+        )
+        for v in sorted(truth.loc[truth["tdcViewId"] >= 0, "tdcViewId"].unique())
+    }
     summary["view_families_of_views"] = fam_of_view
     print(f"selected families per simulated view: {fam_of_view}")
-    print(_line("auto (classes+filter)", auto)
-          + f", views without a class of their own {auto['views_without_own_class']}")
+    print(
+        _line("auto (classes+filter)", auto)
+        + f", views without a class of their own {auto['views_without_own_class']}"
+    )
     print(_line("classes only", classes_only))
     print(_line("oracle classes", oracle))
-    print(f"targets (>= 0.90 junk rejected, >= 0.97 good kept, no view lost): "
-          f"{'met' if summary['targets_met'] else 'NOT met'}")
+    print(
+        f"targets (>= 0.90 junk rejected, >= 0.97 good kept, no view lost): "
+        f"{'met' if summary['targets_met'] else 'NOT met'}"
+    )
     print(json.dumps(summary))
     return 0
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def bare_search(data, geo, refs, visits: int, block: int = 256) -> float:
@@ -48,7 +48,7 @@ def bare_search(data, geo, refs, visits: int, block: int = 256) -> float:
 
     grid = geo.grid
     rs = reference_spectra(refs, grid)
-    W = rs.W                                                     # (M, R, K*T)
+    W = rs.W  # (M, R, K*T)
     t0 = time.perf_counter()
     done = 0
     i0 = 0
@@ -59,7 +59,7 @@ def bare_search(data, geo, refs, visits: int, block: int = 256) -> float:
         imgs = data.images_of(np.sort(idx)) * geo.mask
         P = polar_sample(centred_rfft2(imgs, PAD), PAD, grid.radii, grid.n_psi)
         A = np.fft.fft(P, axis=-1)[..., : grid.n_m].transpose(2, 0, 1).astype(np.complex64)
-        S = np.matmul(A, W)                                      # (M, nb, K*T)
+        S = np.matmul(A, W)  # (M, nb, K*T)
         cross = np.fft.irfft(S, n=grid.n_psi, axis=0)
         cross.max(axis=0)
         done += nb
@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--data", default=None, help="folder for (or with) the simulated set")
     ap.add_argument("--plain-particles", type=int, default=2)
-    ap.add_argument("--bare-visits", type=int, default=20000,
-                    help="visits timed for the bare search, scaled to the engine's visits")
+    ap.add_argument(
+        "--bare-visits",
+        type=int,
+        default=20000,
+        help="visits timed for the bare search, scaled to the engine's visits",
+    )
     a = ap.parse_args(argv)
     if a.threads:
         os.environ["NUMBA_NUM_THREADS"] = str(a.threads)
@@ -92,8 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     star = folder / "particles.star"
     if not star.exists():
         t = time.perf_counter()
-        simulate(folder, n_particles=a.particles, box=128, apix_A=1.5, snr=0.05,
-                 junk_fraction=0.15, seed=1, float16=True)
+        simulate(
+            folder,
+            n_particles=a.particles,
+            box=128,
+            apix_A=1.5,
+            snr=0.05,
+            junk_fraction=0.15,
+            seed=1,
+            float16=True,
+        )
         print(f"simulated {a.particles} particles in {time.perf_counter() - t:.1f} s -> {folder}")
     p = ClassifyParams(n_classes=a.classes, threads=a.threads)
     pset = read_particles(star)
@@ -102,14 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     floor = time.perf_counter() - t
     geo = geometry_for(p, data)
     # compile the kernels outside the timings (a real run does it once, behind a notice)
-    warm = ClassifyParams(n_classes=a.classes, online_iters=1, batch_per_class=2,
-                          full_passes=0, threads=a.threads)
+    warm = ClassifyParams(
+        n_classes=a.classes, online_iters=1, batch_per_class=2, full_passes=0, threads=a.threads
+    )
     classify(warm, data)
     t = time.perf_counter()
     state = classify(p, data)
     engine_s = time.perf_counter() - t
     visits = sum(h["n_particles"] for h in state.history)
-    sample = min(visits, a.bare_visits)      # the bare search's rate does not depend on N
+    sample = min(visits, a.bare_visits)  # the bare search's rate does not depend on N
     bare_s = bare_search(data, geo, state.refs, sample) * visits / sample
     # plain E-step on a few particles (per visit)
     init = initial_state(p, data, geo)
@@ -120,15 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     plain_scores(imgs, init.refs, ctf, geo.grid, 1.0 / init.sigma2)
     plain_per_visit = (time.perf_counter() - t) / k
     per_visit = engine_s / visits
-    print(f"N={data.n} box {pset.box}->{data.b} px, K={p.n_classes}, "
-          f"{geo.grid.n_psi} rotations x {len(geo.grid.shifts)} shifts, "
-          f"threads={p.threads or 'all'}")
-    print("| N | engine s | visits | visits/s | floor s | engine/floor | bare s | engine/bare "
-          "| plain ms/visit | plain/engine | peak GB |")
-    print(f"| {data.n} | {engine_s:.1f} | {visits} | {visits / engine_s:.0f} | {floor:.1f} | "
-          f"{engine_s / floor:.1f} | {bare_s:.1f} | {engine_s / bare_s:.2f} | "
-          f"{1e3 * plain_per_visit:.0f} | {plain_per_visit / per_visit:.0f} | "
-          f"{_peak_gb():.2f} |")
+    print(
+        f"N={data.n} box {pset.box}->{data.b} px, K={p.n_classes}, "
+        f"{geo.grid.n_psi} rotations x {len(geo.grid.shifts)} shifts, "
+        f"threads={p.threads or 'all'}"
+    )
+    print(
+        "| N | engine s | visits | visits/s | floor s | engine/floor | bare s | engine/bare "
+        "| plain ms/visit | plain/engine | peak GB |"
+    )
+    print(
+        f"| {data.n} | {engine_s:.1f} | {visits} | {visits / engine_s:.0f} | {floor:.1f} | "
+        f"{engine_s / floor:.1f} | {bare_s:.1f} | {engine_s / bare_s:.2f} | "
+        f"{1e3 * plain_per_visit:.0f} | {plain_per_visit / per_visit:.0f} | "
+        f"{_peak_gb():.2f} |"
+    )
     return 0
 
 

@@ -24,8 +24,9 @@ SESSION = "twodclass-bench"
 
 
 def _cap() -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", SESSION],
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True
+    ).stdout
 
 
 def _class_line(c: str) -> str | None:
@@ -52,8 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     cmd = args.command or f"{sys.executable} -m engine browse {args.job_dir}"
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     t0 = time.perf_counter()
-    subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", str(w), "-y", str(h),
-                    cmd + "; sleep 600"], check=True)
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            SESSION,
+            "-x",
+            str(w),
+            "-y",
+            str(h),
+            cmd + "; sleep 600",
+        ],
+        check=True,
+    )
     drawn = auto = None
     try:
         while time.perf_counter() - t0 < 60:
@@ -67,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if drawn is None or auto is None:
             print("the browser did not appear within 60 s:\n" + _cap(), file=sys.stderr)
             return 1
-        print(f"browser drawn (grid + status line): {drawn:.2f} s after launch; "
-              f"automatic suggestion shown: {auto:.2f} s")
+        print(
+            f"browser drawn (grid + status line): {drawn:.2f} s after launch; "
+            f"automatic suggestion shown: {auto:.2f} s"
+        )
         lat: dict[str, list[float]] = {k: [] for k in ("Right", "Down", "Left", "Up", "space")}
         for _ in range(args.repeats):
             for key in ("Right", "Down", "space", "Left", "Up", "space"):
@@ -81,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 lat[key].append(time.perf_counter() - t)
                 time.sleep(0.05)
         for k, v in lat.items():
-            print(f"{k:6s}: median {1000 * statistics.median(v):.0f} ms, "
-                  f"max {1000 * max(v):.0f} ms (n={len(v)})")
+            print(
+                f"{k:6s}: median {1000 * statistics.median(v):.0f} ms, "
+                f"max {1000 * max(v):.0f} ms (n={len(v)})"
+            )
     finally:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     return 0

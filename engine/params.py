@@ -22,11 +22,21 @@ from engine.fields import from_dict_strict, range_problems
 __all__ = ["ClassifyParams", "ParamSpec", "param_specs", "resolve_threads"]
 
 
-def _p(default: Any, *, flag: str, label: str, help: str, unit: str = "",
-       level: str = "basic", min: float | None = None, max: float | None = None,
-       choices: tuple[str, ...] | None = None) -> Any:
-    meta = dict(flag=flag, label=label, help=help, unit=unit, level=level,
-                min=min, max=max, choices=choices)
+def _p(
+    default: Any,
+    *,
+    flag: str,
+    label: str,
+    help: str,
+    unit: str = "",
+    level: str = "basic",
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    meta = dict(
+        flag=flag, label=label, help=help, unit=unit, level=level, min=min, max=max, choices=choices
+    )
     return field(default=default, metadata=meta)
 
 
@@ -35,90 +45,198 @@ class ClassifyParams:
     """Parameters of ``twodclass run`` (defaults follow cryoSPARC's 2D Classification job)."""
 
     # --- basic (cryoSPARC names) -------------------------------------------------------
-    n_classes: int = _p(50, flag="--classes", label="Number of 2D classes",
-                        help="How many class averages to produce.", min=1, max=2000)
-    max_res_A: float = _p(6.0, flag="--max-res", label="Maximum resolution", unit="Å",
-                          help="Highest resolution used for alignment and class averages; "
-                               "particles are Fourier-cropped to it once.", min=0.1)
-    uncertainty: float = _p(2.0, flag="--uncertainty",
-                            label="Initial classification uncertainty factor",
-                            help="Annealing temperature at the start, decaying to 1. Higher = "
-                                 "slower, more diverse classes; lower = quicker, more junk "
-                                 "classes.",
-                            min=1.0, max=100.0)
-    diameter_A: float | None = _p(None, flag="--diameter", label="Circular mask diameter",
-                                  unit="Å", help="Inner diameter of the circular mask; "
-                                  "default: 85% of the box.", min=1.0)
-    diameter_outer_A: float | None = _p(None, flag="--diameter-outer",
-                                        label="Circular mask diameter outer", unit="Å",
-                                        help="Soft mask edge ends here; default: 1.2 x inner "
-                                             "diameter, capped at the box.", min=1.0)
-    online_iters: int = _p(20, flag="--online-iters", label="Number of online-EM iterations",
-                           help="Online-EM iterations on random batches (30-40 for small "
-                                "particles).", min=0, max=10000)
-    batch_per_class: int = _p(100, flag="--batch-per-class", label="Batchsize per class",
-                              help="Particles per class in each online-EM batch (200-300 for "
-                                   "small particles).", min=1, max=100000)
-    full_passes: int = _p(1, flag="--full-passes", label="Number of final full iterations",
-                          help="Full passes over all particles after the online iterations; the "
-                               "last one gives the final assignment.", min=0, max=100)
+    n_classes: int = _p(
+        50,
+        flag="--classes",
+        label="Number of 2D classes",
+        help="How many class averages to produce.",
+        min=1,
+        max=2000,
+    )
+    max_res_A: float = _p(
+        6.0,
+        flag="--max-res",
+        label="Maximum resolution",
+        unit="Å",
+        help="Highest resolution used for alignment and class averages; "
+        "particles are Fourier-cropped to it once.",
+        min=0.1,
+    )
+    uncertainty: float = _p(
+        2.0,
+        flag="--uncertainty",
+        label="Initial classification uncertainty factor",
+        help="Annealing temperature at the start, decaying to 1. Higher = "
+        "slower, more diverse classes; lower = quicker, more junk "
+        "classes.",
+        min=1.0,
+        max=100.0,
+    )
+    diameter_A: float | None = _p(
+        None,
+        flag="--diameter",
+        label="Circular mask diameter",
+        unit="Å",
+        help="Inner diameter of the circular mask; default: 85% of the box.",
+        min=1.0,
+    )
+    diameter_outer_A: float | None = _p(
+        None,
+        flag="--diameter-outer",
+        label="Circular mask diameter outer",
+        unit="Å",
+        help="Soft mask edge ends here; default: 1.2 x inner diameter, capped at the box.",
+        min=1.0,
+    )
+    online_iters: int = _p(
+        20,
+        flag="--online-iters",
+        label="Number of online-EM iterations",
+        help="Online-EM iterations on random batches (30-40 for small particles).",
+        min=0,
+        max=10000,
+    )
+    batch_per_class: int = _p(
+        100,
+        flag="--batch-per-class",
+        label="Batchsize per class",
+        help="Particles per class in each online-EM batch (200-300 for small particles).",
+        min=1,
+        max=100000,
+    )
+    full_passes: int = _p(
+        1,
+        flag="--full-passes",
+        label="Number of final full iterations",
+        help="Full passes over all particles after the online iterations; the "
+        "last one gives the final assignment.",
+        min=0,
+        max=100,
+    )
     # --- advanced ----------------------------------------------------------------------
-    force_max: bool = _p(True, flag="--force-max", label="Force max over poses/shifts",
-                         help="Keep only the best rotation and shift per class (fast); off = "
-                              "marginalise over all poses (better for small, low-SNR particles).",
-                         level="advanced")
-    min_res_align_A: float | None = _p(None, flag="--min-res-align",
-                                       label="Minimum alignment resolution", unit="Å",
-                                       help="Ignore Fourier components coarser than this in "
-                                            "alignment; default: use everything.",
-                                       level="advanced", min=1.0)
-    psi_step_deg: float = _p(5.0, flag="--psi-step", label="In-plane angular sampling",
-                             unit="deg", help="Rotation search step, rounded to 360/2^n "
-                             "(5 -> 5.6 deg, 64 rotations), refined between steps.",
-                             level="advanced", min=0.5, max=30.0)
-    offset_range_A: float | None = _p(None, flag="--offset-range", label="Offset search range",
-                                      unit="Å", help="Translations searched around the current "
-                                      "offset; default: 2.5 cropped pixels.", level="advanced",
-                                      min=0.0)
-    offset_step_A: float | None = _p(None, flag="--offset-step", label="Offset search step",
-                                     unit="Å", help="Translation sampling; default: one cropped "
-                                     "pixel.", level="advanced", min=0.01)
-    offset_sigma_A: float | None = _p(None, flag="--offset-sigma", label="Offset prior width",
-                                      unit="Å", help="Std. dev. of the Gaussian prior on "
-                                      "particle offsets; default: 10% of the box.",
-                                      level="advanced", min=0.01)
-    tau2_fudge: float = _p(2.0, flag="--tau2-fudge", label="Regularisation parameter T",
-                           help="RELION's T: weight of the data against the smoothness prior "
-                                "in the Wiener class averages.", level="advanced",
-                           min=0.1, max=100.0)
-    ctf: bool = _p(True, flag="--ctf", label="Do CTF correction",
-                   help="Use the particles' CTF in alignment and averaging.", level="advanced")
-    ctf_intact_first_peak: bool = _p(False, flag="--ctf-intact-first-peak",
-                                     label="Ignore CTFs until first peak",
-                                     help="Treat the CTF as 1 up to its first maximum "
-                                          "(for data with very low defocus).", level="advanced")
-    center_classes: bool = _p(True, flag="--center-classes", label="Re-center 2D classes",
-                              help="Shift each class average to its centre of mass after "
-                                   "every iteration.", level="advanced")
-    reseed_dead: bool = _p(True, flag="--reseed-dead", label="Re-seed dead classes",
-                           help="Split the largest class into classes that lost their "
-                                "particles.", level="advanced")
+    force_max: bool = _p(
+        True,
+        flag="--force-max",
+        label="Force max over poses/shifts",
+        help="Keep only the best rotation and shift per class (fast); off = "
+        "marginalise over all poses (better for small, low-SNR particles).",
+        level="advanced",
+    )
+    min_res_align_A: float | None = _p(
+        None,
+        flag="--min-res-align",
+        label="Minimum alignment resolution",
+        unit="Å",
+        help="Ignore Fourier components coarser than this in alignment; default: use everything.",
+        level="advanced",
+        min=1.0,
+    )
+    psi_step_deg: float = _p(
+        5.0,
+        flag="--psi-step",
+        label="In-plane angular sampling",
+        unit="deg",
+        help="Rotation search step, rounded to 360/2^n "
+        "(5 -> 5.6 deg, 64 rotations), refined between steps.",
+        level="advanced",
+        min=0.5,
+        max=30.0,
+    )
+    offset_range_A: float | None = _p(
+        None,
+        flag="--offset-range",
+        label="Offset search range",
+        unit="Å",
+        help="Translations searched around the current offset; default: 2.5 cropped pixels.",
+        level="advanced",
+        min=0.0,
+    )
+    offset_step_A: float | None = _p(
+        None,
+        flag="--offset-step",
+        label="Offset search step",
+        unit="Å",
+        help="Translation sampling; default: one cropped pixel.",
+        level="advanced",
+        min=0.01,
+    )
+    offset_sigma_A: float | None = _p(
+        None,
+        flag="--offset-sigma",
+        label="Offset prior width",
+        unit="Å",
+        help="Std. dev. of the Gaussian prior on particle offsets; default: 10% of the box.",
+        level="advanced",
+        min=0.01,
+    )
+    tau2_fudge: float = _p(
+        2.0,
+        flag="--tau2-fudge",
+        label="Regularisation parameter T",
+        help="RELION's T: weight of the data against the smoothness prior "
+        "in the Wiener class averages.",
+        level="advanced",
+        min=0.1,
+        max=100.0,
+    )
+    ctf: bool = _p(
+        True,
+        flag="--ctf",
+        label="Do CTF correction",
+        help="Use the particles' CTF in alignment and averaging.",
+        level="advanced",
+    )
+    ctf_intact_first_peak: bool = _p(
+        False,
+        flag="--ctf-intact-first-peak",
+        label="Ignore CTFs until first peak",
+        help="Treat the CTF as 1 up to its first maximum (for data with very low defocus).",
+        level="advanced",
+    )
+    center_classes: bool = _p(
+        True,
+        flag="--center-classes",
+        label="Re-center 2D classes",
+        help="Shift each class average to its centre of mass after every iteration.",
+        level="advanced",
+    )
+    reseed_dead: bool = _p(
+        True,
+        flag="--reseed-dead",
+        label="Re-seed dead classes",
+        help="Split the largest class into classes that lost their particles.",
+        level="advanced",
+    )
     # --- compute -----------------------------------------------------------------------
-    threads: int = _p(0, flag="--threads", label="Threads",
-                      help="CPU threads for numba and BLAS together; 0 = all cores.",
-                      level="compute", min=0, max=4096)
-    seed: int = _p(0, flag="--seed", label="Random seed",
-                   help="Seed for batches and initial classes; same seed + threads = same "
-                        "result.", level="compute", min=0)
+    threads: int = _p(
+        0,
+        flag="--threads",
+        label="Threads",
+        help="CPU threads for numba and BLAS together; 0 = all cores.",
+        level="compute",
+        min=0,
+        max=4096,
+    )
+    seed: int = _p(
+        0,
+        flag="--seed",
+        label="Random seed",
+        help="Seed for batches and initial classes; same seed + threads = same result.",
+        level="compute",
+        min=0,
+    )
 
     # ------------------------------------------------------------------------------------
     def validate(self) -> list[str]:
         """Return a list of human-readable problems (empty when valid)."""
         errs = range_problems(self)
-        if (self.diameter_A is not None and self.diameter_outer_A is not None
-                and self.diameter_outer_A < self.diameter_A):
+        if (
+            self.diameter_A is not None
+            and self.diameter_outer_A is not None
+            and self.diameter_outer_A < self.diameter_A
+        ):
             errs.append("--diameter-outer must be >= --diameter")
-        if (self.min_res_align_A is not None and self.min_res_align_A <= self.max_res_A):
+        if self.min_res_align_A is not None and self.min_res_align_A <= self.max_res_A:
             errs.append("--min-res-align must be coarser (larger) than --max-res")
         return errs
 
@@ -127,8 +245,10 @@ class ClassifyParams:
         errs = self.validate()
         box_A = box_px * apix_A
         if self.diameter_A is not None and self.diameter_A > box_A:
-            errs.append(f"--diameter {self.diameter_A:g} Å is larger than the box "
-                        f"({box_px} px x {apix_A:g} Å = {box_A:g} Å)")
+            errs.append(
+                f"--diameter {self.diameter_A:g} Å is larger than the box "
+                f"({box_px} px x {apix_A:g} Å = {box_A:g} Å)"
+            )
         if self.n_classes > n_particles:
             errs.append(f"--classes {self.n_classes} is more than the {n_particles} particles")
         return errs
@@ -173,9 +293,18 @@ def param_specs() -> list[ParamSpec]:
     out = []
     for f in dataclasses.fields(ClassifyParams):
         typ, optional = _base_type(str(f.type))
-        out.append(ParamSpec(name=f.name, type=typ, default=f.default, optional=optional,
-                             **{k: f.metadata[k] for k in ("flag", "label", "help", "unit",
-                                                           "level", "min", "max", "choices")}))
+        out.append(
+            ParamSpec(
+                name=f.name,
+                type=typ,
+                default=f.default,
+                optional=optional,
+                **{
+                    k: f.metadata[k]
+                    for k in ("flag", "label", "help", "unit", "level", "min", "max", "choices")
+                },
+            )
+        )
     return out
 
 

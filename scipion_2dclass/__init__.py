@@ -50,8 +50,10 @@ class Plugin(pwem.Plugin):
     def validateInstallation(cls) -> list[str]:
         exe = engine_executable()
         if not os.path.exists(exe):
-            return [f"twodclass console script not found at {exe}: "
-                    f"pip install scipion-em-2dclass into Scipion's Python"]
+            return [
+                f"twodclass console script not found at {exe}: "
+                f"pip install scipion-em-2dclass into Scipion's Python"
+            ]
         return []
 
     @classmethod

@@ -29,8 +29,10 @@ ATTR_LOGLIK = "_tdc_logLikeContribution"
 
 # per-particle statistics of the particle filter (engine.core.particle_residuals), as stored on the
 # output particles: run_data.star column -> attribute
-PARTICLE_STAT_ATTRS = {"tdcResidualLowRes": "_tdc_residualLowRes",
-                       "tdcSignalLowRes": "_tdc_signalLowRes"}
+PARTICLE_STAT_ATTRS = {
+    "tdcResidualLowRes": "_tdc_residualLowRes",
+    "tdcSignalLowRes": "_tdc_signalLowRes",
+}
 # why the particle filter of the selection removed a particle (outputRemovedParticles)
 ATTR_REMOVED_REASON = "_tdc_removedReason"
 

@@ -39,8 +39,15 @@ from engine.core.pose import sample_bilinear
 from .constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
 
 __all__ = [
-    "JobResult", "align_with_matrix", "matrix_to_pose", "pose_to_matrix", "read_job",
-    "relion_location", "row_scipion_ids", "split_relion_location", "write_particles_star",
+    "JobResult",
+    "align_with_matrix",
+    "matrix_to_pose",
+    "pose_to_matrix",
+    "read_job",
+    "relion_location",
+    "row_scipion_ids",
+    "split_relion_location",
+    "write_particles_star",
 ]
 
 MRC_EXTENSIONS = (".mrcs", ".mrc", ".st", ".map")
@@ -119,12 +126,17 @@ def _link_stack(path: str, stacks_dir: str, links: dict[str, str]) -> str:
 
 # --------------------------------------------------------------------------- writer
 def _optics_key(acq, apix: float) -> tuple:
-    return (round(acq.getVoltage() or 0.0, 4), round(acq.getSphericalAberration() or 0.0, 4),
-            round(acq.getAmplitudeContrast() or 0.0, 4), round(apix, 6))
+    return (
+        round(acq.getVoltage() or 0.0, 4),
+        round(acq.getSphericalAberration() or 0.0, 4),
+        round(acq.getAmplitudeContrast() or 0.0, 4),
+        round(apix, 6),
+    )
 
 
-def write_particles_star(particles, star_path: str, stacks_dir: str,
-                         write_ctf: bool | None = None) -> dict:
+def write_particles_star(
+    particles, star_path: str, stacks_dir: str, write_ctf: bool | None = None
+) -> dict:
     """Write ``particles`` (a Scipion ``SetOfParticles``) as the engine's input STAR.
 
     Rows follow the Scipion ids in increasing order. Returns a small summary
@@ -136,8 +148,9 @@ def write_particles_star(particles, star_path: str, stacks_dir: str,
     if apix <= 0:
         raise ValueError("the input particles have no pixel size (sampling rate)")
     box = int(particles.getXDim() or particles.getDimensions()[0])
-    has_ctf = bool(particles.hasCTF()) if write_ctf is None else bool(write_ctf and
-                                                                      particles.hasCTF())
+    has_ctf = (
+        bool(particles.hasCTF()) if write_ctf is None else bool(write_ctf and particles.hasCTF())
+    )
     has_align = particles.getAlignment() == ALIGN_2D
 
     optics: dict[tuple, dict] = {}
@@ -160,8 +173,10 @@ def write_particles_star(particles, star_path: str, stacks_dir: str,
                 "rlnImageDimensionality": 2,
             }
         index, fn = part.getLocation()
-        row = {"rlnImageName": relion_location(index, _link_stack(fn, stacks_dir, links)),
-               "rlnOpticsGroup": optics[key]["rlnOpticsGroup"]}
+        row = {
+            "rlnImageName": relion_location(index, _link_stack(fn, stacks_dir, links)),
+            "rlnOpticsGroup": optics[key]["rlnOpticsGroup"],
+        }
         if has_ctf:
             ctf = part.getCTF()
             row["rlnDefocusU"] = float(ctf.getDefocusU())
@@ -180,11 +195,21 @@ def write_particles_star(particles, star_path: str, stacks_dir: str,
         raise ValueError("the input set of particles is empty")
 
     os.makedirs(os.path.dirname(os.path.abspath(star_path)), exist_ok=True)
-    starfile.write({"optics": pd.DataFrame(list(optics.values())),
-                    "particles": pd.DataFrame(rows)}, star_path, overwrite=True)
+    starfile.write(
+        {"optics": pd.DataFrame(list(optics.values())), "particles": pd.DataFrame(rows)},
+        star_path,
+        overwrite=True,
+    )
     missing = sorted(src for src, dst in links.items() if not os.path.exists(dst))
-    return {"n_particles": len(rows), "box": box, "apix": apix, "has_ctf": has_ctf,
-            "has_alignment": has_align, "n_stacks": len(links), "missing_stacks": missing}
+    return {
+        "n_particles": len(rows),
+        "box": box,
+        "apix": apix,
+        "has_ctf": has_ctf,
+        "has_alignment": has_align,
+        "n_stacks": len(links),
+        "missing_stacks": missing,
+    }
 
 
 # --------------------------------------------------------------------------- reader
@@ -193,10 +218,10 @@ class JobResult:
     """The results of an engine job folder."""
 
     job_dir: str
-    particles: pd.DataFrame           # run_data.star particles, sorted by Scipion id if present
+    particles: pd.DataFrame  # run_data.star particles, sorted by Scipion id if present
     optics: pd.DataFrame | None
-    classes: pd.DataFrame             # data_model_classes, one row per class (1..K)
-    iterations: pd.DataFrame          # data_model_iterations (may be empty)
+    classes: pd.DataFrame  # data_model_classes, one row per class (1..K)
+    iterations: pd.DataFrame  # data_model_iterations (may be empty)
     general: dict = field(default_factory=dict)
     classes_path: str = ""
     classes_apix: float = 0.0
@@ -213,8 +238,10 @@ class JobResult:
 
     def class_rows(self) -> dict[int, dict]:
         """Class number -> its ``data_model_classes`` row (as a dict)."""
-        return {int(k): row for k, row in zip(self.class_numbers(),
-                                              self.classes.to_dict("records"), strict=True)}
+        return {
+            int(k): row
+            for k, row in zip(self.class_numbers(), self.classes.to_dict("records"), strict=True)
+        }
 
     def particle_rows(self) -> Iterator[dict]:
         """``run_data`` rows as dicts, in increasing Scipion id (the ``classifyItems`` order)."""
@@ -295,10 +322,17 @@ def read_job(job_dir: str, need_data: bool = True) -> JobResult:
         particles = particles.reset_index(drop=True)
     classes_path = os.path.join(job_dir, CLASSES_MRCS)
     apix, box, _ = classes_file_info(classes_path)
-    return JobResult(job_dir=job_dir, particles=particles,
-                     optics=optics if isinstance(optics, pd.DataFrame) else None,
-                     classes=classes, iterations=iters, general=general,
-                     classes_path=classes_path, classes_apix=apix, classes_box=box)
+    return JobResult(
+        job_dir=job_dir,
+        particles=particles,
+        optics=optics if isinstance(optics, pd.DataFrame) else None,
+        classes=classes,
+        iterations=iters,
+        general=general,
+        classes_path=classes_path,
+        classes_apix=apix,
+        classes_box=box,
+    )
 
 
 def row_scipion_ids(particles: pd.DataFrame, enabled_ids) -> np.ndarray | None:

@@ -18,9 +18,19 @@ from typing import Any
 
 from .constants import DATA_STAR, MODEL_STAR
 
-__all__ = ["FILTER_FIELDS", "ClassInfo", "Decision", "ParticleFilter", "auto_decisions",
-           "decide", "find_job_dir", "parse_ids", "particle_filter", "saved_selection",
-           "saved_filter_thresholds"]
+__all__ = [
+    "FILTER_FIELDS",
+    "ClassInfo",
+    "Decision",
+    "ParticleFilter",
+    "auto_decisions",
+    "decide",
+    "find_job_dir",
+    "parse_ids",
+    "particle_filter",
+    "saved_selection",
+    "saved_filter_thresholds",
+]
 
 #: the fields of ``engine.select.selection.SelectionThresholds`` that drive the particle filter
 FILTER_FIELDS = ("max_residual_z", "min_signal_z")
@@ -42,7 +52,8 @@ class Decision:
     def describe(self) -> str:
         verdict = "kept" if self.keep else "rejected"
         return f"class {self.class_id}: {verdict}" + (
-            f" ({'; '.join(self.reasons)})" if self.reasons else "")
+            f" ({'; '.join(self.reasons)})" if self.reasons else ""
+        )
 
 
 def parse_ids(text: str | None) -> set[int]:
@@ -57,11 +68,17 @@ def parse_ids(text: str | None) -> set[int]:
     return out
 
 
-def decide(classes: Iterable[ClassInfo], *, min_particles: int = 0,
-           max_resolution_A: float = 0.0, keep_ids: Iterable[int] = (),
-           reject_ids: Iterable[int] = (), only_listed: bool = False,
-           auto: Mapping[int, tuple[bool, str]] | None = None,
-           saved: Iterable[int] | None = None) -> list[Decision]:
+def decide(
+    classes: Iterable[ClassInfo],
+    *,
+    min_particles: int = 0,
+    max_resolution_A: float = 0.0,
+    keep_ids: Iterable[int] = (),
+    reject_ids: Iterable[int] = (),
+    only_listed: bool = False,
+    auto: Mapping[int, tuple[bool, str]] | None = None,
+    saved: Iterable[int] | None = None,
+) -> list[Decision]:
     """Decide every class. Explicit ids win, then a selection saved in the terminal browser
     (``saved``: kept exactly), then the criteria: a class passes when it has at least
     ``min_particles`` (0 = off), a resolution better than or equal to ``max_resolution_A``
@@ -77,9 +94,17 @@ def decide(classes: Iterable[ClassInfo], *, min_particles: int = 0,
             out.append(Decision(c.class_id, True, ["kept by id"]))
             continue
         if saved is not None:
-            out.append(Decision(c.class_id, c.class_id in saved,
-                                ["selected in the terminal browser" if c.class_id in saved
-                                 else "not selected in the terminal browser"]))
+            out.append(
+                Decision(
+                    c.class_id,
+                    c.class_id in saved,
+                    [
+                        "selected in the terminal browser"
+                        if c.class_id in saved
+                        else "not selected in the terminal browser"
+                    ],
+                )
+            )
             continue
         if only_listed:
             out.append(Decision(c.class_id, False, ["not in the list of classes to keep"]))
@@ -91,8 +116,9 @@ def decide(classes: Iterable[ClassInfo], *, min_particles: int = 0,
             if c.resolution_A is None or c.resolution_A <= 0:
                 reasons.append("no resolution estimate")
             elif c.resolution_A > max_resolution_A:
-                reasons.append(f"resolution {c.resolution_A:.1f} Å worse than "
-                               f"{max_resolution_A:g} Å")
+                reasons.append(
+                    f"resolution {c.resolution_A:.1f} Å worse than {max_resolution_A:g} Å"
+                )
         if auto is not None and c.class_id in auto:
             ok, why = auto[c.class_id]
             if not ok:
@@ -120,8 +146,12 @@ def auto_decisions(job_dir: str | None) -> tuple[dict[int, tuple[bool, str]] | N
     from engine.select.selection import auto_select
 
     table = auto_select(job_dir)
-    decisions = {int(k): (bool(keep), str(why)) for k, keep, why in
-                 zip(table["class_number"], table["selected"], table["reason"], strict=True)}
+    decisions = {
+        int(k): (bool(keep), str(why))
+        for k, keep, why in zip(
+            table["class_number"], table["selected"], table["reason"], strict=True
+        )
+    }
     return decisions, f"automatic selection of {job_dir}"
 
 
@@ -135,8 +165,10 @@ def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
         return None, f"engine.select.selection is not available ({exc})"
     info = load_selection(job_dir)
     if info is None:
-        return None, (f"no selection saved in {job_dir}: open the terminal class browser "
-                      f"(viewer of the classification), select classes and save them (s)")
+        return None, (
+            f"no selection saved in {job_dir}: open the terminal class browser "
+            f"(viewer of the classification), select classes and save them (s)"
+        )
     return set(info["class_ids"]), f"selection saved in the terminal browser ({job_dir})"
 
 
@@ -175,15 +207,15 @@ class ParticleFilter:
         return dict(self.info.get("removed", {}))
 
 
-
-
 def _not_run(note: str, info: Mapping[str, Any]) -> ParticleFilter:
-    return ParticleFilter(False, f"particle filter: {note}", note,
-                          info={**info, "applied": False, "note": note})
+    return ParticleFilter(
+        False, f"particle filter: {note}", note, info={**info, "applied": False, "note": note}
+    )
 
 
-def particle_filter(job_dir: str | None, class_ids: Iterable[int], thresholds: Any,
-                    enabled_ids: Any) -> ParticleFilter:
+def particle_filter(
+    job_dir: str | None, class_ids: Iterable[int], thresholds: Any, enabled_ids: Any
+) -> ParticleFilter:
     """Outlier particles of the classes ``class_ids`` of a twodclass job, by Scipion id.
 
     ``thresholds``: an ``engine.select.selection.SelectionThresholds`` (its :data:`FILTER_FIELDS`
@@ -201,22 +233,25 @@ def particle_filter(job_dir: str | None, class_ids: Iterable[int], thresholds: A
         return ParticleFilter(False, FILTER_OFF, "off", info={"applied": False, "note": "off"})
     limits = {name: float(getattr(thresholds, name)) for name in FILTER_FIELDS}
     if job_dir is None:
-        return _not_run("the classes do not come from a twodclass job folder: nothing "
-                        "removed", limits)
+        return _not_run(
+            "the classes do not come from a twodclass job folder: nothing removed", limits
+        )
 
     try:
         data = read_job(job_dir).particles
     except (OSError, ValueError) as exc:
-        return _not_run(f"cannot read the particles of {job_dir} ({exc}): nothing removed",
-                        limits)
+        return _not_run(f"cannot read the particles of {job_dir} ({exc}): nothing removed", limits)
     verdict = particle_outliers(data, [int(c) for c in class_ids], thresholds)
-    info = verdict.to_dict()   # with the thresholds it applied
+    info = verdict.to_dict()  # with the thresholds it applied
     if verdict.note:
         return _not_run(verdict.note, info)
     ids = row_scipion_ids(data, enabled_ids)
     if ids is None:
-        return _not_run(f"the {len(data)} rows of {DATA_STAR} do not match the input "
-                        f"particles of the classes: nothing removed", limits)
+        return _not_run(
+            f"the {len(data)} rows of {DATA_STAR} do not match the input "
+            f"particles of the classes: nothing removed",
+            limits,
+        )
     gone = verdict.in_classes & ~verdict.keep
     removed = {int(i): str(r) for i, r in zip(ids[gone], verdict.reason[gone], strict=True)}
     return ParticleFilter(True, verdict.summary(), "", removed, info)

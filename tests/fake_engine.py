@@ -53,32 +53,71 @@ def main() -> int:
         sys.exit(1)
 
     signal.signal(signal.SIGTERM, on_term)
-    emit(event="start", job_dir=str(job), n_particles=60, n_classes=4, n_iterations=iters,
-         box=32, box_small=32)
+    emit(
+        event="start",
+        job_dir=str(job),
+        n_particles=60,
+        n_classes=4,
+        n_iterations=iters,
+        box=32,
+        box_small=32,
+    )
     emit(event="stage", stage="classifying", message="classifying")
     print("fake engine: working", file=sys.stderr, flush=True)
     for it in range(start + 1, iters + 1):
         for d in range(1, 3):
             time.sleep(delay / 2)
-            emit(event="progress", iteration=it, n_iterations=iters, done=d, total=2,
-                 elapsed_s=it * delay, eta_s=(iters - it) * delay)
+            emit(
+                event="progress",
+                iteration=it,
+                n_iterations=iters,
+                done=d,
+                total=2,
+                elapsed_s=it * delay,
+                eta_s=(iters - it) * delay,
+            )
         if scratch.exists():
             shutil.rmtree(scratch)
         scratch.mkdir()
         tmp = make_finished_job(scratch, n_classes=4, n_particles=60, seed=it)
         for name in ("run_model.star", "run_classes.mrcs"):
             shutil.copy(tmp / name, job / name)
-        (job / "job.json").write_text(json.dumps(
-            {"status": "running", "iteration": it, "n_iterations": iters, "delay": delay,
-             "input": str(scratch / "particles.star")}))
-        emit(event="iteration", iteration=it, n_iterations=iters, kind="online",
-             temperature=1.0, changed_fraction=round(0.5 / it, 3), mean_loglik=-1.0,
-             elapsed_s=it * delay, eta_s=(iters - it) * delay,
-             classes_file="run_classes.mrcs", model_file="run_model.star")
+        (job / "job.json").write_text(
+            json.dumps(
+                {
+                    "status": "running",
+                    "iteration": it,
+                    "n_iterations": iters,
+                    "delay": delay,
+                    "input": str(scratch / "particles.star"),
+                }
+            )
+        )
+        emit(
+            event="iteration",
+            iteration=it,
+            n_iterations=iters,
+            kind="online",
+            temperature=1.0,
+            changed_fraction=round(0.5 / it, 3),
+            mean_loglik=-1.0,
+            elapsed_s=it * delay,
+            eta_s=(iters - it) * delay,
+            classes_file="run_classes.mrcs",
+            model_file="run_model.star",
+        )
     shutil.copy(scratch / "job" / "run_data.star", job / "run_data.star")
-    (job / "job.json").write_text(json.dumps(
-        {"status": "finished", "iteration": iters, "n_iterations": iters, "delay": delay,
-         "input": str(scratch / "particles.star")}))
+    (job / "job.json").write_text(
+        json.dumps(
+            {
+                "status": "finished",
+                "iteration": iters,
+                "n_iterations": iters,
+                "delay": delay,
+                "input": str(scratch / "particles.star"),
+            }
+        )
+    )
     emit(event="done", job_dir=str(job), seconds=iters * delay)
     return 0
 

@@ -21,8 +21,15 @@ import numpy as np
 import pandas as pd
 import starfile
 
-__all__ = ["make_stack", "make_star_31", "make_star_30", "make_cs", "digest",
-           "project_real_space", "corr"]
+__all__ = [
+    "make_stack",
+    "make_star_31",
+    "make_star_30",
+    "make_cs",
+    "digest",
+    "project_real_space",
+    "corr",
+]
 
 
 def digest(path: str | Path) -> str:
@@ -34,14 +41,21 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
-def make_stack(path: str | Path, n: int = 5, box: int = 16, apix_A: float = 2.0,
-               dtype: type = np.float32, seed: int = 0) -> np.ndarray:
+def make_stack(
+    path: str | Path,
+    n: int = 5,
+    box: int = 16,
+    apix_A: float = 2.0,
+    dtype: type = np.float32,
+    seed: int = 0,
+) -> np.ndarray:
     """Write ``n`` random ``box x box`` images; returns them ``(n, box, box)`` as stored."""
     rng = np.random.default_rng(seed)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        data = rng.integers(max(info.min, -100), min(info.max, 100), size=(n, box, box),
-                            dtype=dtype)
+        data = rng.integers(
+            max(info.min, -100), min(info.max, 100), size=(n, box, box), dtype=dtype
+        )
     else:
         data = rng.standard_normal((n, box, box)).astype(dtype)
     with mrcfile.new(path, overwrite=True) as m:
@@ -54,12 +68,17 @@ def make_stack(path: str | Path, n: int = 5, box: int = 16, apix_A: float = 2.0,
 def _ctf_columns(n: int, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed + 100)
     du = rng.uniform(10000, 20000, n)
-    return {"rlnDefocusU": du, "rlnDefocusV": du - 200.0,
-            "rlnDefocusAngle": rng.uniform(0, 180, n)}
+    return {"rlnDefocusU": du, "rlnDefocusV": du - 200.0, "rlnDefocusAngle": rng.uniform(0, 180, n)}
 
 
-def make_star_31(folder: str | Path, n: int = 6, box: int = 16, apix_A: float = 1.25,
-                 two_stacks: bool = True, seed: int = 0) -> tuple[Path, np.ndarray]:
+def make_star_31(
+    folder: str | Path,
+    n: int = 6,
+    box: int = 16,
+    apix_A: float = 1.25,
+    two_stacks: bool = True,
+    seed: int = 0,
+) -> tuple[Path, np.ndarray]:
     """RELION 3.1 particles in ``folder/particles.star`` with stacks under
     ``folder/Extract/``. Returns (star path, images in table order ``(n, box, box)``)."""
     folder = Path(folder)
@@ -72,25 +91,42 @@ def make_star_31(folder: str | Path, n: int = 6, box: int = 16, apix_A: float = 
         b = make_stack(folder / "Extract" / "b.mrcs", n - na, box, apix_A, seed=seed + 1)
         names += [f"{i + 1:06d}@Extract/b.mrcs" for i in range(n - na)]
         images.append(b)
-    optics = pd.DataFrame({
-        "rlnOpticsGroupName": ["opticsGroup1", "opticsGroup2"], "rlnOpticsGroup": [1, 2],
-        "rlnVoltage": [300.0, 200.0], "rlnSphericalAberration": [2.7, 1.4],
-        "rlnAmplitudeContrast": [0.1, 0.07], "rlnImagePixelSize": [apix_A, apix_A],
-        "rlnImageSize": [box, box], "rlnImageDimensionality": [2, 2],
-    })
-    parts = pd.DataFrame({"rlnImageName": names,
-                          "rlnMicrographName": [f"mic{i % 2}.mrc" for i in range(n)],
-                          "rlnCoordinateX": np.arange(n) * 10.0 + 0.5,
-                          "rlnOpticsGroup": [1 + (i % 2) for i in range(n)],
-                          **_ctf_columns(n, seed),
-                          "rlnPhaseShift": np.zeros(n), "rlnCtfBfactor": np.zeros(n)})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1", "opticsGroup2"],
+            "rlnOpticsGroup": [1, 2],
+            "rlnVoltage": [300.0, 200.0],
+            "rlnSphericalAberration": [2.7, 1.4],
+            "rlnAmplitudeContrast": [0.1, 0.07],
+            "rlnImagePixelSize": [apix_A, apix_A],
+            "rlnImageSize": [box, box],
+            "rlnImageDimensionality": [2, 2],
+        }
+    )
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": names,
+            "rlnMicrographName": [f"mic{i % 2}.mrc" for i in range(n)],
+            "rlnCoordinateX": np.arange(n) * 10.0 + 0.5,
+            "rlnOpticsGroup": [1 + (i % 2) for i in range(n)],
+            **_ctf_columns(n, seed),
+            "rlnPhaseShift": np.zeros(n),
+            "rlnCtfBfactor": np.zeros(n),
+        }
+    )
     path = folder / "particles.star"
     starfile.write({"optics": optics, "particles": parts}, path)
     return path, np.concatenate(images)
 
 
-def make_star_30(folder: str | Path, n: int = 5, box: int = 16, apix_A: float = 1.6,
-                 seed: int = 0, block: str = "") -> tuple[Path, np.ndarray]:
+def make_star_30(
+    folder: str | Path,
+    n: int = 5,
+    box: int = 16,
+    apix_A: float = 1.6,
+    seed: int = 0,
+    block: str = "",
+) -> tuple[Path, np.ndarray]:
     """RELION 3.0 particles (single block ``data_<block>``, no optics) in
     ``folder/data.star``; voltage etc. per particle, pixel size from
     rlnDetectorPixelSize / rlnMagnification. Image names list the stack in reverse order."""
@@ -98,27 +134,43 @@ def make_star_30(folder: str | Path, n: int = 5, box: int = 16, apix_A: float = 
     folder.mkdir(parents=True, exist_ok=True)
     imgs = make_stack(folder / "stack.mrcs", n, box, apix_A, dtype=np.int16, seed=seed)
     order = np.arange(n)[::-1]
-    parts = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@stack.mrcs" for i in order],
-        "rlnVoltage": np.full(n, 200.0), "rlnSphericalAberration": np.full(n, 2.0),
-        "rlnAmplitudeContrast": np.full(n, 0.07),
-        "rlnDetectorPixelSize": np.full(n, 5.0), "rlnMagnification": np.full(n, 5.0e4 / apix_A),
-        **_ctf_columns(n, seed),
-    })
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": [f"{i + 1:06d}@stack.mrcs" for i in order],
+            "rlnVoltage": np.full(n, 200.0),
+            "rlnSphericalAberration": np.full(n, 2.0),
+            "rlnAmplitudeContrast": np.full(n, 0.07),
+            "rlnDetectorPixelSize": np.full(n, 5.0),
+            "rlnMagnification": np.full(n, 5.0e4 / apix_A),
+            **_ctf_columns(n, seed),
+        }
+    )
     path = folder / "data.star"
     starfile.write({block: parts}, path)
     return path, imgs[order].astype(np.float32)
 
 
-CS_DTYPE = [("uid", "<u8"), ("blob/path", "S64"), ("blob/idx", "<u4"),
-            ("blob/shape", "<u4", (2,)), ("blob/psize_A", "<f4"), ("blob/sign", "<f4"),
-            ("ctf/type", "S8"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
-            ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
-            ("ctf/df_angle_rad", "<f4"), ("ctf/phase_shift_rad", "<f4")]
+CS_DTYPE = [
+    ("uid", "<u8"),
+    ("blob/path", "S64"),
+    ("blob/idx", "<u4"),
+    ("blob/shape", "<u4", (2,)),
+    ("blob/psize_A", "<f4"),
+    ("blob/sign", "<f4"),
+    ("ctf/type", "S8"),
+    ("ctf/accel_kv", "<f4"),
+    ("ctf/cs_mm", "<f4"),
+    ("ctf/amp_contrast", "<f4"),
+    ("ctf/df1_A", "<f4"),
+    ("ctf/df2_A", "<f4"),
+    ("ctf/df_angle_rad", "<f4"),
+    ("ctf/phase_shift_rad", "<f4"),
+]
 
 
-def make_cs(folder: str | Path, n: int = 6, box: int = 16, apix_A: float = 1.1,
-            seed: int = 0) -> tuple[Path, np.ndarray]:
+def make_cs(
+    folder: str | Path, n: int = 6, box: int = 16, apix_A: float = 1.1, seed: int = 0
+) -> tuple[Path, np.ndarray]:
     """cryoSPARC ``folder/J3/particles.cs`` whose ``blob/path`` values are
     project-relative (``>J2/extract/stack.mrc``; the project folder is ``folder``).
     Returns (cs path, images in record order)."""
@@ -165,8 +217,9 @@ def _trilinear(v: np.ndarray, z: np.ndarray, y: np.ndarray, x: np.ndarray) -> np
     return out
 
 
-def project_real_space(volume: np.ndarray, rot_deg: float, tilt_deg: float,
-                       psi_deg: float = 0.0) -> np.ndarray:
+def project_real_space(
+    volume: np.ndarray, rot_deg: float, tilt_deg: float, psi_deg: float = 0.0
+) -> np.ndarray:
     """Slow reference: ``P(x, y) = sum_z V(A^T (x, y, z))`` with RELION's Euler matrix ``A``
     (rotate the volume, sum along z). ``(box, box)`` float64."""
     from engine.core.projection import euler_matrix

@@ -37,8 +37,8 @@ def class_images(n_classes: int, box: int, seed: int = 0) -> np.ndarray:
         d = box * 0.22
         cx, cy = d * np.cos(ang), d * np.sin(ang)
         r2 = box * (0.06 + 0.06 * rng.random())
-        img = (x ** 2 + y ** 2 < r1 ** 2).astype(np.float32)
-        img += 1.5 * (((x - cx) ** 2 + (y - cy) ** 2) < r2 ** 2)
+        img = (x**2 + y**2 < r1**2).astype(np.float32)
+        img += 1.5 * (((x - cx) ** 2 + (y - cy) ** 2) < r2**2)
         out[k] = img
     return out
 
@@ -59,29 +59,39 @@ def _write_mrcs(path: Path, data: np.ndarray, apix: float) -> None:
 
 
 def _optics(box: int, apix: float) -> pd.DataFrame:
-    return pd.DataFrame({
-        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
-        "rlnAmplitudeContrast": [0.1], "rlnSphericalAberration": [2.7], "rlnVoltage": [300.0],
-        "rlnImagePixelSize": [apix], "rlnImageSize": [box], "rlnImageDimensionality": [2],
-    })
+    return pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnSphericalAberration": [2.7],
+            "rlnVoltage": [300.0],
+            "rlnImagePixelSize": [apix],
+            "rlnImageSize": [box],
+            "rlnImageDimensionality": [2],
+        }
+    )
 
 
-def write_input(folder: Path, images: np.ndarray, apix: float,
-                name: str = "particles") -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+def write_input(
+    folder: Path, images: np.ndarray, apix: float, name: str = "particles"
+) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     """Write ``name.mrcs`` + ``name.star`` (optics + particles) and return the tables."""
     n, box, _ = images.shape
     rng = np.random.default_rng(1)
     _write_mrcs(folder / f"{name}.mrcs", images, apix)
-    parts = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@{name}.mrcs" for i in range(n)],
-        "rlnMicrographName": [f"mic_{i // 20:03d}.mrc" for i in range(n)],
-        "rlnCoordinateX": rng.uniform(100, 3900, n).round(1),
-        "rlnCoordinateY": rng.uniform(100, 3900, n).round(1),
-        "rlnDefocusU": rng.uniform(9000, 21000, n).round(1),
-        "rlnDefocusV": rng.uniform(9000, 21000, n).round(1),
-        "rlnDefocusAngle": rng.uniform(0, 180, n).round(2),
-        "rlnOpticsGroup": np.ones(n, int),
-    })
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": [f"{i + 1:06d}@{name}.mrcs" for i in range(n)],
+            "rlnMicrographName": [f"mic_{i // 20:03d}.mrc" for i in range(n)],
+            "rlnCoordinateX": rng.uniform(100, 3900, n).round(1),
+            "rlnCoordinateY": rng.uniform(100, 3900, n).round(1),
+            "rlnDefocusU": rng.uniform(9000, 21000, n).round(1),
+            "rlnDefocusV": rng.uniform(9000, 21000, n).round(1),
+            "rlnDefocusAngle": rng.uniform(0, 180, n).round(2),
+            "rlnOpticsGroup": np.ones(n, int),
+        }
+    )
     optics = _optics(box, apix)
     star = folder / f"{name}.star"
     with warnings.catch_warnings():
@@ -90,10 +100,19 @@ def write_input(folder: Path, images: np.ndarray, apix: float,
     return star, optics, parts
 
 
-def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120, box: int = 32,
-                      apix: float = 2.0, seed: int = 0, status: str = "finished",
-                      n_iterations: int = 5, job_name: str = "job",
-                      with_truth: bool = False, n_outliers: int = 0) -> Path:
+def make_finished_job(
+    tmp_path: Path,
+    n_classes: int = 6,
+    n_particles: int = 120,
+    box: int = 32,
+    apix: float = 2.0,
+    seed: int = 0,
+    status: str = "finished",
+    n_iterations: int = 5,
+    job_name: str = "job",
+    with_truth: bool = False,
+    n_outliers: int = 0,
+) -> Path:
     """Write an input STAR/stack and a finished job folder; return the job folder.
 
     The per-particle statistics of the particle filter (``tdcResidualLowRes``,
@@ -111,8 +130,9 @@ def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120
     psi = rng.uniform(0, 360, n_particles).round(2)
     ox = rng.uniform(-2, 2, n_particles).round(2)
     oy = rng.uniform(-2, 2, n_particles).round(2)
-    imgs = np.stack([class_to_particle(refs[c - 1], psi[i], ox[i], oy[i])
-                     for i, c in enumerate(cls)])
+    imgs = np.stack(
+        [class_to_particle(refs[c - 1], psi[i], ox[i], oy[i]) for i, c in enumerate(cls)]
+    )
     imgs += rng.normal(0, 0.3, imgs.shape).astype(np.float32)
     star, optics, parts = write_input(tmp_path, imgs, apix)
 
@@ -137,37 +157,53 @@ def make_finished_job(tmp_path: Path, n_classes: int = 6, n_particles: int = 120
     res = np.round(np.linspace(6.0, 14.0, n_classes), 2)
     if n_classes > 2:
         res[-1] = 25.0
-    classes = pd.DataFrame({
-        "rlnReferenceImage": [f"{k:06d}@run_classes.mrcs" for k in range(1, n_classes + 1)],
-        "rlnClassDistribution": (counts / counts.sum()).round(5),
-        "rlnEstimatedResolution": res,
-        "rlnAccuracyRotations": np.full(n_classes, 5.0),
-        "rlnAccuracyTranslationsAngst": np.full(n_classes, apix),
-        "tdcClassNumber": np.arange(1, n_classes + 1),
-        "tdcParticleCount": counts,
-        "tdcEffectiveSampleSize": (counts * 0.9).round(1),
-        "tdcMeanMaxProb": np.full(n_classes, 0.8),
-    })
-    iters = pd.DataFrame({
-        "tdcIteration": np.arange(1, n_iterations + 1),
-        "tdcKind": ["online"] * (n_iterations - 1) + ["full"],
-        "tdcTemperature": np.linspace(2.0, 1.0, n_iterations).round(3),
-        "tdcChangedFraction": np.geomspace(0.8, 0.02, n_iterations).round(4),
-        "tdcMeanLogLik": np.linspace(900, 1000, n_iterations).round(2),
-        "tdcSeconds": np.full(n_iterations, 0.5),
-    })
-    general = {"rlnReferenceDimensionality": 2, "rlnNrClasses": n_classes,
-               "rlnPixelSize": apix, "rlnOriginalImageSize": box}
+    classes = pd.DataFrame(
+        {
+            "rlnReferenceImage": [f"{k:06d}@run_classes.mrcs" for k in range(1, n_classes + 1)],
+            "rlnClassDistribution": (counts / counts.sum()).round(5),
+            "rlnEstimatedResolution": res,
+            "rlnAccuracyRotations": np.full(n_classes, 5.0),
+            "rlnAccuracyTranslationsAngst": np.full(n_classes, apix),
+            "tdcClassNumber": np.arange(1, n_classes + 1),
+            "tdcParticleCount": counts,
+            "tdcEffectiveSampleSize": (counts * 0.9).round(1),
+            "tdcMeanMaxProb": np.full(n_classes, 0.8),
+        }
+    )
+    iters = pd.DataFrame(
+        {
+            "tdcIteration": np.arange(1, n_iterations + 1),
+            "tdcKind": ["online"] * (n_iterations - 1) + ["full"],
+            "tdcTemperature": np.linspace(2.0, 1.0, n_iterations).round(3),
+            "tdcChangedFraction": np.geomspace(0.8, 0.02, n_iterations).round(4),
+            "tdcMeanLogLik": np.linspace(900, 1000, n_iterations).round(2),
+            "tdcSeconds": np.full(n_iterations, 0.5),
+        }
+    )
+    general = {
+        "rlnReferenceDimensionality": 2,
+        "rlnNrClasses": n_classes,
+        "rlnPixelSize": apix,
+        "rlnOriginalImageSize": box,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        starfile.write({"optics": optics, "particles": data}, job / "run_data.star",
-                       overwrite=True)
-        starfile.write({"model_general": general, "model_classes": classes,
-                        "model_iterations": iters}, job / "run_model.star", overwrite=True)
+        starfile.write({"optics": optics, "particles": data}, job / "run_data.star", overwrite=True)
+        starfile.write(
+            {"model_general": general, "model_classes": classes, "model_iterations": iters},
+            job / "run_model.star",
+            overwrite=True,
+        )
     _write_mrcs(job / "run_classes.mrcs", refs, apix)
-    meta = {"status": status, "input": str(star), "job_dir": str(job),
-            "params": {"n_classes": n_classes}, "iteration": n_iterations,
-            "n_iterations": n_iterations, "n_particles": n_particles}
+    meta = {
+        "status": status,
+        "input": str(star),
+        "job_dir": str(job),
+        "params": {"n_classes": n_classes},
+        "iteration": n_iterations,
+        "n_iterations": n_iterations,
+        "n_particles": n_particles,
+    }
     if with_truth:
         meta["_test_truth"] = {"classes": cls.tolist(), "outliers": outliers.tolist()}
     (job / "job.json").write_text(json.dumps(meta, indent=2))

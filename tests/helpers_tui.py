@@ -13,7 +13,11 @@ async def browser_ready(pilot, app, tries: int = 200) -> BrowserScreen:
     for _ in range(tries):
         await pilot.pause(0.05)
         screen = app.screen
-        if isinstance(screen, BrowserScreen) and screen.job is not None \
-                and screen.auto is not None and screen.pfilter is not None:
+        if (
+            isinstance(screen, BrowserScreen)
+            and screen.job is not None
+            and screen.auto is not None
+            and screen.pfilter is not None
+        ):
             return screen
     raise AssertionError("browser did not load")

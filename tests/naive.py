@@ -21,9 +21,16 @@ def polar_points(radii: np.ndarray, n_psi: int) -> tuple[np.ndarray, np.ndarray]
     return radii[:, None] * np.cos(a)[None], radii[:, None] * np.sin(a)[None]
 
 
-def loglik_brute(particle: np.ndarray, ref: np.ndarray, ctf: CtfParams | None,
-                 apix_A: float, psi_int_rad: float, t: np.ndarray, inv_sigma2_r: np.ndarray,
-                 radii: np.ndarray) -> float:
+def loglik_brute(
+    particle: np.ndarray,
+    ref: np.ndarray,
+    ctf: CtfParams | None,
+    apix_A: float,
+    psi_int_rad: float,
+    t: np.ndarray,
+    inv_sigma2_r: np.ndarray,
+    radii: np.ndarray,
+) -> float:
     """-1/2 sum_k |X - C V(R(-psi) k) e^{-2 pi i k.t/b}|^2 / sigma2 over the Cartesian pixels
     whose rounded radius lies in ``radii`` (full plane), by exact DFTs."""
     b = particle.shape[0]
@@ -40,9 +47,16 @@ def loglik_brute(particle: np.ndarray, ref: np.ndarray, ctf: CtfParams | None,
     return float(-0.5 * np.sum(w * np.abs(X - model) ** 2))
 
 
-def mstep_brute(particle: np.ndarray, ctf: CtfParams | None, apix_A: float, w: float,
-                psi_int_rad: float, t: np.ndarray, inv_sigma2: np.ndarray, r_max: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def mstep_brute(
+    particle: np.ndarray,
+    ctf: CtfParams | None,
+    apix_A: float,
+    w: float,
+    psi_int_rad: float,
+    t: np.ndarray,
+    inv_sigma2: np.ndarray,
+    r_max: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """One pair's contribution to (num, den) on the half plane, by exact DFTs."""
     b = particle.shape[0]
     H = b // 2 + 1
@@ -59,9 +73,17 @@ def mstep_brute(particle: np.ndarray, ctf: CtfParams | None, apix_A: float, w: f
     return num, den
 
 
-def residual_sums_brute(particle: np.ndarray, ref_half: np.ndarray, ctf: CtfParams | None,
-                        apix_A: float, psi_int_rad: float, t: np.ndarray, sigma2: np.ndarray,
-                        r_lo: float, r_hi: float) -> np.ndarray:
+def residual_sums_brute(
+    particle: np.ndarray,
+    ref_half: np.ndarray,
+    ctf: CtfParams | None,
+    apix_A: float,
+    psi_int_rad: float,
+    t: np.ndarray,
+    sigma2: np.ndarray,
+    r_lo: float,
+    r_hi: float,
+) -> np.ndarray:
     """Twin of engine.core.kernels.residual_band_sums for one particle, by exact DFTs: the sums
     ``|x|^2, Re(x m*), |m|^2, |m|^2 sigma2`` over the half-plane band, with ``x`` the particle
     in its class frame and ``m = CTF x ref_half`` (``(b, b//2+1)`` centred transform)."""
@@ -78,16 +100,24 @@ def residual_sums_brute(particle: np.ndarray, ref_half: np.ndarray, ctf: CtfPara
     m = C * ref_half
     s2 = sigma2[np.minimum(np.rint(rad).astype(int), len(sigma2) - 1)]
     mm = np.abs(m) ** 2
-    return np.array([np.sum(np.abs(X[band]) ** 2), np.sum((X * np.conj(m)).real[band]),
-                     np.sum(mm[band]), np.sum((mm * s2)[band])])
+    return np.array(
+        [
+            np.sum(np.abs(X[band]) ** 2),
+            np.sum((X * np.conj(m)).real[band]),
+            np.sum(mm[band]),
+            np.sum((mm * s2)[band]),
+        ]
+    )
 
 
-def best_poses_naive(cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray,
-                     inv_A: float) -> tuple[np.ndarray, ...]:
+def best_poses_naive(
+    cross: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray, prior: np.ndarray, inv_A: float
+) -> tuple[np.ndarray, ...]:
     """Twin of engine.core.kernels.fused_best_poses from the full score array (n, K, T, P)."""
     n, K, T, P = cross.shape
-    S = ((cross - 0.5 * ctf2[:, :, None]) - 0.5 * xpow[:, None, None, None]) * inv_A \
-        + prior[None, None, :, None]
+    S = ((cross - 0.5 * ctf2[:, :, None]) - 0.5 * xpow[:, None, None, None]) * inv_A + prior[
+        None, None, :, None
+    ]
     flat = S.reshape(n, K, T * P)
     best = flat.argmax(axis=2)
     t, j = np.divmod(best, P)

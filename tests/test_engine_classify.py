@@ -26,15 +26,30 @@ from engine.sim.simulate import simulate
 from tests.helpers_data import digest
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--classes", "8", "--online-iters", "8", "--batch-per-class", "40", "--max-res", "8",
-        "--threads", "2", "--seed", "3", "--progress", "none"]
+FAST = [
+    "--classes",
+    "8",
+    "--online-iters",
+    "8",
+    "--batch-per-class",
+    "40",
+    "--max-res",
+    "8",
+    "--threads",
+    "2",
+    "--seed",
+    "3",
+    "--progress",
+    "none",
+]
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    return simulate(out, n_particles=500, box=64, apix_A=3.0, snr=0.1, junk_fraction=0.15,
-                    n_views=4, seed=11)
+    return simulate(
+        out, n_particles=500, box=64, apix_A=3.0, snr=0.1, junk_fraction=0.15, n_views=4, seed=11
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +57,7 @@ def job(sim, tmp_path_factory):
     out = tmp_path_factory.mktemp("job") / "job"
     before = digest(sim.particles_star)
     assert main(["run", str(sim.particles_star), "-o", str(out), *FAST]) == 0
-    assert digest(sim.particles_star) == before          # input never modified
+    assert digest(sim.particles_star) == before  # input never modified
     return out
 
 
@@ -53,7 +68,7 @@ def test_classes_separate_views_and_alignments_are_right(job, sim):
     assert ev.view_purity > 0.9
     assert ev.view_spread_deg < 15.0
     assert ev.psi_error_deg < 8.0
-    assert ev.shift_error_A < 2.0 * 3.0                 # two pixels
+    assert ev.shift_error_A < 2.0 * 3.0  # two pixels
     assert ev.good_in_good > 0.9
     assert ev.junk_in_junk > 0.5
 
@@ -62,17 +77,18 @@ def test_alignment_maps_particles_onto_their_class_average(job):
     data = read_star(job / "run_data.star")["particles"]
     classes, apix_c = open_stack(job / "run_classes.mrcs")
     parts = read_particles(Path(json.loads((job / "job.json").read_text())["input"]))
-    b = classes.shape[-1]                       # class averages are on the cropped box
+    b = classes.shape[-1]  # class averages are on the cropped box
     imgs = fourier_crop(parts.read_images(np.arange(60)), b)
     apix = parts.apix_A * parts.box / b
     assert apix == pytest.approx(apix_c, rel=1e-4)
-    m = np.hypot(*np.mgrid[-b // 2:b // 2, -b // 2:b // 2]) < 0.38 * b
+    m = np.hypot(*np.mgrid[-b // 2 : b // 2, -b // 2 : b // 2]) < 0.38 * b
     aligned, unaligned = [], []
     for i in range(60):
         row = data.iloc[i]
         ref = np.asarray(classes[int(row.rlnClassNumber) - 1], dtype=np.float64)
-        a = align_to_class(imgs[i], row.rlnAnglePsi, row.rlnOriginXAngst / apix,
-                           row.rlnOriginYAngst / apix)
+        a = align_to_class(
+            imgs[i], row.rlnAnglePsi, row.rlnOriginXAngst / apix, row.rlnOriginYAngst / apix
+        )
         aligned.append(np.corrcoef(a[m], ref[m])[0, 1])
         unaligned.append(np.corrcoef(imgs[i][m], ref[m])[0, 1])
     assert np.mean(aligned) > 0.2
@@ -87,21 +103,29 @@ def test_output_files(job, sim):
     p = blocks["particles"]
     for col in inp["particles"].columns:
         assert (p[col].astype(str) == inp["particles"][col].astype(str)).all(), col
-    for col in ("rlnClassNumber", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
-                "rlnMaxValueProbDistribution", "rlnLogLikeliContribution", "rlnNormCorrection"):
+    for col in (
+        "rlnClassNumber",
+        "rlnAnglePsi",
+        "rlnOriginXAngst",
+        "rlnOriginYAngst",
+        "rlnMaxValueProbDistribution",
+        "rlnLogLikeliContribution",
+        "rlnNormCorrection",
+    ):
         assert col in p.columns
     model = read_star(job / "run_model.star")
     classes = model["model_classes"]
     assert len(classes) == 8
     counts = classes["tdcParticleCount"].to_numpy()
     assert counts.sum() == len(p)
-    assert (np.diff(counts) <= 0).all()                  # sorted by particle count
+    assert (np.diff(counts) <= 0).all()  # sorted by particle count
     assert np.allclose(classes["rlnClassDistribution"].sum(), 1.0, atol=1e-3)
     assert (classes["rlnEstimatedResolution"] > 5.9).all()
     assert len(model["model_iterations"]) == 9
     stack, apix = open_stack(job / "run_classes.mrcs")
-    assert stack.shape[0] == 8 and apix == pytest.approx(model["model_general"]
-                                                         ["rlnPixelSize"].iloc[0], rel=1e-4)
+    assert stack.shape[0] == 8 and apix == pytest.approx(
+        model["model_general"]["rlnPixelSize"].iloc[0], rel=1e-4
+    )
     assert json.loads((job / "job.json").read_text())["status"] == "finished"
 
 
@@ -116,8 +140,17 @@ def test_same_seed_same_result(job, sim, tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_result(job, sim, tmp_path):
     out = tmp_path / "cut"
-    cmd = [sys.executable, "-m", "engine", "run", str(sim.particles_star), "-o", str(out),
-           *FAST[:-1], "jsonl"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine",
+        "run",
+        str(sim.particles_star),
+        "-o",
+        str(out),
+        *FAST[:-1],
+        "jsonl",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -142,22 +175,45 @@ def _cli(args, capsys):
 
 
 def test_bad_input_gives_one_clear_line(sim, tmp_path, capsys):
-    rc, err = _cli(["run", str(tmp_path / "nope.star"), "-o", str(tmp_path / "j"),
-                    "--progress", "none"], capsys)
+    rc, err = _cli(
+        ["run", str(tmp_path / "nope.star"), "-o", str(tmp_path / "j"), "--progress", "none"],
+        capsys,
+    )
     assert rc == 2 and "nope.star" in err and "Traceback" not in err
-    rc, err = _cli(["run", str(sim.particles_star), "-o", str(tmp_path / "j2"), "--classes",
-                    "600", "--progress", "none"], capsys)
+    rc, err = _cli(
+        [
+            "run",
+            str(sim.particles_star),
+            "-o",
+            str(tmp_path / "j2"),
+            "--classes",
+            "600",
+            "--progress",
+            "none",
+        ],
+        capsys,
+    )
     assert rc == 2 and "--classes 600 is more than the 500 particles" in err
-    rc, err = _cli(["run", str(sim.particles_star), "-o", str(tmp_path / "j3"), "--diameter",
-                    "500", "--progress", "none"], capsys)
+    rc, err = _cli(
+        [
+            "run",
+            str(sim.particles_star),
+            "-o",
+            str(tmp_path / "j3"),
+            "--diameter",
+            "500",
+            "--progress",
+            "none",
+        ],
+        capsys,
+    )
     assert rc == 2 and "larger than the box" in err
     assert len(err.strip().splitlines()) == 1
 
 
 def test_existing_job_is_not_overwritten(job, sim, capsys):
     before = digest(job / "run_data.star")
-    rc, err = _cli(["run", str(sim.particles_star), "-o", str(job), "--progress", "none"],
-                   capsys)
+    rc, err = _cli(["run", str(sim.particles_star), "-o", str(job), "--progress", "none"], capsys)
     assert rc == 2 and "already holds a job" in err
     assert digest(job / "run_data.star") == before
 
@@ -170,9 +226,26 @@ def test_mpi_two_processes(sim, tmp_path):
         pytest.skip("mpirun not installed")
     out = tmp_path / "mpi"
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    cmd = [mpirun, "--oversubscribe", "-np", "2", sys.executable, "-m", "engine", "run",
-           str(sim.particles_star), "-o", str(out), *FAST[:FAST.index("--threads")],
-           "--threads", "1", "--seed", "3", "--progress", "none"]
+    cmd = [
+        mpirun,
+        "--oversubscribe",
+        "-np",
+        "2",
+        sys.executable,
+        "-m",
+        "engine",
+        "run",
+        str(sim.particles_star),
+        "-o",
+        str(out),
+        *FAST[: FAST.index("--threads")],
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        "--progress",
+        "none",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((out / "job.json").read_text())
@@ -200,12 +273,41 @@ def test_marginalisation_and_no_ctf_paths(sim, tmp_path, extra):
 
 
 def test_particles_without_ctf_columns(tmp_path):
-    s = simulate(tmp_path / "sim", n_particles=240, box=48, apix_A=4.0, snr=0.2,
-                 junk_fraction=0.0, n_views=3, ctf=False, seed=4)
+    s = simulate(
+        tmp_path / "sim",
+        n_particles=240,
+        box=48,
+        apix_A=4.0,
+        snr=0.2,
+        junk_fraction=0.0,
+        n_views=3,
+        ctf=False,
+        seed=4,
+    )
     out = tmp_path / "job"
-    assert main(["run", str(s.particles_star), "-o", str(out), "--classes", "5",
-                 "--online-iters", "5", "--batch-per-class", "30", "--max-res", "10",
-                 "--seed", "1", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(s.particles_star),
+                "-o",
+                str(out),
+                "--classes",
+                "5",
+                "--online-iters",
+                "5",
+                "--batch-per-class",
+                "30",
+                "--max-res",
+                "10",
+                "--seed",
+                "1",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     ev = evaluate_job(out, s.truth_star)
     assert ev.views_found == 3 and ev.view_purity > 0.9, ev.as_dict()
 
@@ -223,9 +325,9 @@ def test_particle_statistics_and_filter_remove_junk_inside_good_classes(job, sim
     sig = data["tdcSignalLowRes"].to_numpy()
     med = {k: (np.median(res[kind == k]), np.median(sig[kind == k])) for k in set(kind)}
     assert 0.3 < med["good"][0] < 1.5 and med["good"][1] > 5, med
-    for k in ("aggregate", "ice", "carbon"):                  # unexplained power
+    for k in ("aggregate", "ice", "carbon"):  # unexplained power
         assert med[k][0] > med["good"][0] + 0.5, (k, med)
-    for k in ("noise", "offcentre"):                          # little signal
+    for k in ("noise", "offcentre"):  # little signal
         assert med[k][1] < med["good"][1] - 3, (k, med)
 
     table = auto_select(job)
@@ -234,12 +336,14 @@ def test_particle_statistics_and_filter_remove_junk_inside_good_classes(job, sim
     assert not v.note and v.stats
     good = kind == "good"
     junk_in = v.in_classes & ~good
-    assert junk_in.sum() >= 10                                 # there was junk to remove
+    assert junk_in.sum() >= 10  # there was junk to remove
     assert (junk_in & ~v.keep).sum() >= 0.8 * junk_in.sum(), v.summary()
     assert (v.in_classes & good & ~v.keep).sum() <= 0.02 * (v.in_classes & good).sum()
-    assert (~v.keep[~good]).mean() >= 0.9                     # junk rejected overall
-    assert v.keep[good].mean() >= 0.97                        # good particles kept
+    assert (~v.keep[~good]).mean() >= 0.9  # junk rejected overall
+    assert v.keep[good].mean() >= 0.97  # good particles kept
     agg = kind == "aggregate"
     assert (~v.keep[agg]).mean() >= 0.8
-    assert all(r.startswith(("excess low-resolution power", "weak signal"))
-               for r in v.reason[v.in_classes & ~v.keep])
+    assert all(
+        r.startswith(("excess low-resolution power", "weak signal"))
+        for r in v.reason[v.in_classes & ~v.keep]
+    )

@@ -41,15 +41,17 @@ def blobs(rng: np.random.Generator, b: int = B) -> np.ndarray:
     img = np.zeros((b, b))
     for _ in range(4):
         cx, cy = rng.uniform(-b / 5, b / 5, 2)
-        img += rng.uniform(0.5, 1.5) * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) /
-                                              (2 * rng.uniform(1.0, 2.5) ** 2))
+        img += rng.uniform(0.5, 1.5) * np.exp(
+            -((x - cx) ** 2 + (y - cy) ** 2) / (2 * rng.uniform(1.0, 2.5) ** 2)
+        )
     return (img * soft_circular_mask(b, 0.4 * b, 0.45 * b)).astype(np.float32)
 
 
 def ctf(n: int, rng: np.random.Generator) -> CtfParams:
     du = rng.uniform(8000, 15000, n)
-    return CtfParams(du, du + rng.uniform(0, 600, n), rng.uniform(0, 180, n), 300.0, 2.7,
-                     0.1, 0.0, 0.0)
+    return CtfParams(
+        du, du + rng.uniform(0, 600, n), rng.uniform(0, 180, n), 300.0, 2.7, 0.1, 0.0, 0.0
+    )
 
 
 def test_polar_sample_matches_exact_dft():
@@ -60,7 +62,7 @@ def test_polar_sample_matches_exact_dft():
     kx, ky = polar_points(radii, 32)
     want = nudft(img[0], kx, ky)
     err = np.linalg.norm(got - want) / np.linalg.norm(want)
-    assert err < 0.05, err   # bilinear interpolation on a 2x padded transform
+    assert err < 0.05, err  # bilinear interpolation on a 2x padded transform
 
 
 def test_centred_transform_round_trip():
@@ -73,7 +75,7 @@ def test_fourier_crop_keeps_low_frequencies():
     small = fourier_crop(img, 32)
     k = np.arange(1, 10, dtype=float)
     a = nudft(img[0], k, 0 * k)
-    b = nudft(small[0], k, 0 * k) * 2   # same pixel values, 4x fewer pixels, 1/b scaling
+    b = nudft(small[0], k, 0 * k) * 2  # same pixel values, 4x fewer pixels, 1/b scaling
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
@@ -82,13 +84,14 @@ def test_ctf_polar_matches_ctf_module():
     p = ctf(3, rng)
     radii = np.arange(1, 16) / (B * APIX)
     kx, ky = polar_points(radii, 24)
-    np.testing.assert_allclose(ctf_polar(p.as_matrix(), radii, 24, False),
-                               evaluate_ctf(p, kx, ky), atol=1e-5)
+    np.testing.assert_allclose(
+        ctf_polar(p.as_matrix(), radii, 24, False), evaluate_ctf(p, kx, ky), atol=1e-5
+    )
 
 
 def test_inverse_dft_product_equals_irfft():
     rng = np.random.default_rng(4)
-    S = (rng.standard_normal((17, 5, 7)) + 1j * rng.standard_normal((17, 5, 7)))
+    S = rng.standard_normal((17, 5, 7)) + 1j * rng.standard_normal((17, 5, 7))
     S = S.astype(np.complex64)
     S[0].imag = 0
     S[-1].imag = 0
@@ -104,18 +107,22 @@ def test_scores_match_brute_force_likelihood(use_ctf):
     ref = blobs(rng)
     part = blobs(rng) + 0.3 * rng.standard_normal((B, B)).astype(np.float32)
     p = ctf(1, rng) if use_ctf else None
-    grid = make_grid(B, APIX, 360 / 64, 1.0, 1.0)        # 64 rotations, 5 shifts
+    grid = make_grid(B, APIX, 360 / 64, 1.0, 1.0)  # 64 rotations, 5 shifts
     inv_s2 = rng.uniform(0.5, 2.0, len(grid.radii))
-    sc = score_block(particle_spectra(part[None], p.as_matrix() if p else None, grid, inv_s2),
-                     reference_spectra(ref[None], grid), grid).full()[0, 0]   # (T, psi)
-    sc = sc[:2, ::2]                                     # 2 shifts x 32 rotations checked
+    sc = score_block(
+        particle_spectra(part[None], p.as_matrix() if p else None, grid, inv_s2),
+        reference_spectra(ref[None], grid),
+        grid,
+    ).full()[0, 0]  # (T, psi)
+    sc = sc[:2, ::2]  # 2 shifts x 32 rotations checked
     brute = np.empty_like(sc)
     for t, tp in enumerate(grid.shifts[:2]):
         for jj in range(grid.n_psi // 2):
             j = 2 * jj
             a = 2 * np.pi * j / grid.n_psi
-            tt = np.array([np.cos(a) * tp[0] - np.sin(a) * tp[1],
-                           np.sin(a) * tp[0] + np.cos(a) * tp[1]])
+            tt = np.array(
+                [np.cos(a) * tp[0] - np.sin(a) * tp[1], np.sin(a) * tp[0] + np.cos(a) * tp[1]]
+            )
             brute[t, jj] = loglik_brute(part, ref, p, APIX, a, tt, inv_s2, grid.radii)
     assert np.corrcoef(sc.ravel(), brute.ravel())[0, 1] > 0.99
     assert np.argmax(sc) == np.argmax(brute)
@@ -137,18 +144,41 @@ def test_mstep_accumulate_matches_exact_dft():
     psi = np.array([0.3, 2.0, -1.1])
     tx = np.array([0.5, -1.0, 0.0])
     ty = np.array([0.0, 0.7, -1.5])
-    accumulate(st, centred_rfft2(parts, PAD), PAD, B, p.as_matrix(), APIX, idx, cls, w, psi,
-               tx, ty, sigma2, np.zeros((2, B, B // 2 + 1), np.complex64), r_max)
+    accumulate(
+        st,
+        centred_rfft2(parts, PAD),
+        PAD,
+        B,
+        p.as_matrix(),
+        APIX,
+        idx,
+        cls,
+        w,
+        psi,
+        tx,
+        ty,
+        sigma2,
+        np.zeros((2, B, B // 2 + 1), np.complex64),
+        r_max,
+    )
     want_num = np.zeros((2, B, B // 2 + 1), complex)
     want_den = np.zeros((2, B, B // 2 + 1))
     for k in range(3):
-        n_, d_ = mstep_brute(parts[idx[k]], p.subset([idx[k]]), APIX, w[k], psi[k],
-                             np.array([tx[k], ty[k]]), 1.0 / sigma2, r_max)
+        n_, d_ = mstep_brute(
+            parts[idx[k]],
+            p.subset([idx[k]]),
+            APIX,
+            w[k],
+            psi[k],
+            np.array([tx[k], ty[k]]),
+            1.0 / sigma2,
+            r_max,
+        )
         want_num[cls[k]] += n_
         want_den[cls[k]] += d_
     np.testing.assert_allclose(st.den, want_den, rtol=1e-4, atol=1e-6)
     err = np.linalg.norm(st.num - want_num) / np.linalg.norm(want_num)
-    assert err < 0.05, err   # bilinear interpolation on a 2x padded transform
+    assert err < 0.05, err  # bilinear interpolation on a 2x padded transform
     np.testing.assert_allclose(st.weight, [1.1, 1.0])
 
 
@@ -168,23 +198,59 @@ def test_residual_band_sums_match_exact_dft():
     ty = np.array([0.0, 0.7, -1.5])
     sigma2 = rng.uniform(0.5, 2.0, B // 2 + 1)
     ref_half = centred_rfft2(refs, 1)
-    r_lo, r_hi = B * APIX / 200.0, B * APIX / 25.0          # the 200-25 Å band it is used on
-    grid = gridding_correction(B, PAD)[None]                # as engine.core.particle_residuals does
-    got = residual_band_sums(centred_rfft2(parts * grid, PAD), PAD, B, p.as_matrix(), True, APIX,
-                             cls, psi, tx, ty, ref_half, sigma2, r_lo, r_hi)
+    r_lo, r_hi = B * APIX / 200.0, B * APIX / 25.0  # the 200-25 Å band it is used on
+    grid = gridding_correction(B, PAD)[None]  # as engine.core.particle_residuals does
+    got = residual_band_sums(
+        centred_rfft2(parts * grid, PAD),
+        PAD,
+        B,
+        p.as_matrix(),
+        True,
+        APIX,
+        cls,
+        psi,
+        tx,
+        ty,
+        ref_half,
+        sigma2,
+        r_lo,
+        r_hi,
+    )
     for i in range(3):
-        want = residual_sums_brute(parts[i], ref_half[cls[i]], p.subset([i]), APIX, psi[i],
-                                   np.array([tx[i], ty[i]]), sigma2, r_lo, r_hi)
+        want = residual_sums_brute(
+            parts[i],
+            ref_half[cls[i]],
+            p.subset([i]),
+            APIX,
+            psi[i],
+            np.array([tx[i], ty[i]]),
+            sigma2,
+            r_lo,
+            r_hi,
+        )
         np.testing.assert_allclose(got[i, [2, 3]], want[[2, 3]], rtol=1e-4)
-        np.testing.assert_allclose(got[i, [0, 1]], want[[0, 1]], rtol=0.05,
-                                   atol=0.02 * np.abs(want[:2]).max())
+        np.testing.assert_allclose(
+            got[i, [0, 1]], want[[0, 1]], rtol=0.05, atol=0.02 * np.abs(want[:2]).max()
+        )
     # the class itself, posed (RELION psi = -internal psi, origin = -shift) without CTF
     part = class_to_particle(refs[0], -np.rad2deg(psi[0]), -tx[0], -ty[0])[None]
-    sxx, sxm, smm, _ = residual_band_sums(centred_rfft2(part * grid, PAD), PAD, B,
-                                          np.zeros((1, 8)),
-                                          False, APIX, cls[:1], psi[:1], tx[:1], ty[:1],
-                                          ref_half, sigma2, r_lo, r_hi)[0]
-    assert sxm > 0 and (sxx - sxm ** 2 / smm) / sxx < 0.02
+    sxx, sxm, smm, _ = residual_band_sums(
+        centred_rfft2(part * grid, PAD),
+        PAD,
+        B,
+        np.zeros((1, 8)),
+        False,
+        APIX,
+        cls[:1],
+        psi[:1],
+        tx[:1],
+        ty[:1],
+        ref_half,
+        sigma2,
+        r_lo,
+        r_hi,
+    )[0]
+    assert sxm > 0 and (sxx - sxm**2 / smm) / sxx < 0.02
 
 
 def test_fast_estep_agrees_with_plain_estep():
@@ -192,18 +258,28 @@ def test_fast_estep_agrees_with_plain_estep():
     from engine.core.reference_estep import plain_scores
     from engine.sim.simulate import simulate_arrays
 
-    sim = simulate_arrays(n_particles=12, box=32, apix_A=4.0, snr=0.5, junk_fraction=0.0,
-                          n_views=3, seed=2, return_clean=True)
+    sim = simulate_arrays(
+        n_particles=12,
+        box=32,
+        apix_A=4.0,
+        snr=0.5,
+        junk_fraction=0.0,
+        n_views=3,
+        seed=2,
+        return_clean=True,
+    )
     mask = soft_circular_mask(B, 13, 15)
     imgs = sim.images * mask
     rng = np.random.default_rng(8)
     refs = np.stack([blobs(rng) for _ in range(3)])
-    refs[0] = sim.clean[0] * mask                         # one reference that really fits
+    refs[0] = sim.clean[0] * mask  # one reference that really fits
     grid = make_grid(B, 4.0, 360 / 32, 1.0, 1.0)
     inv_s2 = np.full(B // 2 + 1, 1.0)
-    fast = score_block(particle_spectra(imgs, sim.ctf.as_matrix(), grid,
-                                        inv_s2[grid.radii.astype(int)]),
-                       reference_spectra(refs, grid), grid).full()
+    fast = score_block(
+        particle_spectra(imgs, sim.ctf.as_matrix(), grid, inv_s2[grid.radii.astype(int)]),
+        reference_spectra(refs, grid),
+        grid,
+    ).full()
     plain = plain_scores(imgs, refs, sim.ctf, grid, inv_s2)
     f = fast.reshape(12, 3, -1)
     p = plain.reshape(12, 3, -1)
@@ -229,7 +305,7 @@ def test_fused_best_poses_equals_two_step():
 
     rng = np.random.default_rng(9)
     M, n, K, T, P = 9, 5, 3, 4, 16
-    S = (rng.standard_normal((M, n, K * T)) + 1j * rng.standard_normal((M, n, K * T)))
+    S = rng.standard_normal((M, n, K * T)) + 1j * rng.standard_normal((M, n, K * T))
     S = S.astype(np.complex64)
     ctf2 = rng.standard_normal((n, K, P)).astype(np.float32)
     xpow = rng.standard_normal(n)

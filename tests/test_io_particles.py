@@ -77,8 +77,9 @@ def test_cs_is_converted(tmp_path):
     arr = np.load(path)
     assert ps.particles["rlnImageName"][0] == f"{arr['blob/idx'][0] + 1:06d}@J2/extract/stack.mrc"
     np.testing.assert_allclose(ps.ctf.defocus_u_A, arr["ctf/df1_A"])
-    np.testing.assert_allclose(ps.ctf.defocus_angle_deg, np.rad2deg(arr["ctf/df_angle_rad"]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        ps.ctf.defocus_angle_deg, np.rad2deg(arr["ctf/df_angle_rad"]), rtol=1e-6
+    )
     assert ps.ctf.voltage_kV[0] == 300.0 and ps.ctf.amp_contrast[0] == pytest.approx(0.1)
     assert ps.particles["uid"].tolist() == arr["uid"].tolist()  # original fields kept
     assert ps.optics["rlnImagePixelSize"].iloc[0] == pytest.approx(1.1)
@@ -118,8 +119,7 @@ def test_missing_stack(tmp_path):
 
 def test_index_past_end(tmp_path):
     path, _ = make_star_31(tmp_path)
-    _set_column(path, "rlnImageName", ["000001@Extract/a.mrcs"] * 4
-                + ["000009@Extract/b.mrcs"] * 2)
+    _set_column(path, "rlnImageName", ["000001@Extract/a.mrcs"] * 4 + ["000009@Extract/b.mrcs"] * 2)
     _expect(path, r"particles.star, row 5: image 9 is past the end of .*b.mrcs \(3 images\)")
 
 
@@ -153,8 +153,11 @@ def test_nan_pixels_named(tmp_path):
         write_stack(tmp_path / "Extract" / "b.mrcs", bad, 1.25)
     ps = read_particles(path)
     np.testing.assert_array_equal(ps.read_images([0, 3]), images[[0, 3]])
-    with pytest.raises(InputError, match=r"particles.star, row 5: image 2 of .*b.mrcs contains "
-                                         r"NaN or infinite pixels"):
+    with pytest.raises(
+        InputError,
+        match=r"particles.star, row 5: image 2 of .*b.mrcs contains "
+        r"NaN or infinite pixels",
+    ):
         ps.read_images(np.arange(6))
 
 
@@ -163,8 +166,9 @@ def test_unknown_optics_group_and_bare_stack_name(tmp_path):
     _set_column(path, "rlnOpticsGroup", [1, 2, 3, 1, 1, 1])
     _expect(path, r"row 3: rlnOpticsGroup 3 is not in the optics table")
     make_stack(tmp_path / "single.mrcs", n=1, box=16)
-    starfile.write({"images": pd.DataFrame({"rlnImageName": ["single.mrcs"]})},
-                   tmp_path / "one.star")
+    starfile.write(
+        {"images": pd.DataFrame({"rlnImageName": ["single.mrcs"]})}, tmp_path / "one.star"
+    )
     ps = read_particles(tmp_path / "one.star")
     assert (len(ps), ps.frame_index.tolist(), ps.block_name, ps.ctf) == (1, [0], "images", None)
     assert ps.apix_A == 2.0  # from the MRC header

@@ -38,9 +38,14 @@ def test_atomic_write_modes_and_failure(tmp_path):
 
 
 def test_star_round_trip_blocks_and_types(tmp_path):
-    parts = pd.DataFrame({"rlnImageName": ["000001@a.mrcs", "000002@a.mrcs"],
-                          "rlnDefocusU": [12345.678901, 20000.5], "rlnClassNumber": [3, 1],
-                          "tdcJunkKind": ["", "ice"]})
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": ["000001@a.mrcs", "000002@a.mrcs"],
+            "rlnDefocusU": [12345.678901, 20000.5],
+            "rlnClassNumber": [3, 1],
+            "tdcJunkKind": ["", "ice"],
+        }
+    )
     general = {"rlnNrClasses": 2, "rlnPixelSize": 1.5}
     write_star(tmp_path / "m.star", {"general": general, "": parts})
     back = read_star(tmp_path / "m.star")
@@ -51,8 +56,9 @@ def test_star_round_trip_blocks_and_types(tmp_path):
     assert back[""]["rlnClassNumber"].tolist() == [3, 1]
     assert back[""]["tdcJunkKind"].tolist() == ["", "ice"]
     write_star(tmp_path / "m2.star", back)  # simple blocks stay simple
-    assert "loop_" not in (tmp_path / "m2.star").read_text().split("data_general")[1].split(
-        "data_")[0]
+    assert (
+        "loop_" not in (tmp_path / "m2.star").read_text().split("data_general")[1].split("data_")[0]
+    )
 
 
 @pytest.mark.parametrize("content", [b"\x00\xff" * 200, b"hello world\nthis is not STAR\n"])
@@ -65,8 +71,9 @@ def test_star_garbled_is_input_error(tmp_path, content):
         read_star(tmp_path / "missing.star")
 
 
-@pytest.mark.parametrize("dtype,mode", [(np.float32, 2), (np.float16, 12), (np.int16, 1),
-                                        (np.int8, 0), (np.uint16, 6)])
+@pytest.mark.parametrize(
+    "dtype,mode", [(np.float32, 2), (np.float16, 12), (np.int16, 1), (np.int8, 0), (np.uint16, 6)]
+)
 def test_open_stack_modes(tmp_path, dtype, mode):
     p = tmp_path / "s.mrcs"
     data = make_stack(p, n=4, box=12, apix_A=3.54, dtype=dtype)

@@ -34,8 +34,10 @@ from engine.io.star import read_star
 def _data_dir() -> Path | None:
     env = os.environ.get("TWODCLASS_TEST_DATA")
     root = Path(__file__).resolve().parents[1]
-    cands = ([Path(env)] if env else []) + [root / "shared" / "data",
-                                             root.parent / "shared" / "data"]
+    cands = ([Path(env)] if env else []) + [
+        root / "shared" / "data",
+        root.parent / "shared" / "data",
+    ]
     for c in cands:
         if (c / "Conecsion_sppractice" / "particles_ctf_official.star").is_file():
             return c
@@ -43,8 +45,9 @@ def _data_dir() -> Path | None:
 
 
 DATA = _data_dir()
-pytestmark = pytest.mark.skipif(DATA is None, reason="real test data (shared/data) not found; "
-                                "set TWODCLASS_TEST_DATA")
+pytestmark = pytest.mark.skipif(
+    DATA is None, reason="real test data (shared/data) not found; set TWODCLASS_TEST_DATA"
+)
 BETAGAL = (DATA or Path()) / "Conecsion_sppractice"
 
 
@@ -69,8 +72,11 @@ def test_reads_relion5_float16_particles(betagal):
 
 def test_stack_paths_relative_to_the_project_folder():
     star = BETAGAL / "Extract" / "job009" / "particles.star"
-    with pytest.raises(InputError, match=r"row 1: image stack 'Extract/job009/Movies/.*' not "
-                                         r"found"):
+    with pytest.raises(
+        InputError,
+        match=r"row 1: image stack 'Extract/job009/Movies/.*' not "
+        r"found",
+    ):
         read_particles(star)
     assert len(read_particles(star, project_dir=BETAGAL)) == 2374
 
@@ -112,8 +118,9 @@ def test_ctf_matches_the_thon_rings(betagal):
     CTFFIND fit shipped in Extract/job009 does not (data README: use the official values)."""
     pset, imgs = betagal
     good = _thon_ring_scores(pset, imgs)
-    bad = _thon_ring_scores(read_particles(BETAGAL / "Extract" / "job009" / "particles.star",
-                                           project_dir=BETAGAL), imgs)
+    bad = _thon_ring_scores(
+        read_particles(BETAGAL / "Extract" / "job009" / "particles.star", project_dir=BETAGAL), imgs
+    )
     assert good.size == 10
     assert good.min() > 0.6, good
     assert bad.max() < 0.3, bad
@@ -121,8 +128,15 @@ def test_ctf_matches_the_thon_rings(betagal):
 
 # --- RELION's in-plane pose convention, measured on RELION's own Class2D output -------------
 
-def _relion_to_class(img: np.ndarray, psi_deg: float, ox_px: float, oy_px: float,
-                     psi_sign: float = 1.0, origin_sign: float = 1.0) -> np.ndarray:
+
+def _relion_to_class(
+    img: np.ndarray,
+    psi_deg: float,
+    ox_px: float,
+    oy_px: float,
+    psi_sign: float = 1.0,
+    origin_sign: float = 1.0,
+) -> np.ndarray:
     """``V(y) = P(R(-psi) (y - c) + c - origin)`` (x = column, y = row, R counter-clockwise).
 
     This is RELION's mapping (Projector::rotate2D samples the reference at ``A^T k`` with
@@ -147,8 +161,14 @@ def relion_class2d():
     cls = df["rlnClassNumber"].to_numpy()
     top = np.argsort(np.bincount(cls))[::-1][:8]  # the 8 largest classes (84-379 particles)
     rows = np.flatnonzero(np.isin(cls, top))[::3]  # 545 of their 1634 particles
-    poses = np.stack([df["rlnAnglePsi"].to_numpy(), df["rlnOriginXAngst"].to_numpy() /
-                      pset.apix_A, df["rlnOriginYAngst"].to_numpy() / pset.apix_A], 1)
+    poses = np.stack(
+        [
+            df["rlnAnglePsi"].to_numpy(),
+            df["rlnOriginXAngst"].to_numpy() / pset.apix_A,
+            df["rlnOriginYAngst"].to_numpy() / pset.apix_A,
+        ],
+        1,
+    )
     return pset.read_images(rows), cls[rows], poses[rows], classes, pset.apix_A
 
 
@@ -167,8 +187,14 @@ def _mean_cc(images, cls, poses, classes, apix, **signs) -> float:
         return v / np.linalg.norm(v)
 
     refs = {int(c): prep(classes[c - 1]) for c in np.unique(cls)}
-    return float(np.mean([prep(_relion_to_class(im, *p, **signs)) @ refs[int(c)]
-                          for im, c, p in zip(images, cls, poses, strict=True)]))
+    return float(
+        np.mean(
+            [
+                prep(_relion_to_class(im, *p, **signs)) @ refs[int(c)]
+                for im, c, p in zip(images, cls, poses, strict=True)
+            ]
+        )
+    )
 
 
 def test_relion_class2d_pose_convention(relion_class2d):
@@ -185,11 +211,13 @@ def test_relion_class2d_pose_convention(relion_class2d):
 def test_engine_pose_follows_relion(relion_class2d):
     images, _, poses, _, _ = relion_class2d
     for im, (psi, ox, oy) in zip(images[:20], poses[:20], strict=True):
-        np.testing.assert_allclose(align_to_class(im, psi, ox, oy),
-                                   _relion_to_class(im, psi, ox, oy), atol=1e-4)
+        np.testing.assert_allclose(
+            align_to_class(im, psi, ox, oy), _relion_to_class(im, psi, ox, oy), atol=1e-4
+        )
 
 
 # --- the same convention in 3D: real TRPV1 particles with RELION's angles and their map -----
+
 
 @pytest.fixture(scope="module")
 def trpv1():
@@ -198,12 +226,11 @@ def trpv1():
     images = np.asarray(open_stack(folder / "trpv1_small_stack.mrcs")[0], dtype=np.float64)
     p = read_star(folder / "trpv1_small_stack.star")["particles"]  # its stack name is stale
     apix = 4.88
-    ctf = CtfParams(p["rlnDefocusU"], p["rlnDefocusV"], p["rlnDefocusAngle"], 300.0, 2.0, 0.1,
-                    0.0, 0.0)
-    angles = [p[c].to_numpy(np.float64) for c in ("rlnAngleRot", "rlnAngleTilt",
-                                                   "rlnAnglePsi")]
-    origin = [p[c].to_numpy(np.float64) / apix for c in ("rlnOriginXAngst",
-                                                         "rlnOriginYAngst")]
+    ctf = CtfParams(
+        p["rlnDefocusU"], p["rlnDefocusV"], p["rlnDefocusAngle"], 300.0, 2.0, 0.1, 0.0, 0.0
+    )
+    angles = [p[c].to_numpy(np.float64) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")]
+    origin = [p[c].to_numpy(np.float64) / apix for c in ("rlnOriginXAngst", "rlnOriginYAngst")]
     return VolumeProjector(vol), images, ctf_image(ctf, images.shape[-1], apix), angles, origin
 
 
@@ -238,5 +265,6 @@ def test_relion_euler_convention_on_trpv1(trpv1):
 def test_simulator_projection_follows_relion():
     rng = np.random.default_rng(0)
     rot, tilt, psi = rng.uniform(-180, 180, (3, 5))
-    np.testing.assert_allclose(slice_matrices(rot, tilt, psi), euler_matrix(rot, tilt, psi),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        slice_matrices(rot, tilt, psi), euler_matrix(rot, tilt, psi), atol=1e-12
+    )

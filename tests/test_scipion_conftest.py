@@ -24,7 +24,8 @@ BLOCKER = textwrap.dedent("""
 
 
 def test_scipion_tests_skip_cleanly_without_scipion(tmp_path):
-    (tmp_path / "test_mixed.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_mixed.py").write_text(
+        textwrap.dedent("""
         import pytest
 
         @pytest.mark.scipion
@@ -33,13 +34,23 @@ def test_scipion_tests_skip_cleanly_without_scipion(tmp_path):
 
         def test_plain():
             assert 1 + 1 == 2
-    """))
-    args = [sys.executable, "-c", BLOCKER, "-q", "-p", "no:cacheprovider",
-            "-p", "conftest", "-rs", str(tmp_path / "test_mixed.py"),
-            str(ROOT / "tests" / "test_scipion_viewer.py")]
+    """)
+    )
+    args = [
+        sys.executable,
+        "-c",
+        BLOCKER,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "conftest",
+        "-rs",
+        str(tmp_path / "test_mixed.py"),
+        str(ROOT / "tests" / "test_scipion_viewer.py"),
+    ]
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    res = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env,
-                         timeout=300)
+    res = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "1 passed" in out, out

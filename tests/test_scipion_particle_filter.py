@@ -48,8 +48,9 @@ class TestParticleFilter(BaseTest):
         setupTestProject(cls)
         base = Path(cls.proj.getPath("handmade")).absolute()
         base.mkdir(parents=True)
-        cls.job = make_finished_job(base, n_classes=K, n_particles=N, apix=APIX,
-                                    n_outliers=N_OUT, with_truth=True)
+        cls.job = make_finished_job(
+            base, n_classes=K, n_particles=N, apix=APIX, n_outliers=N_OUT, with_truth=True
+        )
         truth = json.loads((cls.job / "job.json").read_text())["_test_truth"]
         # row i of run_data.star is input particle i + 1 (the Scipion set below)
         cls.klass = {i + 1: int(k) for i, k in enumerate(truth["classes"])}
@@ -59,11 +60,17 @@ class TestParticleFilter(BaseTest):
         cls.why = {r + 1: (EXCESS if j < n_res else WEAK) for j, r in enumerate(rows)}
         sqlite = str(base / "particles.sqlite")
         write_particles_sqlite(sqlite, str(base / "particles.mrcs"), N, APIX)
-        prot = cls.newProtocol(ProtImportParticles, objLabel="import hand-made",
-                               importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
-                               sqliteFile=sqlite, samplingRate=APIX, voltage=300.0,
-                               sphericalAberration=2.7, amplitudeContrast=0.1,
-                               magnification=50000)
+        prot = cls.newProtocol(
+            ProtImportParticles,
+            objLabel="import hand-made",
+            importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
+            sqliteFile=sqlite,
+            samplingRate=APIX,
+            voltage=300.0,
+            sphericalAberration=2.7,
+            amplitudeContrast=0.1,
+            magnification=50000,
+        )
         cls.protImport = cls.launchProtocol(prot)
         cls.classify = cls.classes_of_job(cls.job, "hand-made job with outliers")
 
@@ -93,8 +100,11 @@ class TestParticleFilter(BaseTest):
     # ------------------------------------------------------------------ tests
     def test_classification_carries_the_particle_statistics(self):
         data = starfile.read(self.job / "run_data.star", always_dict=True)["particles"]
-        parts = {int(p.getObjId()): (p._tdc_residualLowRes.get(), p._tdc_signalLowRes.get())
-                 for c in self.classify.outputClasses for p in c}
+        parts = {
+            int(p.getObjId()): (p._tdc_residualLowRes.get(), p._tdc_signalLowRes.get())
+            for c in self.classify.outputClasses
+            for p in c
+        }
         self.assertEqual(len(parts), N)
         got = np.array([parts[i + 1] for i in range(N)])
         np.testing.assert_allclose(got[:, 0], data.tdcResidualLowRes, rtol=1e-6)
@@ -103,8 +113,9 @@ class TestParticleFilter(BaseTest):
     def test_filter_removes_exactly_the_known_outliers(self):
         prot = self.select("select all, filter on")
         self.assertEqual(ids_of(prot.outputParticles), set(range(1, N + 1)) - set(self.why))
-        removed = {int(p.getObjId()): p._tdc_removedReason.get()
-                   for p in prot.outputRemovedParticles}
+        removed = {
+            int(p.getObjId()): p._tdc_removedReason.get() for p in prot.outputRemovedParticles
+        }
         self.assertEqual(set(removed), set(self.why))
         for pid, reason in removed.items():
             self.assertTrue(reason.startswith(self.why[pid]), (pid, reason))
@@ -117,16 +128,17 @@ class TestParticleFilter(BaseTest):
         n_res = sum(w == EXCESS for w in self.why.values())
         summary = "\n".join(prot.summary())
         self.assertIn(f"{N - N_OUT} particles selected.", summary)
-        self.assertIn(f"Particle filter: {N_OUT} of {N} particles of the selected classes "
-                      f"removed ({n_res} {EXCESS}, {N_OUT - n_res} {WEAK}); the {N_OUT} "
-                      f"removed particles are in outputRemovedParticles.", summary)
+        self.assertIn(
+            f"Particle filter: {N_OUT} of {N} particles of the selected classes "
+            f"removed ({n_res} {EXCESS}, {N_OUT - n_res} {WEAK}); the {N_OUT} "
+            f"removed particles are in outputRemovedParticles.",
+            summary,
+        )
         methods = "\n".join(prot.methods())
         self.assertIn(f"{N_OUT} of {N} removed", methods)
         th = SelectionThresholds()
-        self.assertIn(f"more than {th.max_residual_z:g} robust standard deviations above",
-                      methods)
-        self.assertIn(f"more than {th.min_signal_z:g} robust standard deviations below",
-                      methods)
+        self.assertIn(f"more than {th.max_residual_z:g} robust standard deviations above", methods)
+        self.assertIn(f"more than {th.min_signal_z:g} robust standard deviations below", methods)
         # the same particles as `twodclass select` (engine.select.selection.particle_outliers)
         data = read_job(str(self.job)).particles
         verdict = particle_outliers(data, range(1, K + 1), th)
@@ -144,8 +156,11 @@ class TestParticleFilter(BaseTest):
         self.assertEqual(ids_of(prot.outputRemovedParticles), want)
         counts = {w: sum(self.why[p] == w for p in want) for w in (EXCESS, WEAK)}
         parts = ", ".join(f"{n} {w}" for w, n in counts.items() if n)
-        self.assertIn(f"Particle filter: {len(want)} of {len(members)} particles of the "
-                      f"selected classes removed ({parts})", "\n".join(prot.summary()))
+        self.assertIn(
+            f"Particle filter: {len(want)} of {len(members)} particles of the "
+            f"selected classes removed ({parts})",
+            "\n".join(prot.summary()),
+        )
 
     def test_filter_off_outputs_every_particle_of_the_selected_classes(self):
         prot = self.select("select all, filter off", removeOutliers=False)
@@ -153,10 +168,12 @@ class TestParticleFilter(BaseTest):
         self.assertEqual(sum(c.getSize() for c in prot.outputClasses), N)
         self.assertFalse(hasattr(prot, "outputRemovedParticles"))
         summary = "\n".join(prot.summary())
-        self.assertIn("Particle filter: off (every particle of the selected classes kept).",
-                      summary)
-        self.assertNotIn("Particles of the selected classes were removed",
-                         "\n".join(prot.methods()))
+        self.assertIn(
+            "Particle filter: off (every particle of the selected classes kept).", summary
+        )
+        self.assertNotIn(
+            "Particles of the selected classes were removed", "\n".join(prot.methods())
+        )
 
     def test_thresholds_of_zero_switch_the_tests_off(self):
         prot = self.select("select all, signal test only", max_residual_z=0.0)
@@ -169,11 +186,14 @@ class TestParticleFilter(BaseTest):
         shutil.copytree(self.job, old)
         blocks = starfile.read(old / "run_data.star", always_dict=True)
         blocks["particles"] = blocks["particles"].drop(
-            columns=["tdcResidualLowRes", "tdcSignalLowRes"])
+            columns=["tdcResidualLowRes", "tdcSignalLowRes"]
+        )
         starfile.write(blocks, old / "run_data.star", overwrite=True)
         source = self.classes_of_job(old, "job of an older version")
         prot = self.select("select all of the older job", source=source)
         self.assertEqual(ids_of(prot.outputParticles), set(range(1, N + 1)))
         self.assertFalse(hasattr(prot, "outputRemovedParticles"))
-        self.assertIn("Particle filter: no tdcResidualLowRes, tdcSignalLowRes column in the "
-                      "particle file", "\n".join(prot.summary()))
+        self.assertIn(
+            "Particle filter: no tdcResidualLowRes, tdcSignalLowRes column in the particle file",
+            "\n".join(prot.summary()),
+        )

@@ -106,8 +106,7 @@ def test_built_wheel_contains_protocols_conf(tmp_path):
     """A wheel of the project ships protocols.conf (a real file) in the plugin package."""
     if shutil.which("pip", path=os.path.dirname(sys.executable)) is None:
         pytest.skip("pip not available")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-           str(ROOT)]
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)]
     try:
         import wheel  # noqa: F401
 
@@ -146,9 +145,20 @@ def test_form_matches_engine_params():
     params = _protocol_params(ProtTwoDClassify)
     specs = param_specs()
     engine_names = {s.name for s in specs} - set(PARALLEL_SPECS)
-    form_names = set(params) - {"inputParticles", "numberOfThreads", "numberOfMpi",
-                                "hostName", "useQueue", "queueParams", "runName", "runMode",
-                                "comment", "useGpu", "gpuList", "binThreads"}
+    form_names = set(params) - {
+        "inputParticles",
+        "numberOfThreads",
+        "numberOfMpi",
+        "hostName",
+        "useQueue",
+        "queueParams",
+        "runName",
+        "runMode",
+        "comment",
+        "useGpu",
+        "gpuList",
+        "binThreads",
+    }
     assert form_names == engine_names
     kinds = {int: pwparams.IntParam, float: pwparams.FloatParam, bool: pwparams.BooleanParam}
     for s in specs:
@@ -172,8 +182,16 @@ def test_form_matches_engine_params():
         level = LEVEL_NORMAL if s.level == "basic" else LEVEL_ADVANCED
         assert p.expertLevel.get() == level, s.name
     # the basic cryoSPARC parameters are on the normal level
-    for name in ("n_classes", "max_res_A", "uncertainty", "diameter_A", "diameter_outer_A",
-                 "online_iters", "batch_per_class", "full_passes"):
+    for name in (
+        "n_classes",
+        "max_res_A",
+        "uncertainty",
+        "diameter_A",
+        "diameter_outer_A",
+        "online_iters",
+        "batch_per_class",
+        "full_passes",
+    ):
         assert params[name].expertLevel.get() == LEVEL_NORMAL
     # threads and MPI live in the parallel section
     assert "numberOfThreads" in params and "numberOfMpi" in params
@@ -216,8 +234,12 @@ def test_select_form_has_the_particle_filter_of_twodclass_select():
     th = prot.filterThresholds()
     assert (th.max_residual_z, th.min_signal_z) == (4.5, 0.0)
     prot.max_residual_z.set(-1.0)
-    assert any(e.startswith(f"*{fields['max_residual_z'].metadata['label']}* Value should be "
-                            f"greater or equal") for e in prot.validate())
+    assert any(
+        e.startswith(
+            f"*{fields['max_residual_z'].metadata['label']}* Value should be greater or equal"
+        )
+        for e in prot.validate()
+    )
     prot.removeOutliers.set(False)
     assert prot.filterThresholds() is None
 
@@ -235,8 +257,9 @@ def test_form_values_reach_the_engine_cli():
     prot.force_max.set(False)
     prot.online_iters.set(12)
     params = classify_params(prot, threads=3)
-    assert params == ClassifyParams(n_classes=7, max_res_A=9.5, diameter_A=150.0,
-                                    force_max=False, online_iters=12, threads=3)
+    assert params == ClassifyParams(
+        n_classes=7, max_res_A=9.5, diameter_A=150.0, force_max=False, online_iters=12, threads=3
+    )
     args = cli_args(params)
     assert args[args.index("--classes") + 1] == "7"
     assert "--no-force-max" in args and "--ctf" in args
@@ -268,10 +291,19 @@ def test_selection_criteria_and_reasons():
 
     assert parse_ids("1 3-5, 8") == {1, 3, 4, 5, 8}
     assert parse_ids("") == set()
-    classes = [ClassInfo(1, 120, 8.0), ClassInfo(2, 15, 9.0), ClassInfo(3, 200, 25.0),
-               ClassInfo(4, 90, None), ClassInfo(5, 10, 30.0)]
-    d = {x.class_id: x for x in decide(classes, min_particles=20, max_resolution_A=12.0,
-                                       keep_ids={5}, reject_ids={1})}
+    classes = [
+        ClassInfo(1, 120, 8.0),
+        ClassInfo(2, 15, 9.0),
+        ClassInfo(3, 200, 25.0),
+        ClassInfo(4, 90, None),
+        ClassInfo(5, 10, 30.0),
+    ]
+    d = {
+        x.class_id: x
+        for x in decide(
+            classes, min_particles=20, max_resolution_A=12.0, keep_ids={5}, reject_ids={1}
+        )
+    }
     assert [c for c in d if d[c].keep] == [5]
     assert d[1].reasons == ["rejected by id"]
     assert d[2].reasons == ["15 particles < minimum 20"]
@@ -293,7 +325,8 @@ def test_saved_selection_and_job_folder_detection(tmp_path):
     assert [(x.class_id, x.keep, x.reasons[0]) for x in d] == [
         (1, False, "not selected in the terminal browser"),
         (2, True, "selected in the terminal browser"),
-        (3, False, "rejected by id")]
+        (3, False, "rejected by id"),
+    ]
     assert find_job_dir(None) is None
     assert find_job_dir(str(tmp_path / "run_classes.mrcs")) is None  # not a job folder
     for name in ("run_model.star", "run_data.star"):
@@ -313,12 +346,19 @@ def _filter_job(path, ids, stats=True, k=3, n_per_class=20) -> None:
     signal = 10.0 + 0.5 * rng.uniform(-1, 1, n)
     resid[::n_per_class] *= 5.0
     signal[1::n_per_class] *= 0.1
-    write_fake_job(str(path), averages=np.zeros((k, 16, 16), np.float32), classes_apix=4.0,
-                   particle_apix=2.0, box=32, class_number=cls, psi_deg=np.zeros(n),
-                   origin_x_A=np.zeros(n), origin_y_A=np.zeros(n),
-                   scipion_ids=np.asarray(ids),
-                   particle_stats={"tdcResidualLowRes": resid, "tdcSignalLowRes": signal}
-                   if stats else None)
+    write_fake_job(
+        str(path),
+        averages=np.zeros((k, 16, 16), np.float32),
+        classes_apix=4.0,
+        particle_apix=2.0,
+        box=32,
+        class_number=cls,
+        psi_deg=np.zeros(n),
+        origin_x_A=np.zeros(n),
+        origin_y_A=np.zeros(n),
+        scipion_ids=np.asarray(ids),
+        particle_stats={"tdcResidualLowRes": resid, "tdcSignalLowRes": signal} if stats else None,
+    )
 
 
 def test_particle_filter_names_scipion_ids_and_says_why_not(tmp_path):
@@ -337,17 +377,23 @@ def test_particle_filter_names_scipion_ids_and_says_why_not(tmp_path):
     assert all(pf.removed[i].startswith("weak signal (z ") for i in (102, 142))
     assert pf.counts() == {"excess low-resolution power": 2, "weak signal": 2}
     assert pf.info["n_in_classes"] == 40
-    assert (pf.info["max_residual_z"], pf.info["min_signal_z"]) == (th.max_residual_z,
-                                                                    th.min_signal_z)
-    assert pf.summary == ("particle filter: 4 of 40 particles of the selected classes "
-                          "removed (2 excess low-resolution power, 2 weak signal)")
+    assert (pf.info["max_residual_z"], pf.info["min_signal_z"]) == (
+        th.max_residual_z,
+        th.min_signal_z,
+    )
+    assert pf.summary == (
+        "particle filter: 4 of 40 particles of the selected classes "
+        "removed (2 excess low-resolution power, 2 weak signal)"
+    )
     # why it did not run
     assert particle_filter(str(tmp_path / "job"), [1], None, []).summary == (
-        "particle filter: off (every particle of the selected classes kept)")
+        "particle filter: off (every particle of the selected classes kept)"
+    )
     pf = particle_filter(None, [1], th, [])
     assert not pf.applied and not pf.removed
-    assert pf.summary == ("particle filter: the classes do not come from a twodclass job "
-                          "folder: nothing removed")
+    assert pf.summary == (
+        "particle filter: the classes do not come from a twodclass job folder: nothing removed"
+    )
     pf = particle_filter(str(tmp_path / "job"), [1], th, [])
     assert not pf.applied and "fewer than 30 particles" in pf.summary
     _filter_job(tmp_path / "old", ids, stats=False)
@@ -362,8 +408,9 @@ def test_particle_filter_names_scipion_ids_and_says_why_not(tmp_path):
     order = np.argsort(-ids)  # write_fake_job wrote the rows in decreasing id
     enabled = np.arange(1, 61)
     pf = particle_filter(str(tmp_path / "job"), [1, 3], th, enabled)
-    assert sorted(pf.removed) == sorted(int(enabled[j]) for j in np.flatnonzero(
-        np.isin(ids[order], [101, 102, 141, 142])))
+    assert sorted(pf.removed) == sorted(
+        int(enabled[j]) for j in np.flatnonzero(np.isin(ids[order], [101, 102, 141, 142]))
+    )
     pf = particle_filter(str(tmp_path / "job"), [1, 3], th, np.arange(1, 50))
     assert not pf.applied and "60 rows of run_data.star do not match" in pf.summary
 
@@ -380,8 +427,7 @@ def test_engine_arguments_new_resume_overwrite(tmp_path):
     assert new[:5] == ["run", "in.star", "-o", job, "--progress"]
     assert "--overwrite" not in new and new[new.index("--classes") + 1] == "4"
     (tmp_path / "job" / "checkpoint").mkdir(parents=True)
-    for status, want in (("cancelled", "resume"), ("failed", "resume"),
-                         ("finished", "overwrite")):
+    for status, want in (("cancelled", "resume"), ("failed", "resume"), ("finished", "overwrite")):
         (tmp_path / "job" / "job.json").write_text(json.dumps({"status": status}))
         args = engine_arguments("in.star", job, params)
         if want == "resume":
@@ -413,12 +459,12 @@ def test_transform_matrix_follows_the_engine_pose_convention():
     b = 64
     yy, xx = np.mgrid[0:b, 0:b] - b // 2
     ref = np.exp(-((xx - 6) ** 2 / 30 + (yy + 3) ** 2 / 8)) + 0.5 * np.exp(
-        -((xx + 5) ** 2 + (yy - 8) ** 2) / 12)
+        -((xx + 5) ** 2 + (yy - 8) ** 2) / 12
+    )
     for psi, ox, oy in ((35.0, 2.5, -1.5), (-120.0, 0.0, 0.0), (200.0, -3.0, 1.0)):
         part = class_to_particle(ref.astype(np.float32), psi, ox, oy)
         m = pose_to_matrix(psi, ox, oy)
-        np.testing.assert_allclose(matrix_to_pose(m), ((psi + 180) % 360 - 180, ox, oy),
-                                   atol=1e-9)
+        np.testing.assert_allclose(matrix_to_pose(m), ((psi + 180) % 360 - 180, ox, oy), atol=1e-9)
         np.testing.assert_allclose(m[:2, 3], (ox, oy))  # extract-coordinates: coord - t
         ours = align_with_matrix(part, m)
         np.testing.assert_allclose(ours, align_to_class(part, psi, ox, oy), atol=1e-5)

@@ -50,7 +50,7 @@ SMALL_BOX, SMALL_APIX = 48, 4.0  # class averages on a Fourier-cropped box
 def fourier_crop(img: np.ndarray, b: int) -> np.ndarray:
     n = img.shape[-1]
     s = (n - b) // 2
-    f = np.fft.fftshift(np.fft.fft2(img))[s:s + b, s:s + b]
+    f = np.fft.fftshift(np.fft.fft2(img))[s : s + b, s : s + b]
     return np.real(np.fft.ifft2(np.fft.ifftshift(f))) * (b * b) / (n * n)
 
 
@@ -82,8 +82,9 @@ def mirror_rotation(m: np.ndarray) -> np.ndarray:
     return w
 
 
-def class_alignment_scores(classes, clean: np.ndarray, averages: np.ndarray,
-                           avg_apix: float, res_A: float = 10.0) -> list[tuple[float, float]]:
+def class_alignment_scores(
+    classes, clean: np.ndarray, averages: np.ndarray, avg_apix: float, res_A: float = 10.0
+) -> list[tuple[float, float]]:
     """Per class: median over members of the correlation between the aligned noise-free
     member and the class average (low-passed to ``res_A``, rotational averages removed), for
     the Transform as stored and for the opposite rotation (the wrong convention)."""
@@ -104,8 +105,11 @@ def class_alignment_scores(classes, clean: np.ndarray, averages: np.ndarray,
 
 
 def assignment(classes) -> dict[int, int]:
-    return {p.getObjId(): cls.getObjId() for cls in classes.iterItems(orderBy="id")
-            for p in cls.iterItems()}
+    return {
+        p.getObjId(): cls.getObjId()
+        for cls in classes.iterItems(orderBy="id")
+        for p in cls.iterItems()
+    }
 
 
 # --------------------------------------------------------------------------- tests
@@ -114,8 +118,9 @@ class TestTwoDClassProtocols(BaseTest):
     def setUpClass(cls) -> None:
         cls._cwd = os.getcwd()
         setupTestProject(cls)
-        sim = simulate_arrays(N, BOX, APIX, snr=0.1, junk_fraction=0.0, n_views=VIEWS,
-                              seed=5, return_clean=True)
+        sim = simulate_arrays(
+            N, BOX, APIX, snr=0.1, junk_fraction=0.0, n_views=VIEWS, seed=5, return_clean=True
+        )
         cls.sim = sim
         cls.clean = sim.clean  # noise-free and CTF-free
         truth = sim.truth
@@ -128,10 +133,18 @@ class TestTwoDClassProtocols(BaseTest):
         write_stack(cls.stack, sim.images, APIX)
         cls.sqlite = os.path.join(data, "particles.sqlite")
         ctf = sim.ctf
-        write_particles_sqlite(cls.sqlite, cls.stack, N, APIX,
-                               defocus_u=ctf.defocus_u_A, defocus_v=ctf.defocus_v_A,
-                               defocus_angle=ctf.defocus_angle_deg, voltage=300.0, cs=2.7,
-                               amp_contrast=0.1)
+        write_particles_sqlite(
+            cls.sqlite,
+            cls.stack,
+            N,
+            APIX,
+            defocus_u=ctf.defocus_u_A,
+            defocus_v=ctf.defocus_v_A,
+            defocus_angle=ctf.defocus_angle_deg,
+            voltage=300.0,
+            cs=2.7,
+            amp_contrast=0.1,
+        )
         cls.protImport = cls._import(cls.sqlite, "import simulated")
         cls._classify = None
 
@@ -141,17 +154,30 @@ class TestTwoDClassProtocols(BaseTest):
 
     @classmethod
     def _import(cls, sqlite: str, label: str):
-        prot = cls.newProtocol(ProtImportParticles, objLabel=label,
-                               importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
-                               sqliteFile=sqlite, samplingRate=APIX, voltage=300.0,
-                               sphericalAberration=2.7, amplitudeContrast=0.1,
-                               magnification=50000)
+        prot = cls.newProtocol(
+            ProtImportParticles,
+            objLabel=label,
+            importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
+            sqliteFile=sqlite,
+            samplingRate=APIX,
+            voltage=300.0,
+            sphericalAberration=2.7,
+            amplitudeContrast=0.1,
+            magnification=50000,
+        )
         return cls.launchProtocol(prot)
 
     def _new_classify(self, label: str, inputs) -> ProtTwoDClassify:
-        prot = self.newProtocol(ProtTwoDClassify, objLabel=label, n_classes=VIEWS,
-                                max_res_A=8.0, online_iters=6, batch_per_class=60,
-                                full_passes=1, numberOfThreads=2)
+        prot = self.newProtocol(
+            ProtTwoDClassify,
+            objLabel=label,
+            n_classes=VIEWS,
+            max_res_A=8.0,
+            online_iters=6,
+            batch_per_class=60,
+            full_passes=1,
+            numberOfThreads=2,
+        )
         prot.inputParticles.set(inputs)
         prot.inputParticles.setExtended("outputParticles")
         return prot
@@ -160,9 +186,16 @@ class TestTwoDClassProtocols(BaseTest):
     def classified(cls) -> ProtTwoDClassify:
         """The end-to-end classification (run once, shared by the tests that need it)."""
         if cls._classify is None:
-            prot = cls.newProtocol(ProtTwoDClassify, objLabel="twodclass 2D",
-                                   n_classes=VIEWS, max_res_A=8.0, online_iters=6,
-                                   batch_per_class=60, full_passes=1, numberOfThreads=2)
+            prot = cls.newProtocol(
+                ProtTwoDClassify,
+                objLabel="twodclass 2D",
+                n_classes=VIEWS,
+                max_res_A=8.0,
+                online_iters=6,
+                batch_per_class=60,
+                full_passes=1,
+                numberOfThreads=2,
+            )
             prot.inputParticles.set(cls.protImport)
             prot.inputParticles.setExtended("outputParticles")
             cls._classify = cls.launchProtocol(prot)
@@ -185,8 +218,16 @@ class TestTwoDClassProtocols(BaseTest):
         optics, rows = blocks["optics"], blocks["particles"]
         self.assertEqual(len(optics), 1)
         o = optics.iloc[0]
-        self.assertEqual((o.rlnVoltage, o.rlnSphericalAberration, o.rlnAmplitudeContrast,
-                          o.rlnImagePixelSize, o.rlnImageSize), (300.0, 2.7, 0.1, APIX, BOX))
+        self.assertEqual(
+            (
+                o.rlnVoltage,
+                o.rlnSphericalAberration,
+                o.rlnAmplitudeContrast,
+                o.rlnImagePixelSize,
+                o.rlnImageSize,
+            ),
+            (300.0, 2.7, 0.1, APIX, BOX),
+        )
         self.assertEqual(len(rows), N)
         np.testing.assert_array_equal(rows.tdcScipionId.to_numpy(), np.arange(1, N + 1))
         np.testing.assert_allclose(rows.rlnDefocusU, self.sim.ctf.defocus_u_A, rtol=1e-5)
@@ -208,15 +249,23 @@ class TestTwoDClassProtocols(BaseTest):
         # true class averages: the noise-free members moved back by the README's convention
         views = np.zeros((VIEWS, BOX, BOX))
         for i in range(N):
-            views[self.view[i] - 1] += align_to_class(self.clean[i], self.psi[i],
-                                                      self.ox_A[i] / APIX,
-                                                      self.oy_A[i] / APIX)
+            views[self.view[i] - 1] += align_to_class(
+                self.clean[i], self.psi[i], self.ox_A[i] / APIX, self.oy_A[i] / APIX
+            )
         views_small = np.stack([fourier_crop(v, SMALL_BOX) for v in views])
-        write_fake_job(job, averages=views_small.astype(np.float32),
-                       classes_apix=SMALL_APIX, particle_apix=APIX, box=BOX,
-                       class_number=self.view, psi_deg=self.psi, origin_x_A=self.ox_A,
-                       origin_y_A=self.oy_A, scipion_ids=np.arange(1, N + 1),
-                       resolution_A=[9.0, 11.0, 13.0])
+        write_fake_job(
+            job,
+            averages=views_small.astype(np.float32),
+            classes_apix=SMALL_APIX,
+            particle_apix=APIX,
+            box=BOX,
+            class_number=self.view,
+            psi_deg=self.psi,
+            origin_x_A=self.ox_A,
+            origin_y_A=self.oy_A,
+            scipion_ids=np.arange(1, N + 1),
+            resolution_A=[9.0, 11.0, 13.0],
+        )
         result = read_job(job)
         parts = self.protImport.outputParticles
         classes = self.protImport._createSetOfClasses2D(parts, suffix="_fake")
@@ -254,8 +303,9 @@ class TestTwoDClassProtocols(BaseTest):
         self.assertTrue(info["has_alignment"])
         rows = starfile.read(star, always_dict=True)["particles"]
         ids = rows.tdcScipionId.to_numpy() - 1
-        np.testing.assert_allclose((rows.rlnAnglePsi - self.psi[ids] + 180) % 360 - 180, 0,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            (rows.rlnAnglePsi - self.psi[ids] + 180) % 360 - 180, 0, atol=1e-6
+        )
         np.testing.assert_allclose(rows.rlnOriginXAngst, self.ox_A[ids], atol=1e-6)
         np.testing.assert_allclose(rows.rlnOriginYAngst, self.oy_A[ids], atol=1e-6)
 
@@ -278,10 +328,15 @@ class TestTwoDClassProtocols(BaseTest):
         result = read_job(prot.getJobDir())
         self.assertNotAlmostEqual(result.classes_apix, APIX)
         # every particle carries the particle filter's statistics of run_data.star
-        stats = {int(r["tdcScipionId"]): (r["tdcResidualLowRes"], r["tdcSignalLowRes"])
-                 for r in result.particle_rows()}
-        got = {p.getObjId(): (p._tdc_residualLowRes.get(), p._tdc_signalLowRes.get())
-               for c in classes for p in c}
+        stats = {
+            int(r["tdcScipionId"]): (r["tdcResidualLowRes"], r["tdcSignalLowRes"])
+            for r in result.particle_rows()
+        }
+        got = {
+            p.getObjId(): (p._tdc_residualLowRes.get(), p._tdc_signalLowRes.get())
+            for c in classes
+            for p in c
+        }
         self.assertEqual(set(got), set(stats))
         for pid, want in stats.items():
             np.testing.assert_allclose(got[pid], want, rtol=1e-5, err_msg=str(pid))
@@ -294,8 +349,7 @@ class TestTwoDClassProtocols(BaseTest):
             self.assertEqual(cls._tdc_particleCount.get(), cls.getSize())
             self.assertGreater(cls._tdc_resolution.get(), 2 * APIX)
         # every member's Transform maps it onto its class average
-        scores = class_alignment_scores(classes, self.clean, result.averages(),
-                                        result.classes_apix)
+        scores = class_alignment_scores(classes, self.clean, result.averages(), result.classes_apix)
         log.info("end to end: purity %.3f, alignment scores (right, wrong) %s", purity, scores)
         for right, wrong in scores:
             self.assertGreater(right, 0.8, scores)
@@ -313,8 +367,14 @@ class TestTwoDClassProtocols(BaseTest):
         cprot = self.classified()
         classes = cprot.outputClasses
         sizes = {c.getObjId(): c.getSize() for c in classes}
-        prot = self.newProtocol(ProtTwoDSelect, objLabel="select 1 3", useAuto=False,
-                                rejectIds="2", minParticles=10, removeOutliers=False)
+        prot = self.newProtocol(
+            ProtTwoDSelect,
+            objLabel="select 1 3",
+            useAuto=False,
+            rejectIds="2",
+            minParticles=10,
+            removeOutliers=False,
+        )
         prot.inputClasses.set(cprot)
         prot.inputClasses.setExtended("outputClasses")
         prot = self.launchProtocol(prot)
@@ -342,37 +402,49 @@ class TestTwoDClassProtocols(BaseTest):
         from engine.select.selection import SelectionThresholds, write_selection
 
         cprot = self.classified()
-        prot = self.newProtocol(ProtTwoDSelect, objLabel="select 1 3 filtered",
-                                useAuto=False, rejectIds="2")
+        prot = self.newProtocol(
+            ProtTwoDSelect, objLabel="select 1 3 filtered", useAuto=False, rejectIds="2"
+        )
         prot.inputClasses.set(cprot)
         prot.inputClasses.setExtended("outputClasses")
         prot = self.launchProtocol(prot)
         out = self.proj.getTmpPath("cli_selection")
-        paths = write_selection(cprot.getJobDir(), [1, 3], out_dir=out,
-                                particle_filter=SelectionThresholds())
+        paths = write_selection(
+            cprot.getJobDir(), [1, 3], out_dir=out, particle_filter=SelectionThresholds()
+        )
         cli_kept = starfile.read(paths["particles"], always_dict=True)["particles"]
-        self.assertEqual({p.getObjId() for p in prot.outputParticles},
-                         set(cli_kept.tdcScipionId.astype(int)))
-        self.assertEqual({p.getObjId() for c in prot.outputClasses for p in c},
-                         set(cli_kept.tdcScipionId.astype(int)))
+        self.assertEqual(
+            {p.getObjId() for p in prot.outputParticles}, set(cli_kept.tdcScipionId.astype(int))
+        )
+        self.assertEqual(
+            {p.getObjId() for c in prot.outputClasses for p in c},
+            set(cli_kept.tdcScipionId.astype(int)),
+        )
         members = {pid for pid, k in assignment(cprot.outputClasses).items() if k in (1, 3)}
         summary = "\n".join(prot.summary())
         if "removed" not in paths:  # the engine's filter did not run: nothing removed
             self.assertEqual({p.getObjId() for p in prot.outputParticles}, members)
             return
         cli_gone = starfile.read(paths["removed"], always_dict=True)["particles"]
-        gone = ({p.getObjId(): p._tdc_removedReason.get()
-                 for p in prot.outputRemovedParticles}
-                if hasattr(prot, "outputRemovedParticles") else {})
-        self.assertEqual(gone, dict(zip(cli_gone.tdcScipionId.astype(int),
-                                        cli_gone.tdcRemovedReason, strict=True)))
+        gone = (
+            {p.getObjId(): p._tdc_removedReason.get() for p in prot.outputRemovedParticles}
+            if hasattr(prot, "outputRemovedParticles")
+            else {}
+        )
+        self.assertEqual(
+            gone,
+            dict(zip(cli_gone.tdcScipionId.astype(int), cli_gone.tdcRemovedReason, strict=True)),
+        )
         self.assertEqual(set(gone) | {p.getObjId() for p in prot.outputParticles}, members)
         with open(paths["json"]) as f:
             counts = json.load(f)["particle_filter"]["removed"]
         parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
         log.info("particle filter on the engine's classes 1, 3: %s", counts)
-        self.assertIn(f"Particle filter: {len(gone)} of {len(members)} particles of the "
-                      f"selected classes removed" + (f" ({parts})" if parts else ""), summary)
+        self.assertIn(
+            f"Particle filter: {len(gone)} of {len(members)} particles of the "
+            f"selected classes removed" + (f" ({parts})" if parts else ""),
+            summary,
+        )
 
     def test_select_automatic_and_resolution(self):
         cprot = self.classified()
@@ -382,8 +454,9 @@ class TestTwoDClassProtocols(BaseTest):
         self.assertIsNotNone(decisions)
         res = {c.getObjId(): c._tdc_resolution.get() for c in cprot.outputClasses}
         limit = sorted(res.values())[1] + 0.01  # two best classes pass
-        prot = self.newProtocol(ProtTwoDSelect, objLabel="select auto", useAuto=True,
-                                maxResolution=limit)
+        prot = self.newProtocol(
+            ProtTwoDSelect, objLabel="select auto", useAuto=True, maxResolution=limit
+        )
         prot.inputClasses.set(cprot)
         prot.inputClasses.setExtended("outputClasses")
         want = {k for k in res if res[k] <= limit and decisions[k][0]}
@@ -399,8 +472,7 @@ class TestTwoDClassProtocols(BaseTest):
     def test_failing_engine_fails_the_protocol_with_its_message(self):
         data = os.path.join(self.proj.getPath(), "doomed")
         stack = os.path.join(data, "doomed.mrcs")
-        doomed = simulate_arrays(40, BOX, APIX, junk_fraction=0.0, n_views=2, seed=9,
-                                 ctf=False)
+        doomed = simulate_arrays(40, BOX, APIX, junk_fraction=0.0, n_views=2, seed=9, ctf=False)
         write_stack(stack, doomed.images, APIX)
         sqlite = os.path.join(data, "doomed.sqlite")
         write_particles_sqlite(sqlite, stack, 40, APIX)
@@ -412,8 +484,10 @@ class TestTwoDClassProtocols(BaseTest):
         self.assertFalse(prot.getEngineParams().ctf)
         from scipion_2dclass.protocols.protocol_classify import engine_arguments
 
-        self.assertIn("--no-ctf", engine_arguments("in.star", self.proj.getTmpPath("nojob"),
-                                                   prot.getEngineParams()))
+        self.assertIn(
+            "--no-ctf",
+            engine_arguments("in.star", self.proj.getTmpPath("nojob"), prot.getEngineParams()),
+        )
         with self.assertRaisesRegex(Exception, "execution failed"):
             self.launchProtocol(prot)
         prot = self.proj.getProtocol(prot.getObjId())
@@ -435,8 +509,10 @@ class TestTwoDClassProtocols(BaseTest):
         viewer = TwoDClassifyViewer(project=self.proj)
         viewer.setProtocol(prot)
         actions = viewer._getVisualizeDict()
-        self.assertEqual(set(actions), {"showClasses", "showMontage", "showDistribution",
-                                        "showConvergence", "openBrowser"})
+        self.assertEqual(
+            set(actions),
+            {"showClasses", "showMontage", "showDistribution", "showConvergence", "openBrowser"},
+        )
         (montage,) = actions["showMontage"]("showMontage")
         self.assertIsInstance(montage, FigureView)
         titles = [ax.get_title() for ax in montage.figure().axes if ax.get_title()]
@@ -472,8 +548,9 @@ class TestTwoDClassProtocols(BaseTest):
         prot.n_classes.set(N + 1)
         prot.diameter_A.set(BOX * APIX + 10)
         errors = "\n".join(prot.validate())
-        self.assertIn(f"'Number of 2D classes' (classes) {N + 1} is more than the {N} "
-                      f"particles", errors)
+        self.assertIn(
+            f"'Number of 2D classes' (classes) {N + 1} is more than the {N} particles", errors
+        )
         self.assertIn("'Circular mask diameter' (diameter) 202 Å is larger than the box", errors)
         # a set without pixel size
         from pwem.objects import Particle, SetOfParticles
@@ -491,8 +568,9 @@ class TestTwoDClassProtocols(BaseTest):
     def test_select_from_terminal_browser_selection(self):
         """Classes saved in `twodclass browse` (selection.json in the job) are kept exactly."""
         cprot = self.classified()
-        prot = self.newProtocol(ProtTwoDSelect, objLabel="select saved", useSaved=True,
-                                minParticles=100000)  # criteria are ignored
+        prot = self.newProtocol(
+            ProtTwoDSelect, objLabel="select saved", useSaved=True, minParticles=100000
+        )  # criteria are ignored
         prot.inputClasses.set(cprot)
         prot.inputClasses.setExtended("outputClasses")
         job = cprot.getJobDir()
@@ -504,8 +582,9 @@ class TestTwoDClassProtocols(BaseTest):
         sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
         # saved with the browser's particle filter (strict, so that it removes some): the
         # output holds exactly the particles the browser saved, whatever the form says
-        paths = write_selection(job, [2, 3], particle_filter=SelectionThresholds(
-            max_residual_z=1.0, min_signal_z=1.0))
+        paths = write_selection(
+            job, [2, 3], particle_filter=SelectionThresholds(max_residual_z=1.0, min_signal_z=1.0)
+        )
         saved = read_star(paths["particles"])["particles"]
         prot.removeOutliers.set(False)
         try:
@@ -513,24 +592,36 @@ class TestTwoDClassProtocols(BaseTest):
             prot = self.launchProtocol(prot)
             # saved without the filter: every particle of the classes, form filter or not
             write_selection(job, [2, 3])
-            prot2 = self.newProtocol(ProtTwoDSelect, objLabel="select saved, no filter",
-                                     useSaved=True, removeOutliers=True)
+            prot2 = self.newProtocol(
+                ProtTwoDSelect,
+                objLabel="select saved, no filter",
+                useSaved=True,
+                removeOutliers=True,
+            )
             prot2.inputClasses.set(cprot)
             prot2.inputClasses.setExtended("outputClasses")
             prot2 = self.launchProtocol(prot2)
         finally:
-            for name in ("selection.json", "particles_selected.star", "particles_removed.star",
-                         "classes_selected.mrcs", "classes_selected.star"):
+            for name in (
+                "selection.json",
+                "particles_selected.star",
+                "particles_removed.star",
+                "classes_selected.mrcs",
+                "classes_selected.star",
+            ):
                 if os.path.exists(os.path.join(job, name)):
                     os.remove(os.path.join(job, name))
         self.assertEqual({c.getObjId() for c in prot.outputClasses}, {2, 3})
         self.assertLess(len(saved), sizes[2] + sizes[3])
-        self.assertEqual({int(p.getObjId()) for p in prot.outputParticles},
-                         set(saved["tdcScipionId"].astype(int)))
-        self.assertEqual(prot.outputParticles.getSize()
-                         + prot.outputRemovedParticles.getSize(), sizes[2] + sizes[3])
-        self.assertIn("class 1: not selected in the terminal browser",
-                      "\n".join(prot.summary()))
+        self.assertEqual(
+            {int(p.getObjId()) for p in prot.outputParticles},
+            set(saved["tdcScipionId"].astype(int)),
+        )
+        self.assertEqual(
+            prot.outputParticles.getSize() + prot.outputRemovedParticles.getSize(),
+            sizes[2] + sizes[3],
+        )
+        self.assertIn("class 1: not selected in the terminal browser", "\n".join(prot.summary()))
         self.assertEqual(prot2.outputParticles.getSize(), sizes[2] + sizes[3])
         self.assertFalse(hasattr(prot2, "outputRemovedParticles"))
 
@@ -549,11 +640,18 @@ class TestTwoDClassProtocols(BaseTest):
         rows = starfile.read(os.path.join(out, "in.star"), always_dict=True)["particles"]
         np.testing.assert_array_equal(rows.tdcScipionId, ids)
         job = os.path.join(out, "job")
-        write_fake_job(job, averages=np.zeros((VIEWS, SMALL_BOX, SMALL_BOX), np.float32),
-                       classes_apix=SMALL_APIX, particle_apix=APIX, box=BOX,
-                       class_number=self.view[ids - 1], psi_deg=self.psi[ids - 1],
-                       origin_x_A=self.ox_A[ids - 1], origin_y_A=self.oy_A[ids - 1],
-                       scipion_ids=ids)
+        write_fake_job(
+            job,
+            averages=np.zeros((VIEWS, SMALL_BOX, SMALL_BOX), np.float32),
+            classes_apix=SMALL_APIX,
+            particle_apix=APIX,
+            box=BOX,
+            class_number=self.view[ids - 1],
+            psi_deg=self.psi[ids - 1],
+            origin_x_A=self.ox_A[ids - 1],
+            origin_y_A=self.oy_A[ids - 1],
+            scipion_ids=ids,
+        )
         classes = self.protImport._createSetOfClasses2D(parts, suffix="_disabled")
         fill_classes(classes, read_job(job), APIX)
         got = assignment(classes)

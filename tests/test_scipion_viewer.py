@@ -22,11 +22,20 @@ def job(tmp_path_factory) -> str:
     d = str(tmp_path_factory.mktemp("job"))
     rng = np.random.default_rng(1)
     cls = np.repeat(np.arange(1, K + 1), [80, 50, 40, 20, 10])
-    write_fake_job(d, averages=rng.normal(size=(K, BOX, BOX)).astype(np.float32),
-                   classes_apix=4.0, particle_apix=3.0, box=48, class_number=cls,
-                   psi_deg=np.zeros(N), origin_x_A=np.zeros(N), origin_y_A=np.zeros(N),
-                   scipion_ids=np.arange(1, N + 1), resolution_A=[8, 9, 10, 15, 30],
-                   n_iterations=6)
+    write_fake_job(
+        d,
+        averages=rng.normal(size=(K, BOX, BOX)).astype(np.float32),
+        classes_apix=4.0,
+        particle_apix=3.0,
+        box=48,
+        class_number=cls,
+        psi_deg=np.zeros(N),
+        origin_x_A=np.zeros(N),
+        origin_y_A=np.zeros(N),
+        scipion_ids=np.arange(1, N + 1),
+        resolution_A=[8, 9, 10, 15, 30],
+        n_iterations=6,
+    )
     return d
 
 
@@ -44,8 +53,13 @@ def test_montage_shows_counts_and_resolution(job):
 
     fig = job_figure(job, "montage")
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titled == ["#1  n=80  8.0 Å", "#2  n=50  9.0 Å", "#3  n=40  10.0 Å",
-                      "#4  n=20  15.0 Å", "#5  n=10  30.0 Å"]
+    assert titled == [
+        "#1  n=80  8.0 Å",
+        "#2  n=50  9.0 Å",
+        "#3  n=40  10.0 Å",
+        "#4  n=20  15.0 Å",
+        "#5  n=10  30.0 Å",
+    ]
     assert sum(len(ax.images) for ax in fig.axes) == K
     assert fig.axes[0].images[0].get_array().shape == (BOX, BOX)
     assert _png(fig)[:4] == b"\x89PNG"
@@ -67,8 +81,12 @@ def test_convergence_plots_every_iteration(job):
 
     fig = job_figure(job, "convergence")
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["Particles changing class", "Mean log-likelihood",
-                      "Temperature (uncertainty)", "Time per iteration"]
+    assert titles == [
+        "Particles changing class",
+        "Mean log-likelihood",
+        "Temperature (uncertainty)",
+        "Time per iteration",
+    ]
     x, y = fig.axes[0].lines[0].get_data()
     np.testing.assert_array_equal(x, np.arange(1, 7))
     np.testing.assert_allclose(y, np.linspace(0.8, 0.05, 6))

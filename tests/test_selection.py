@@ -36,12 +36,23 @@ def _model(names, counts, res):
 
 
 def test_auto_select_reasons_per_junk_kind():
-    names = ["view0", "view1", "view2", "offcentre", "carbon", "ice_ring", "ice_blob", "noise",
-             "view0_rotated", "view0_rotated"]
+    names = [
+        "view0",
+        "view1",
+        "view2",
+        "offcentre",
+        "carbon",
+        "ice_ring",
+        "ice_blob",
+        "noise",
+        "view0_rotated",
+        "view0_rotated",
+    ]
     counts = [400, 300, 200, 150, 150, 120, 100, 100, 12, 80]
     res = [8.0, 9.0, 9.0, 12.0, 20.0, 15.0, 18.0, 40.0, 9.0, 28.0]
-    t = auto_select(_model(names, counts, res), SelectionThresholds(max_res_A=15.0),
-                    mask_radius_A=DIAM / 2)
+    t = auto_select(
+        _model(names, counts, res), SelectionThresholds(max_res_A=15.0), mask_radius_A=DIAM / 2
+    )
     assert t["selected"].tolist() == [True, True, True] + [False] * 7
     r = t["reason"].tolist()
     assert r[:3] == ["ok", "ok", "ok"]
@@ -58,16 +69,23 @@ def test_auto_select_reasons_per_junk_kind():
 
 def test_rare_view_kept_when_only_member_of_its_family():
     names = ["view0", "view1", "view2"]
-    t = auto_select(_model(names, [500, 400, 15], [8.0, 8.0, 11.0]),
-                    SelectionThresholds(max_res_A=12.0), mask_radius_A=DIAM / 2)
+    t = auto_select(
+        _model(names, [500, 400, 15], [8.0, 8.0, 11.0]),
+        SelectionThresholds(max_res_A=12.0),
+        mask_radius_A=DIAM / 2,
+    )
     assert t["selected"].tolist() == [True, True, True]
-    assert t["reason"].iloc[2] == ("kept: only good class of view family 3 "
-                                   "(too few particles (15 < 30))")
+    assert t["reason"].iloc[2] == (
+        "kept: only good class of view family 3 (too few particles (15 < 30))"
+    )
     cov = view_coverage(t, t["selected"].to_numpy())
     assert (cov.n_families, cov.n_kept, cov.warnings) == (3, 3, [])
     # below rare_min_particles (10) it goes, and the coverage says so
-    t = auto_select(_model(names, [500, 400, 8], [8.0, 8.0, 11.0]),
-                    SelectionThresholds(max_res_A=12.0), mask_radius_A=DIAM / 2)
+    t = auto_select(
+        _model(names, [500, 400, 8], [8.0, 8.0, 11.0]),
+        SelectionThresholds(max_res_A=12.0),
+        mask_radius_A=DIAM / 2,
+    )
     assert t["selected"].tolist() == [True, True, False]
     assert view_coverage(t, t["selected"].to_numpy()).n_families == 2
 
@@ -83,16 +101,19 @@ def test_auto_resolution_limit_is_relative():
 
 def test_view_coverage_warns_when_last_class_of_family_dropped():
     names = ["view0", "view0_rotated", "view1", "view2"]
-    t = auto_select(_model(names, [300, 250, 200, 100], [8.0] * 4),
-                    SelectionThresholds(max_res_A=15.0))
+    t = auto_select(
+        _model(names, [300, 250, 200, 100], [8.0] * 4), SelectionThresholds(max_res_A=15.0)
+    )
     fam = dict(zip(t["class_number"], t["family"], strict=True))
     assert fam[1] == fam[2] and len({fam[1], fam[3], fam[4]}) == 3
     ok = view_coverage(t, [1, 3, 4])  # one of the two view0 classes is enough
     assert (ok.n_families, ok.n_kept, ok.dropped, ok.warnings) == (3, 3, [], [])
     bad = view_coverage(t, [1, 2, 3])  # drops class 4, the only class of view2
     assert bad.n_kept == 2 and bad.dropped == [fam[4]]
-    assert bad.warnings == [f"view family {fam[4]} (class 4, 100 particles) has no selected "
-                            "class: this view would be lost"]
+    assert bad.warnings == [
+        f"view family {fam[4]} (class 4, 100 particles) has no selected "
+        "class: this view would be lost"
+    ]
     assert view_coverage({1: 1, 2: 1, 3: 2}, [3]).dropped == [1]
 
 
@@ -100,10 +121,12 @@ def test_thresholds_validate_and_roundtrip():
     th = SelectionThresholds(min_particles=5, max_edge_signal=0.2)
     assert SelectionThresholds.from_dict(th.to_dict()) == th
     assert SelectionThresholds(max_carbon_score=1.5).validate() == [
-        "--max-carbon must be <= 1 (got 1.5)"]
+        "--max-carbon must be <= 1 (got 1.5)"
+    ]
     with pytest.raises(ParameterError):
-        auto_select(_model(["view0", "view1"], [10, 10], [8.0, 8.0]),
-                    SelectionThresholds(max_ice_score=-1))
+        auto_select(
+            _model(["view0", "view1"], [10, 10], [8.0, 8.0]), SelectionThresholds(max_ice_score=-1)
+        )
     assert parse_class_list("1, 4,7-9") == [1, 4, 7, 8, 9]
     with pytest.raises(ParameterError):
         parse_class_list("1,x")
@@ -125,16 +148,19 @@ def test_write_selection_files(job, tmp_path):
     assert len(parts) == counts[1] + counts[4]
     assert sorted(set(parts["rlnClassNumber"])) == [1, 4]
     assert list(parts.columns) == list(j.data.columns)
-    pd.testing.assert_frame_equal(blocks["optics"].reset_index(drop=True),
-                                  j.optics.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        blocks["optics"].reset_index(drop=True), j.optics.reset_index(drop=True)
+    )
     src = j.data.set_index("rlnImageName").loc[parts["rlnImageName"]]
     np.testing.assert_allclose(src["rlnAnglePsi"].to_numpy(), parts["rlnAnglePsi"].to_numpy())
     arr, apix = open_stack(paths["classes_mrcs"])
     assert arr.shape == (2, 32, 32) and apix == pytest.approx(2.0)
     np.testing.assert_allclose(arr[1], j.classes[3])
     cls = read_star(paths["classes_star"])["model_classes"]
-    assert cls["rlnReferenceImage"].tolist() == ["000001@classes_selected.mrcs",
-                                                 "000002@classes_selected.mrcs"]
+    assert cls["rlnReferenceImage"].tolist() == [
+        "000001@classes_selected.mrcs",
+        "000002@classes_selected.mrcs",
+    ]
     assert cls["tdcClassNumber"].tolist() == [1, 4]
     info = load_selection(out)
     assert info["class_ids"] == [1, 4] and info["mode"] == "manual"
@@ -215,21 +241,25 @@ def _particles(n=400, seed=0):
     signal ~ N(8, 1), both cut at 2.5 standard deviations."""
     rng = np.random.default_rng(seed)
     z = np.clip(rng.normal(0.0, 1.0, (2, n)), -2.5, 2.5)
-    return pd.DataFrame({"rlnClassNumber": np.arange(n) % 4 + 1,
-                         "tdcResidualLowRes": 1.0 + 0.1 * z[0],
-                         "tdcSignalLowRes": 8.0 + 1.0 * z[1]})
+    return pd.DataFrame(
+        {
+            "rlnClassNumber": np.arange(n) % 4 + 1,
+            "tdcResidualLowRes": 1.0 + 0.1 * z[0],
+            "tdcSignalLowRes": 8.0 + 1.0 * z[1],
+        }
+    )
 
 
 def test_particle_outliers_robust_z_and_reasons():
     d = _particles()
-    d.loc[[0, 1, 2], "tdcResidualLowRes"] = [1.45, 2.0, 5.0]   # z about 4.5, 10, 40
-    d.loc[[3, 4], "tdcSignalLowRes"] = [3.5, 1.0]               # z about -4.5, -7
-    d.loc[5, "tdcResidualLowRes"] = 1.2                          # z about 2: kept
-    d.loc[[6, 10], "tdcResidualLowRes"] = 9.0                    # class 3, not selected below
+    d.loc[[0, 1, 2], "tdcResidualLowRes"] = [1.45, 2.0, 5.0]  # z about 4.5, 10, 40
+    d.loc[[3, 4], "tdcSignalLowRes"] = [3.5, 1.0]  # z about -4.5, -7
+    d.loc[5, "tdcResidualLowRes"] = 1.2  # z about 2: kept
+    d.loc[[6, 10], "tdcResidualLowRes"] = 9.0  # class 3, not selected below
     v = particle_outliers(d, [1, 2, 4])
     assert v.note == ""
     gone = np.flatnonzero(v.in_classes & ~v.keep).tolist()
-    assert gone == [0, 1, 3, 4]                                  # 2 and 6 are in class 3
+    assert gone == [0, 1, 3, 4]  # 2 and 6 are in class 3
     assert v.removed == {"excess low-resolution power": 2, "weak signal": 2}
     assert v.reason[0].startswith("excess low-resolution power (z +")
     assert v.reason[4].startswith("weak signal (z -")
@@ -238,8 +268,10 @@ def test_particle_outliers_robust_z_and_reasons():
     assert v.stats["tdcResidualLowRes_sd"] == pytest.approx(0.1, rel=0.15)
     assert "4 of 300 particles" in v.summary()
     # a stricter and a looser threshold; 0 switches a test off
-    assert (~particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=2.0)).keep
-            & v.in_classes).sum() > 4
+    assert (
+        ~particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=2.0)).keep
+        & v.in_classes
+    ).sum() > 4
     v0 = particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=0.0))
     assert v0.removed["excess low-resolution power"] == 0 and v0.removed["weak signal"] == 2
     off = particle_outliers(d, [1, 2, 4], SelectionThresholds(max_residual_z=0, min_signal_z=0))
@@ -250,16 +282,17 @@ def test_particle_outliers_does_not_guess():
     d = _particles()
     v = particle_outliers(d.drop(columns=["tdcSignalLowRes"]), [1, 2])
     assert "no tdcSignalLowRes column" in v.note and (v.keep == v.in_classes).all()
-    small = particle_outliers(d.iloc[:40], [1])                   # 10 particles in class 1
+    small = particle_outliers(d.iloc[:40], [1])  # 10 particles in class 1
     assert "fewer than 30 particles" in small.note and small.keep.sum() == 10
-    d.loc[8, "tdcResidualLowRes"] = np.nan                       # unreadable value: removed
+    d.loc[8, "tdcResidualLowRes"] = np.nan  # unreadable value: removed
     v = particle_outliers(d, [1])
     assert not v.keep[8] and "no value" in v.reason[8]
 
 
 def test_write_selection_with_particle_filter(tmp_path):
-    job = make_finished_job(tmp_path, n_classes=6, n_particles=120, box=32, apix=2.0,
-                            n_outliers=6, with_truth=True)
+    job = make_finished_job(
+        tmp_path, n_classes=6, n_particles=120, box=32, apix=2.0, n_outliers=6, with_truth=True
+    )
     truth = json.loads((job / "job.json").read_text())["_test_truth"]
     cls = np.asarray(truth["classes"])
     ids = [1, 2, 3, 4]
@@ -274,8 +307,14 @@ def test_write_selection_with_particle_filter(tmp_path):
     want = [j.data["rlnImageName"][i] for i in in_cls if i not in outliers]
     assert kept["rlnImageName"].tolist() == want
     assert removed["rlnImageName"].tolist() == [j.data["rlnImageName"][i] for i in outliers]
-    assert removed["tdcRemovedReason"].str.match(r"(excess low-resolution power|weak signal)"
-                                                 r" \(z ").all()
+    assert (
+        removed["tdcRemovedReason"]
+        .str.match(
+            r"(excess low-resolution power|weak signal)"
+            r" \(z "
+        )
+        .all()
+    )
     info = load_selection(out)
     assert info["n_particles"] == len(want) and info["n_particles_in_classes"] == len(in_cls)
     assert info["particle_filter"]["n_removed"] == len(outliers)
@@ -294,15 +333,20 @@ def test_write_selection_with_particle_filter(tmp_path):
 
 
 def test_select_cli_particle_filter(tmp_path, capsys):
-    job = make_finished_job(tmp_path, n_classes=6, n_particles=120, box=32, apix=2.0,
-                            n_outliers=6, with_truth=True)
+    job = make_finished_job(
+        tmp_path, n_classes=6, n_particles=120, box=32, apix=2.0, n_outliers=6, with_truth=True
+    )
     assert _select([str(job), "--classes", "1-6", "-o", str(tmp_path / "f")]) == 0
     out = capsys.readouterr().out
-    assert "particle filter: 6 of 120 particles of the selected classes removed " \
-           "(3 excess low-resolution power, 3 weak signal)" in out
+    assert (
+        "particle filter: 6 of 120 particles of the selected classes removed "
+        "(3 excess low-resolution power, 3 weak signal)" in out
+    )
     assert "114 of 120 particles selected" in out and "particles_removed.star" in out
-    assert _select([str(job), "--classes", "1-6", "--no-particle-filter",
-                    "-o", str(tmp_path / "n")]) == 0
+    assert (
+        _select([str(job), "--classes", "1-6", "--no-particle-filter", "-o", str(tmp_path / "n")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "particle filter: off" in out and "120 of 120 particles selected" in out
     assert load_selection(tmp_path / "n")["n_particles"] == 120

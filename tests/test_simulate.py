@@ -22,8 +22,17 @@ BOX, APIX = 48, 4.0
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate_arrays(n_particles=24, box=BOX, apix_A=APIX, n_views=4, snr=0.1,
-                           junk_fraction=0.0, max_shift_A=10.0, seed=3, return_clean=True)
+    return simulate_arrays(
+        n_particles=24,
+        box=BOX,
+        apix_A=APIX,
+        n_views=4,
+        snr=0.1,
+        junk_fraction=0.0,
+        max_shift_A=10.0,
+        seed=3,
+        return_clean=True,
+    )
 
 
 def test_projectors_match_slow_reference():
@@ -32,6 +41,7 @@ def test_projectors_match_slow_reference():
     for rot, tilt, psi, ox, oy in [(30.0, 60.0, 0.0, 0.0, 0.0), (120.0, 100.0, 40.0, 2.5, -1.5)]:
         ref = class_to_particle(project_real_space(vol, rot, tilt), psi, ox, oy)
         got = [p.project([rot], [tilt], [psi], [ox], [oy])[0] for p in (gp, vp)]
+
         def rel(a, b):
             return np.linalg.norm(a - b) / np.linalg.norm(b)
 
@@ -46,17 +56,22 @@ def test_truth_reprojects_to_the_clean_images(sim):
     t = sim.truth
     for i in range(0, 24, 6):
         p0 = project_real_space(vol, t.rlnAngleRot[i], t.rlnAngleTilt[i])
-        placed = class_to_particle(p0, t.rlnAnglePsi[i], t.rlnOriginXAngst[i] / APIX,
-                                   t.rlnOriginYAngst[i] / APIX)
+        placed = class_to_particle(
+            p0, t.rlnAnglePsi[i], t.rlnOriginXAngst[i] / APIX, t.rlnOriginYAngst[i] / APIX
+        )
         assert corr(placed, sim.clean[i]) > 0.995
         # ... which is RELION's full projection A(rot, tilt, psi), moved by -origin
-        full = class_to_particle(project_real_space(vol, t.rlnAngleRot[i], t.rlnAngleTilt[i],
-                                                    t.rlnAnglePsi[i]), 0.0,
-                                 t.rlnOriginXAngst[i] / APIX, t.rlnOriginYAngst[i] / APIX)
+        full = class_to_particle(
+            project_real_space(vol, t.rlnAngleRot[i], t.rlnAngleTilt[i], t.rlnAnglePsi[i]),
+            0.0,
+            t.rlnOriginXAngst[i] / APIX,
+            t.rlnOriginYAngst[i] / APIX,
+        )
         assert corr(full, sim.clean[i]) > 0.995
         # aligning the particle with its true pose recovers the projection
-        aligned = align_to_class(sim.clean[i], t.rlnAnglePsi[i], t.rlnOriginXAngst[i] / APIX,
-                                 t.rlnOriginYAngst[i] / APIX)
+        aligned = align_to_class(
+            sim.clean[i], t.rlnAnglePsi[i], t.rlnOriginXAngst[i] / APIX, t.rlnOriginYAngst[i] / APIX
+        )
         c_aligned, c_raw = corr(aligned, p0), corr(sim.clean[i], p0)
         assert c_aligned > 0.99 and (1 - c_aligned) < 0.1 * (1 - c_raw)
 
@@ -66,6 +81,7 @@ def test_views_shifts_and_noise_level(sim):
     assert set(t.tdcViewId) <= {0, 1, 2, 3} and (t.tdcJunkKind == "").all()
     # every particle lies within ~2 deg jitter (3 sigma ~ 10 deg) of its view direction
     views = np.deg2rad(fibonacci_views(4))
+
     def d(r, tl):
         return np.stack([np.sin(tl) * np.cos(r), np.sin(tl) * np.sin(r), np.cos(tl)], -1)
 
@@ -78,13 +94,14 @@ def test_views_shifts_and_noise_level(sim):
     inside = np.hypot(x, y) <= 0.3 * BOX * 1.2
     assert abs(sim.images[:, ~inside].mean()) < 0.05
     assert sim.images[:, ~inside].std() == pytest.approx(1.0, abs=0.05)
-    signal = np.fft.irfft2(np.fft.rfft2(sim.clean) * ctf_half_plane(sim.ctf, BOX, APIX),
-                           s=(BOX, BOX))
+    signal = np.fft.irfft2(
+        np.fft.rfft2(sim.clean) * ctf_half_plane(sim.ctf, BOX, APIX), s=(BOX, BOX)
+    )
     noise = sim.images - signal
     snr = signal[:, inside].var(axis=1).mean() / noise.var()
     assert 0.07 < snr < 0.14  # asked 0.1 (mask radius differs a little)
     # protein bright: the particle centre is brighter than the background
-    assert sim.images[:, BOX // 2 - 3:BOX // 2 + 3, BOX // 2 - 3:BOX // 2 + 3].mean() > 0.1
+    assert sim.images[:, BOX // 2 - 3 : BOX // 2 + 3, BOX // 2 - 3 : BOX // 2 + 3].mean() > 0.1
 
 
 def test_ctf_applied_is_the_ctf_written(tmp_path):
@@ -108,8 +125,17 @@ def test_ctf_applied_is_the_ctf_written(tmp_path):
 
 
 def test_files_layout_junk_and_float16(tmp_path):
-    res = simulate(tmp_path, n_particles=600, box=32, apix_A=5.0, n_views=5,
-                   view_weights=[10, 10, 10, 10, 1], junk_fraction=0.25, seed=1, float16=True)
+    res = simulate(
+        tmp_path,
+        n_particles=600,
+        box=32,
+        apix_A=5.0,
+        n_views=5,
+        view_weights=[10, 10, 10, 10, 1],
+        junk_fraction=0.25,
+        seed=1,
+        float16=True,
+    )
     blocks = read_star(res.particles_star)
     assert list(blocks) == ["optics", "particles"]
     cols = set(blocks["particles"].columns)
@@ -125,8 +151,15 @@ def test_files_layout_junk_and_float16(tmp_path):
     counts = np.bincount(truth["tdcViewId"][~junk], minlength=5)
     assert counts[4] < 0.25 * counts[:4].mean()  # the rare view is rare
     # the file holds the same images as the in-memory simulation (float16 rounding)
-    mem = simulate_arrays(n_particles=600, box=32, apix_A=5.0, n_views=5,
-                          view_weights=[10, 10, 10, 10, 1], junk_fraction=0.25, seed=1)
+    mem = simulate_arrays(
+        n_particles=600,
+        box=32,
+        apix_A=5.0,
+        n_views=5,
+        view_weights=[10, 10, 10, 10, 1],
+        junk_fraction=0.25,
+        seed=1,
+    )
     np.testing.assert_allclose(arr[:50].astype(np.float32), mem.images[:50], atol=0.01)
     off = np.flatnonzero(truth["tdcJunkKind"] == "offcentre")
     r = np.hypot(truth["rlnOriginXAngst"][off], truth["rlnOriginYAngst"][off]) / 5.0
@@ -141,8 +174,9 @@ def test_phantom_views_are_distinct_and_asymmetric():
         for a in range(30, 360, 30):  # no in-plane symmetry
             assert corr(projs[i], class_to_particle(projs[i], a, 0, 0)) < 0.95
         for j in range(i + 1, 6):  # no two views alike at any in-plane angle
-            best = max(corr(projs[i], class_to_particle(projs[j], a, 0, 0))
-                       for a in range(0, 360, 10))
+            best = max(
+                corr(projs[i], class_to_particle(projs[j], a, 0, 0)) for a in range(0, 360, 10)
+            )
             assert best < 0.8
 
 
@@ -153,8 +187,24 @@ def test_map_input_and_cli(tmp_path):
     with mrcfile.new(tmp_path / "map.mrc") as m:
         m.set_data(vol)
         m.voxel_size = 3.0
-    rc = main(["simulate", "-o", str(tmp_path / "s"), "--particles", "20", "--box", "32",
-               "--apix", "4", "--map", str(tmp_path / "map.mrc"), "--views", "3", "-q"])
+    rc = main(
+        [
+            "simulate",
+            "-o",
+            str(tmp_path / "s"),
+            "--particles",
+            "20",
+            "--box",
+            "32",
+            "--apix",
+            "4",
+            "--map",
+            str(tmp_path / "map.mrc"),
+            "--views",
+            "3",
+            "-q",
+        ]
+    )
     assert rc == 0
     ps = read_particles(tmp_path / "s" / "particles.star")
     assert (len(ps), ps.box, ps.apix_A) == (20, 32, 4.0)

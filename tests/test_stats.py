@@ -35,8 +35,9 @@ def gauss(x0: float, y0: float, s: float) -> np.ndarray:
     return np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * s * s))
 
 
-def particle(view: int, shift: tuple[float, float] = (0, 0), rot_deg: float = 0.0,
-             mirror: bool = False) -> np.ndarray:
+def particle(
+    view: int, shift: tuple[float, float] = (0, 0), rot_deg: float = 0.0, mirror: bool = False
+) -> np.ndarray:
     a = np.deg2rad(rot_deg)
     out = np.zeros((B, B))
     for x0, y0, s in VIEWS[view]:
@@ -56,7 +57,7 @@ def carbon(angle_deg: float = 30.0, d_px: float = 4.0) -> np.ndarray:
 
 def ice_ring(radius_px: float = 12.0, width_px: float = 3.0) -> np.ndarray:
     x, y = _grid()
-    return np.exp(-(np.hypot(x, y) - radius_px) ** 2 / (2 * width_px**2))
+    return np.exp(-((np.hypot(x, y) - radius_px) ** 2) / (2 * width_px**2))
 
 
 def soft_mask(r_in: float = 25.0, r_out: float = 30.0) -> np.ndarray:
@@ -216,8 +217,11 @@ def test_statistics_for_engine_state_follow_output_order():
     from engine.select.class_stats import class_statistics_for_state
 
     refs = finish([KINDS["carbon"], KINDS["view0"], KINDS["ice_ring"]])
-    state = SimpleNamespace(refs=refs, cls=np.array([1, 1, 1, 0, 2, 2]),
-                            stats=SimpleNamespace(weight=np.array([1.0, 3.0, 2.0])))
+    state = SimpleNamespace(
+        refs=refs,
+        cls=np.array([1, 1, 1, 0, 2, 2]),
+        stats=SimpleNamespace(weight=np.array([1.0, 3.0, 2.0])),
+    )
     params = SimpleNamespace(n_classes=3)
     data = SimpleNamespace(apix_small_A=APIX)
     geo = SimpleNamespace(diameter_A=DIAM, diameter_outer_A=180.0)

@@ -104,7 +104,7 @@ async def _test_reopen_restores_selection_sorts_and_auto(tmp_path):
         line = str(screen.query_one("#class-line").render())
         assert line.startswith("Class 3:") and "auto:" in line
         fam = int(screen.auto.table.set_index("class_number").loc[3, "family"])
-        assert f", view {fam}," in line                    # its view family is shown
+        assert f", view {fam}," in line  # its view family is shown
         # the mouse moves the cursor too
         await pilot.click(ClassGrid, offset=(15 * 3 + 4, 3))
         assert grid.current_number == 4

@@ -11,16 +11,18 @@ from engine.errors import InputError
 
 
 def test_add_parser_does_not_import_textual():
-    code = ("import argparse, sys\n"
-            "import tui.cli, tui.cli_browse\n"
-            "p = argparse.ArgumentParser(); sub = p.add_subparsers()\n"
-            "tui.cli.add_parser(sub); tui.cli_browse.add_parser(sub)\n"
-            "a = p.parse_args(['browse', 'JOB', '-o', 'OUT'])\n"
-            "assert str(a.job_dir) == 'JOB' and str(a.output) == 'OUT'\n"
-            "a = p.parse_args(['tui', 'p.star', '-o', 'J'])\n"
-            "assert str(a.particles) == 'p.star' and str(a.output) == 'J'\n"
-            "bad = [m for m in sys.modules if m.startswith(('textual', 'numba'))]\n"
-            "assert not bad, bad\n")
+    code = (
+        "import argparse, sys\n"
+        "import tui.cli, tui.cli_browse\n"
+        "p = argparse.ArgumentParser(); sub = p.add_subparsers()\n"
+        "tui.cli.add_parser(sub); tui.cli_browse.add_parser(sub)\n"
+        "a = p.parse_args(['browse', 'JOB', '-o', 'OUT'])\n"
+        "assert str(a.job_dir) == 'JOB' and str(a.output) == 'OUT'\n"
+        "a = p.parse_args(['tui', 'p.star', '-o', 'J'])\n"
+        "assert str(a.particles) == 'p.star' and str(a.output) == 'J'\n"
+        "bad = [m for m in sys.modules if m.startswith(('textual', 'numba'))]\n"
+        "assert not bad, bad\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

@@ -12,17 +12,19 @@ def _naive_block_mean(img: np.ndarray, fy: int, fx: int) -> np.ndarray:
     out = np.zeros((h // fy, w // fx))
     for i in range(h // fy):
         for j in range(w // fx):
-            out[i, j] = img[i * fy:(i + 1) * fy, j * fx:(j + 1) * fx].mean()
+            out[i, j] = img[i * fy : (i + 1) * fy, j * fx : (j + 1) * fx].mean()
     return out
 
 
 def test_resize_area_is_block_mean_for_integer_factors():
     rng = np.random.default_rng(0)
     img = rng.normal(size=(64, 48)).astype(np.float32)
-    np.testing.assert_allclose(resize_area(img, 16, 12), _naive_block_mean(img, 4, 4),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(resize_area(img, 32, 24), _naive_block_mean(img, 2, 2),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        resize_area(img, 16, 12), _naive_block_mean(img, 4, 4), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        resize_area(img, 32, 24), _naive_block_mean(img, 2, 2), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_resize_area_keeps_the_mean_for_any_factor():

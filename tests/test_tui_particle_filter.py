@@ -58,8 +58,7 @@ def test_save_with_the_filter_then_without(tmp_path):
 
 
 async def _test_save_with_the_filter_then_without(tmp_path):
-    job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6,
-                            with_truth=True)
+    job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6, with_truth=True)
     data, outliers = _truth(job)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -74,8 +73,7 @@ async def _test_save_with_the_filter_then_without(tmp_path):
         n_in, n_keep = int(in_cls.sum()), int(in_cls.sum()) - len(bad)
         status = _status(screen)
         assert f"{n_keep:,}/240 particles" in status
-        assert (f"{len(bad)} of the {n_in} particles removed by the particle filter"
-                in status)
+        assert f"{len(bad)} of the {n_in} particles removed by the particle filter" in status
         assert "unsaved" in status
 
         await pilot.press("s")
@@ -120,8 +118,7 @@ def test_reopen_restores_the_filter_state(tmp_path):
 
 
 async def _test_reopen_restores_the_filter_state(tmp_path):
-    job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6,
-                            with_truth=True)
+    job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6, with_truth=True)
     out = tmp_path / "picked"
     for filter_on in (False, True):
         app = TwodclassApp("browse", job_dir=job, out_dir=out)
@@ -152,8 +149,7 @@ def test_class_detail_shows_what_the_filter_removes(tmp_path):
 
 
 async def _test_class_detail_shows_what_the_filter_removes(tmp_path):
-    job = make_finished_job(tmp_path, n_classes=4, n_particles=200, n_outliers=6,
-                            with_truth=True)
+    job = make_finished_job(tmp_path, n_classes=4, n_particles=200, n_outliers=6, with_truth=True)
     data, outliers = _truth(job)
     cls_of = {i: int(data.loc[i, "rlnClassNumber"]) for i in outliers}
     counts = data["rlnClassNumber"].value_counts()
@@ -167,7 +163,8 @@ async def _test_class_detail_shows_what_the_filter_removes(tmp_path):
 
         def goto(number: int) -> None:
             grid.cursor = grid.order.index(
-                next(i for i, c in enumerate(grid.infos) if c.number == number))
+                next(i for i, c in enumerate(grid.infos) if c.number == number)
+            )
 
         goto(chosen)
         await pilot.press("space")
@@ -199,8 +196,7 @@ def test_job_without_the_particle_columns(tmp_path):
 async def _test_job_without_the_particle_columns(tmp_path):
     job = make_finished_job(tmp_path, n_classes=8, n_particles=240)
     blocks = starfile.read(job / "run_data.star", always_dict=True)
-    blocks["particles"] = blocks["particles"].drop(
-        columns=["tdcResidualLowRes", "tdcSignalLowRes"])
+    blocks["particles"] = blocks["particles"].drop(columns=["tdcResidualLowRes", "tdcSignalLowRes"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         starfile.write(blocks, job / "run_data.star", overwrite=True)
@@ -243,10 +239,14 @@ async def _test_palette_entry_toggles_the_filter(tmp_path):
 def test_filter_summary_matches_the_engine_verdict():
     rng = np.random.default_rng(3)
     n = 2000
-    data = pd.DataFrame({"rlnClassNumber": rng.integers(1, 6, n),
-                         "tdcResidualLowRes": rng.normal(1.0, 0.1, n),
-                         "tdcSignalLowRes": rng.normal(8.0, 1.0, n),
-                         "rlnImageName": [f"{i + 1}@p.mrcs" for i in range(n)]})
+    data = pd.DataFrame(
+        {
+            "rlnClassNumber": rng.integers(1, 6, n),
+            "tdcResidualLowRes": rng.normal(1.0, 0.1, n),
+            "tdcSignalLowRes": rng.normal(8.0, 1.0, n),
+            "rlnImageName": [f"{i + 1}@p.mrcs" for i in range(n)],
+        }
+    )
     data.loc[::50, "tdcResidualLowRes"] = 5.0
     data.loc[7::50, "tdcSignalLowRes"] = -2.0
     th = SelectionThresholds()
@@ -256,8 +256,11 @@ def test_filter_summary_matches_the_engine_verdict():
     s = pf.summary(ids, th)
     assert pf.cached([4, 3, 1], th) is s  # memoised per selection
     v = particle_outliers(data, ids, th)
-    assert (s.n_in_classes, s.n_kept, s.removed) == (int(v.in_classes.sum()),
-                                                      int(v.keep.sum()), v.removed)
+    assert (s.n_in_classes, s.n_kept, s.removed) == (
+        int(v.in_classes.sum()),
+        int(v.keep.sum()),
+        v.removed,
+    )
     assert s.n_removed == v.n_removed > 0
     gone = v.in_classes & ~v.keep
     for c in ids:
@@ -266,8 +269,10 @@ def test_filter_summary_matches_the_engine_verdict():
         assert n_c == int(mask.sum()) and removed_c == int((gone & mask).sum())
         assert sum(reasons.values()) == removed_c
     assert s.for_class(2) == (0, 0, {})
-    assert s.text().startswith(f"{v.n_removed} of the {int(v.in_classes.sum()):,} particles "
-                               "removed by the particle filter (")
+    assert s.text().startswith(
+        f"{v.n_removed} of the {int(v.in_classes.sum()):,} particles "
+        "removed by the particle filter ("
+    )
     # without particles or without the columns: a note, nothing removed
     assert ParticleFilter(None).summary(ids, th).note
     assert "did not run" in FilterSummary(0, 0, {}, "x").text()
@@ -300,10 +305,14 @@ def test_read_particle_columns_variants(tmp_path):
 
     cols = ("rlnClassNumber", "tdcResidualLowRes", "tdcSignalLowRes")
     optics = "\ndata_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnImagePixelSize #2\n1 1.5\n"
-    for name, text in (("relion31", optics + "\ndata_particles\n" + PARTS),
-                       ("relion30", "\ndata_\n" + PARTS),
-                       ("block_after", optics + "\ndata_particles\n" + PARTS
-                        + "\ndata_extra\n\nloop_\n_rlnFoo #1\n5\n6\n")):
+    for name, text in (
+        ("relion31", optics + "\ndata_particles\n" + PARTS),
+        ("relion30", "\ndata_\n" + PARTS),
+        (
+            "block_after",
+            optics + "\ndata_particles\n" + PARTS + "\ndata_extra\n\nloop_\n_rlnFoo #1\n5\n6\n",
+        ),
+    ):
         path = _star(tmp_path / f"{name}.star", text)
         got = read_particle_columns(path, cols)
         ref = [b for b in read_star(path).values() if "rlnClassNumber" in b.columns][0]
@@ -311,11 +320,15 @@ def test_read_particle_columns_variants(tmp_path):
         for c in cols:  # parsed exactly as the engine parses them
             np.testing.assert_array_equal(got[c].to_numpy(), ref[c].to_numpy(), err_msg=name)
     # a missing column is left out; quoted values or no class column -> None (use the engine)
-    path = _star(tmp_path / "nosig.star", "data_particles\n" + PARTS.replace(
-        "_tdcSignalLowRes #4", "_rlnDefocusU #4"))
+    path = _star(
+        tmp_path / "nosig.star",
+        "data_particles\n" + PARTS.replace("_tdcSignalLowRes #4", "_rlnDefocusU #4"),
+    )
     assert list(read_particle_columns(path, cols).columns) == list(cols[:2])
-    path = _star(tmp_path / "quoted.star", "data_particles\n" + PARTS.replace(
-        "000002@a.mrcs", "'000002@a b.mrcs'"))
+    path = _star(
+        tmp_path / "quoted.star",
+        "data_particles\n" + PARTS.replace("000002@a.mrcs", "'000002@a b.mrcs'"),
+    )
     assert read_particle_columns(path, cols) is None
     path = _star(tmp_path / "nocls.star", optics)
     assert read_particle_columns(path, cols) is None
@@ -329,8 +342,7 @@ async def _test_unusual_particle_file_read_whole(tmp_path, monkeypatch):
     import tui.screen_browser
 
     monkeypatch.setattr(tui.screen_browser, "read_particle_columns", lambda *a: None)
-    job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6,
-                            with_truth=True)
+    job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6, with_truth=True)
     data, outliers = _truth(job)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -372,8 +384,11 @@ async def _test_detail_before_particles(tmp_path, monkeypatch):
         for _ in range(200):
             await pilot.pause(0.05)
             screen = app.screen
-            if isinstance(screen, BrowserScreen) and screen.job is not None \
-                    and screen.auto is not None:
+            if (
+                isinstance(screen, BrowserScreen)
+                and screen.job is not None
+                and screen.auto is not None
+            ):
                 break
         assert screen.pfilter is None
         assert "particle filter on" in _status(screen)

@@ -47,8 +47,10 @@ def test_params_to_args_only_changed_values():
 
 
 def test_parse_line():
-    assert parse_line('{"event": "done", "seconds": 1.5}') == ("done",
-                                                               {"event": "done", "seconds": 1.5})
+    assert parse_line('{"event": "done", "seconds": 1.5}') == (
+        "done",
+        {"event": "done", "seconds": 1.5},
+    )
     assert parse_line("compiling kernels") is None
     assert parse_line('{"no_event": 1}') is None
 
@@ -95,8 +97,12 @@ def test_job_screen_runs_cancels_resumes(tmp_path, monkeypatch):
 async def _job_screen_runs(tmp_path, monkeypatch):
     make_finished_job(tmp_path, n_classes=4, n_particles=60, job_name="ref")
     monkeypatch.chdir(tmp_path)
-    app = TwodclassApp("job", particles=Path("particles.star"), start_dir=Path("."),
-                       engine=FAKE + ["--iters", "5", "--delay", "0.4"])
+    app = TwodclassApp(
+        "job",
+        particles=Path("particles.star"),
+        start_dir=Path("."),
+        engine=FAKE + ["--iters", "5", "--delay", "0.4"],
+    )
     # the fake engine accepts and ignores the real flags; --iters/--delay go before them
     async with app.run_test(size=(100, 30)) as pilot:
         job_screen = app.screen
@@ -126,8 +132,9 @@ async def _job_screen_runs(tmp_path, monkeypatch):
         assert run.iteration == 5 and run.iteration > done_before
         assert [e.kind for e in run.events].count("start") == 2
         await pilot.press("b")
-        await _until(pilot, lambda: isinstance(app.screen, BrowserScreen)
-                     and app.screen.job is not None)
+        await _until(
+            pilot, lambda: isinstance(app.screen, BrowserScreen) and app.screen.job is not None
+        )
         assert len(app.screen.query_one(ClassGrid).infos) == 4
 
 
@@ -144,8 +151,12 @@ async def _real_engine_run(tmp_path, monkeypatch):
         job_screen = app.screen
         await _until(pilot, lambda: job_screen.data_info is not None, timeout=60)
         # enough iterations that the run is still going when it is cancelled
-        for name, value in (("n_classes", "4"), ("online_iters", "60"),
-                            ("batch_per_class", "10"), ("threads", "1")):
+        for name, value in (
+            ("n_classes", "4"),
+            ("online_iters", "60"),
+            ("batch_per_class", "10"),
+            ("threads", "1"),
+        ):
             await pilot.pause()
             job_screen.query_one(f"#{field_id(name)}").value = value
         await pilot.pause()
@@ -154,8 +165,11 @@ async def _real_engine_run(tmp_path, monkeypatch):
         await _until(pilot, lambda: isinstance(app.screen, RunScreen))
         run = app.screen
         grid = run.query_one(ClassGrid)
-        await _until(pilot, lambda: run.iteration >= 2 and len(grid.infos) == 4
-                     or run.status == "failed", timeout=240)
+        await _until(
+            pilot,
+            lambda: run.iteration >= 2 and len(grid.infos) == 4 or run.status == "failed",
+            timeout=240,
+        )
         assert run.status != "failed", run.query_one("#run-log").lines[-10:]
         await pilot.press("c")
         await _until(pilot, lambda: not run.running, timeout=30)
@@ -163,8 +177,9 @@ async def _real_engine_run(tmp_path, monkeypatch):
         stopped_at = run.iteration
         assert stopped_at < 61
         await pilot.press("r")
-        await _until(pilot, lambda: run.status in ("finished", "failed") and not run.running,
-                     timeout=240)
+        await _until(
+            pilot, lambda: run.status in ("finished", "failed") and not run.running, timeout=240
+        )
         assert run.status == "finished", run.query_one("#run-log").lines[-10:]
         starts = [e.data for e in run.events if e.kind == "start"]
         assert len(starts) == 2 and starts[1].get("resumed_from", 1) > 0
@@ -172,8 +187,11 @@ async def _real_engine_run(tmp_path, monkeypatch):
         job_dir = tmp_path / "twodclass_job001"
         assert json.loads((job_dir / "job.json").read_text())["status"] == "finished"
         await pilot.press("b")
-        await _until(pilot, lambda: isinstance(app.screen, BrowserScreen)
-                     and app.screen.job is not None, timeout=60)
+        await _until(
+            pilot,
+            lambda: isinstance(app.screen, BrowserScreen) and app.screen.job is not None,
+            timeout=60,
+        )
         assert len(app.screen.query_one(ClassGrid).infos) == 4
 
 
@@ -182,8 +200,9 @@ def test_engine_that_cannot_start_is_reported(tmp_path):
 
 
 async def _cannot_start(tmp_path):
-    app = TwodclassApp("run", job_dir=tmp_path / "job",
-                       argv=[str(tmp_path / "no-such-engine"), "run"])
+    app = TwodclassApp(
+        "run", job_dir=tmp_path / "job", argv=[str(tmp_path / "no-such-engine"), "run"]
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         run = app.screen
         await _until(pilot, lambda: not run.running)
@@ -197,8 +216,10 @@ def test_engine_error_event_and_exit_status(tmp_path):
 
 
 async def _engine_error(tmp_path):
-    code = ("import json, sys; print(json.dumps({'event': 'error', "
-            "'message': 'particles.star, row 3: no such image'}), flush=True); sys.exit(2)")
+    code = (
+        "import json, sys; print(json.dumps({'event': 'error', "
+        "'message': 'particles.star, row 3: no such image'}), flush=True); sys.exit(2)"
+    )
     app = TwodclassApp("run", job_dir=tmp_path / "job", argv=[sys.executable, "-c", code])
     async with app.run_test(size=(80, 24)) as pilot:
         run = app.screen

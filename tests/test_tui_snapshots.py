@@ -49,8 +49,12 @@ async def _settle(pilot, cond=lambda: True) -> None:
 
 def _browser_loaded(app) -> bool:
     s = app.screen
-    return isinstance(s, BrowserScreen) and s.job is not None and s.auto is not None \
+    return (
+        isinstance(s, BrowserScreen)
+        and s.job is not None
+        and s.auto is not None
         and s.pfilter is not None
+    )
 
 
 def test_browser_snapshot(tmp_path, snap_compare):
@@ -85,8 +89,9 @@ def test_job_screen_snapshot(tmp_path, snap_compare):
         tree = app.screen.query_one(DirectoryTree)
         for inp in app.screen.query(Input):
             inp.cursor_blink = False  # a blinking cursor makes the snapshot timing-dependent
-        await _settle(pilot, lambda: app.screen.data_info is not None
-                      and len(tree.root.children) == 2)
+        await _settle(
+            pilot, lambda: app.screen.data_info is not None and len(tree.root.children) == 2
+        )
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -101,17 +106,41 @@ def test_run_screen_snapshot(tmp_path, snap_compare):
         await _settle(pilot, lambda: not screen.running)
         screen.running = True  # events as the engine would send them
         screen.status = "running"
-        screen.post_message(EngineEvent("start", {"n_particles": 240, "n_classes": 8,
-                                                  "n_iterations": 5, "box": 32,
-                                                  "box_small": 32}))
+        screen.post_message(
+            EngineEvent(
+                "start",
+                {"n_particles": 240, "n_classes": 8, "n_iterations": 5, "box": 32, "box_small": 32},
+            )
+        )
         for it, f in ((1, 0.8), (2, 0.4), (3, 0.1)):
-            screen.post_message(EngineEvent("progress", {
-                "iteration": it, "n_iterations": 5, "done": 1, "total": 2,
-                "elapsed_s": 2.0 * it, "eta_s": 30.0 - 6 * it}))
-            screen.post_message(EngineEvent("iteration", {
-                "iteration": it, "n_iterations": 5, "kind": "online", "temperature": 1.5,
-                "changed_fraction": f, "mean_loglik": -1.0, "elapsed_s": 2.0 * it,
-                "eta_s": 30.0 - 6 * it}))
+            screen.post_message(
+                EngineEvent(
+                    "progress",
+                    {
+                        "iteration": it,
+                        "n_iterations": 5,
+                        "done": 1,
+                        "total": 2,
+                        "elapsed_s": 2.0 * it,
+                        "eta_s": 30.0 - 6 * it,
+                    },
+                )
+            )
+            screen.post_message(
+                EngineEvent(
+                    "iteration",
+                    {
+                        "iteration": it,
+                        "n_iterations": 5,
+                        "kind": "online",
+                        "temperature": 1.5,
+                        "changed_fraction": f,
+                        "mean_loglik": -1.0,
+                        "elapsed_s": 2.0 * it,
+                        "eta_s": 30.0 - 6 * it,
+                    },
+                )
+            )
         await _settle(pilot, lambda: len(screen.query_one("#run-grid").infos) == 8)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

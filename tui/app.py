@@ -21,10 +21,17 @@ class TwodclassApp(App[int]):
     TITLE = "twodclass"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
-    def __init__(self, mode: str = "job", *, particles: Path | None = None,
-                 job_dir: Path | None = None, out_dir: Path | None = None,
-                 start_dir: Path | None = None, argv: list[str] | None = None,
-                 engine: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        mode: str = "job",
+        *,
+        particles: Path | None = None,
+        job_dir: Path | None = None,
+        out_dir: Path | None = None,
+        start_dir: Path | None = None,
+        argv: list[str] | None = None,
+        engine: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.mode = mode
         self.particles = particles

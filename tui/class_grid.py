@@ -34,8 +34,11 @@ class ClassGrid(ScrollView, can_focus=True):
     """Grid of class averages with a cursor and a set of selected class numbers."""
 
     COMPONENT_CLASSES = {
-        "class-grid--label", "class-grid--selected", "class-grid--cursor",
-        "class-grid--cursor-label", "class-grid--dim",
+        "class-grid--label",
+        "class-grid--selected",
+        "class-grid--cursor",
+        "class-grid--cursor-label",
+        "class-grid--dim",
     }
     BINDINGS = [
         Binding("left", "move(-1, 0)", "Move", show=False),
@@ -71,8 +74,14 @@ class ClassGrid(ScrollView, can_focus=True):
 
     ZOOMS = ((14, 7), (20, 10), (28, 14), (10, 5))
 
-    def __init__(self, *, selectable: bool = True, name: str | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        selectable: bool = True,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.selectable = selectable
         self.infos: list[ClassInfo] = []
@@ -183,9 +192,13 @@ class ClassGrid(ScrollView, can_focus=True):
     def _styles(self) -> tuple[Style, Style, Style, Style, Style]:
         if self._style_cache is None:
             base = self.rich_style
-            self._style_cache = (base, *(base + self.get_component_rich_style(f"class-grid--{n}")
-                                         for n in ("label", "selected", "cursor",
-                                                   "cursor-label")))
+            self._style_cache = (
+                base,
+                *(
+                    base + self.get_component_rich_style(f"class-grid--{n}")
+                    for n in ("label", "selected", "cursor", "cursor-label")
+                ),
+            )
         return self._style_cache
 
     def notify_style_update(self) -> None:
@@ -263,8 +276,9 @@ class ClassGrid(ScrollView, can_focus=True):
         The image cells stay as they are, so a key press sends little to the terminal.
         """
         if 0 <= pos < len(self.order):
-            r = self._tile_region(pos).translate((-int(self.scroll_offset.x),
-                                                   -int(self.scroll_offset.y)))
+            r = self._tile_region(pos).translate(
+                (-int(self.scroll_offset.x), -int(self.scroll_offset.y))
+            )
             margin = Region(r.x, r.y, 1, r.height)
             labels = Region(r.x, r.y + self.img_h, r.width, LABEL_ROWS)
             self.refresh(margin, labels)

@@ -12,19 +12,41 @@ __all__ = ["add_parser", "run", "prepare_graphics"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "tui", help="terminal UI: set up a job, watch it run, browse and select classes",
+        "tui",
+        help="terminal UI: set up a job, watch it run, browse and select classes",
         description="Interactive terminal UI (works over SSH): a form of every parameter, "
-                    "a live view of the run (progress, class averages, log, cancel/resume) "
-                    "and the class browser.")
-    p.add_argument("particles", type=Path, nargs="?", default=None, metavar="PARTICLES",
-                   help="input particles (.star or cryoSPARC .cs); or pick one in the UI")
-    p.add_argument("-o", "--output", type=Path, default=None, metavar="JOBDIR",
-                   help="job folder for the run (default: a new folder in the current one)")
-    p.add_argument("--resume", type=Path, default=None, metavar="JOBDIR",
-                   help="continue a cancelled job and watch it")
-    p.add_argument("--halfblock", action="store_true",
-                   help="draw images with half-block characters even if the terminal "
-                        "supports Kitty/Sixel graphics")
+        "a live view of the run (progress, class averages, log, cancel/resume) "
+        "and the class browser.",
+    )
+    p.add_argument(
+        "particles",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="PARTICLES",
+        help="input particles (.star or cryoSPARC .cs); or pick one in the UI",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="JOBDIR",
+        help="job folder for the run (default: a new folder in the current one)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="JOBDIR",
+        help="continue a cancelled job and watch it",
+    )
+    p.add_argument(
+        "--halfblock",
+        action="store_true",
+        help="draw images with half-block characters even if the terminal "
+        "supports Kitty/Sixel graphics",
+    )
     return p
 
 

@@ -11,19 +11,30 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "browse", help="browse the class averages of a job and select classes (terminal UI)",
+        "browse",
+        help="browse the class averages of a job and select classes (terminal UI)",
         description="Show every class average of JOBDIR with its particle count and resolution; "
-                    "select classes (space, or a for the automatic suggestion) and save them (s) "
-                    "as particles_selected.star, classes_selected.mrcs/.star and selection.json. "
-                    "The particle filter (on by default, f toggles it) leaves out the particles "
-                    "that do not look like their class-mates and writes them to "
-                    "particles_removed.star, as `twodclass select` does.")
+        "select classes (space, or a for the automatic suggestion) and save them (s) "
+        "as particles_selected.star, classes_selected.mrcs/.star and selection.json. "
+        "The particle filter (on by default, f toggles it) leaves out the particles "
+        "that do not look like their class-mates and writes them to "
+        "particles_removed.star, as `twodclass select` does.",
+    )
     p.add_argument("job_dir", type=Path, metavar="JOBDIR", help="a twodclass job folder")
-    p.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
-                   help="write the selection here instead of into JOBDIR")
-    p.add_argument("--halfblock", action="store_true",
-                   help="draw images with half-block characters even if the terminal "
-                        "supports Kitty/Sixel graphics")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the selection here instead of into JOBDIR",
+    )
+    p.add_argument(
+        "--halfblock",
+        action="store_true",
+        help="draw images with half-block characters even if the terminal "
+        "supports Kitty/Sixel graphics",
+    )
     return p
 
 
@@ -37,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if not files["model"].exists() or not files["classes"].exists():
         from engine.errors import InputError
 
-        raise InputError(job_dir, "not a twodclass job folder (run_model.star and "
-                                  "run_classes.mrcs are missing); run `twodclass run` first")
+        raise InputError(
+            job_dir,
+            "not a twodclass job folder (run_model.star and "
+            "run_classes.mrcs are missing); run `twodclass run` first",
+        )
     prepare_graphics(args.halfblock)
     from tui.app import TwodclassApp
 

@@ -19,8 +19,17 @@ from textual.message import Message
 
 from engine.params import ClassifyParams, param_specs
 
-__all__ = ["EngineEvent", "EngineLog", "EngineExited", "parse_line", "params_to_args",
-           "run_argv", "resume_argv", "engine_command", "stream_process"]
+__all__ = [
+    "EngineEvent",
+    "EngineLog",
+    "EngineExited",
+    "parse_line",
+    "params_to_args",
+    "run_argv",
+    "resume_argv",
+    "engine_command",
+    "stream_process",
+]
 
 
 @dataclass
@@ -83,32 +92,46 @@ def engine_command() -> list[str]:
     return [sys.executable, "-m", "engine"]
 
 
-def run_argv(particles: Path, job_dir: Path, params: ClassifyParams,
-             engine: list[str] | None = None) -> list[str]:
+def run_argv(
+    particles: Path, job_dir: Path, params: ClassifyParams, engine: list[str] | None = None
+) -> list[str]:
     """The command line of a new run."""
-    return [*(engine or engine_command()), "run", str(particles), "-o", str(job_dir),
-            "--progress", "jsonl", *params_to_args(params)]
+    return [
+        *(engine or engine_command()),
+        "run",
+        str(particles),
+        "-o",
+        str(job_dir),
+        "--progress",
+        "jsonl",
+        *params_to_args(params),
+    ]
 
 
 def resume_argv(job_dir: Path, engine: list[str] | None = None) -> list[str]:
     """The command line that continues a cancelled job from its checkpoint."""
-    return [*(engine or engine_command()), "run", "--resume", str(job_dir),
-            "--progress", "jsonl"]
+    return [*(engine or engine_command()), "run", "--resume", str(job_dir), "--progress", "jsonl"]
 
 
-async def stream_process(argv: list[str], post: Callable[[Message], Any],
-                         cwd: Path | None = None,
-                         on_start: Callable[[asyncio.subprocess.Process], Awaitable[None] | None]
-                         | None = None) -> int | None:
+async def stream_process(
+    argv: list[str],
+    post: Callable[[Message], Any],
+    cwd: Path | None = None,
+    on_start: Callable[[asyncio.subprocess.Process], Awaitable[None] | None] | None = None,
+) -> int | None:
     """Run ``argv``, post an :class:`EngineEvent` / :class:`EngineLog` per line.
 
     On cancellation (the worker is cancelled) the process is terminated (then killed after 5 s)
     and :class:`EngineExited` is posted with ``cancelled=True``.
     """
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL, cwd=None if cwd is None else str(cwd),
-        limit=1 << 22)
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        cwd=None if cwd is None else str(cwd),
+        limit=1 << 22,
+    )
     if on_start is not None:
         r = on_start(proc)
         if asyncio.iscoroutine(r):
@@ -127,8 +150,10 @@ async def stream_process(argv: list[str], post: Callable[[Message], Any],
                 post(EngineLog(line, name))
 
     assert proc.stdout is not None and proc.stderr is not None
-    tasks = [asyncio.ensure_future(pump(proc.stdout, "stdout")),
-             asyncio.ensure_future(pump(proc.stderr, "stderr"))]
+    tasks = [
+        asyncio.ensure_future(pump(proc.stdout, "stdout")),
+        asyncio.ensure_future(pump(proc.stderr, "stderr")),
+    ]
     try:
         await asyncio.gather(*tasks)
         rc = await proc.wait()

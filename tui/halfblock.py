@@ -15,8 +15,14 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
-__all__ = ["stretch", "resize_area", "to_grey_levels", "halfblock_segments", "halfblock_strips",
-           "image_strips"]
+__all__ = [
+    "stretch",
+    "resize_area",
+    "to_grey_levels",
+    "halfblock_segments",
+    "halfblock_strips",
+    "image_strips",
+]
 
 UPPER_HALF = "▀"
 
@@ -67,8 +73,9 @@ def _resample_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
-def to_grey_levels(img: np.ndarray, width: int, height_cells: int,
-                   stretched: bool = False) -> np.ndarray:
+def to_grey_levels(
+    img: np.ndarray, width: int, height_cells: int, stretched: bool = False
+) -> np.ndarray:
     """Image -> ``(2 * height_cells, width)`` uint8 grey levels ready for half-block cells."""
     a = np.asarray(img, dtype=np.float32)
     if not stretched:
@@ -79,8 +86,9 @@ def to_grey_levels(img: np.ndarray, width: int, height_cells: int,
 
 @lru_cache(maxsize=65536)
 def _style(top: int, bottom: int) -> Style:
-    return Style(color=Color.from_rgb(top, top, top),
-                 bgcolor=Color.from_rgb(bottom, bottom, bottom))
+    return Style(
+        color=Color.from_rgb(top, top, top), bgcolor=Color.from_rgb(bottom, bottom, bottom)
+    )
 
 
 def halfblock_segments(levels: np.ndarray) -> list[list[Segment]]:

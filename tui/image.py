@@ -30,8 +30,14 @@ class HalfBlockImage(Widget):
     HalfBlockImage { width: 28; height: 14; }
     """
 
-    def __init__(self, image: np.ndarray | None = None, *, name: str | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        image: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self._image = None if image is None else np.asarray(image, dtype=np.float32)
         self._strips: list[Strip] = []
@@ -59,8 +65,9 @@ class HalfBlockImage(Widget):
         ih, iw = self._image.shape
         cells_h = min(h, max(1, int(round(w * ih / iw / 2))))
         cells_w = min(w, max(1, int(round(cells_h * 2 * iw / ih))))
-        self._strips = halfblock_strips(to_grey_levels(stretch(self._image), cells_w, cells_h,
-                                                       stretched=True))
+        self._strips = halfblock_strips(
+            to_grey_levels(stretch(self._image), cells_w, cells_h, stretched=True)
+        )
 
     def render_line(self, y: int) -> Strip:
         self._ensure()
@@ -95,8 +102,7 @@ def graphics_renderer() -> Any | None:
     return None
 
 
-def make_image(image: np.ndarray, *, id: str | None = None,
-               classes: str | None = None) -> Widget:
+def make_image(image: np.ndarray, *, id: str | None = None, classes: str | None = None) -> Widget:
     """The best image widget for this terminal (see module docstring)."""
     cls = graphics_renderer()
     if cls is not None:

@@ -15,10 +15,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClassInfo", "JobData", "load_job", "read_job_json", "read_run_data", "read_star",
-           "read_selection", "read_selection_filter", "read_particle_columns",
-           "input_path_of", "particle_info",
-           "resolve_image_name", "member_samples"]
+__all__ = [
+    "ClassInfo",
+    "JobData",
+    "load_job",
+    "read_job_json",
+    "read_run_data",
+    "read_star",
+    "read_selection",
+    "read_selection_filter",
+    "read_particle_columns",
+    "input_path_of",
+    "particle_info",
+    "resolve_image_name",
+    "member_samples",
+]
 
 
 @dataclass
@@ -88,12 +99,17 @@ def load_job(job_dir: Path) -> JobData:
     classes = []
     for i in range(job.n_classes):
         stats = {c: _plain(model[c].iloc[i]) for c in model.columns}
-        classes.append(ClassInfo(int(numbers[i]), int(counts[i]), float(res[i]),
-                                 float(dist[i]), stats))
-    iterations = [] if job.iterations is None else [
-        {c: _plain(v) for c, v in row.items()} for row in job.iterations.to_dict("records")]
-    return JobData(Path(job_dir), dict(job.info), classes, job.classes, iterations,
-                   float(job.apix_A), job)
+        classes.append(
+            ClassInfo(int(numbers[i]), int(counts[i]), float(res[i]), float(dist[i]), stats)
+        )
+    iterations = (
+        []
+        if job.iterations is None
+        else [{c: _plain(v) for c, v in row.items()} for row in job.iterations.to_dict("records")]
+    )
+    return JobData(
+        Path(job_dir), dict(job.info), classes, job.classes, iterations, float(job.apix_A), job
+    )
 
 
 def read_run_data(job_dir: Path) -> dict[str, Any]:
@@ -143,10 +159,18 @@ def read_particle_columns(path: Path, columns: tuple[str, ...]) -> Any:
         return None
     b = cands[0]
     use = [c for c in columns if c in b["cols"]]
-    df = pd.read_csv(path, delimiter=r"\s+", header=None, comment="#", engine="c",
-                     keep_default_na=False, na_values=["nan", "NaN", "<NA>"],
-                     skiprows=b["start"], nrows=b["rows"],
-                     usecols=[b["cols"].index(c) for c in use])
+    df = pd.read_csv(
+        path,
+        delimiter=r"\s+",
+        header=None,
+        comment="#",
+        engine="c",
+        keep_default_na=False,
+        na_values=["nan", "NaN", "<NA>"],
+        skiprows=b["start"],
+        nrows=b["rows"],
+        usecols=[b["cols"].index(c) for c in use],
+    )
     if len(df.columns) != len(use) or len(df) != b["rows"]:
         return None
     df.columns = [b["cols"][j] for j in df.columns]
@@ -219,8 +243,10 @@ def _particle_info_fallback(path: Path) -> tuple[int, int, float]:
     blocks = read_star(path)
     parts = blocks.get("particles")
     if parts is None:
-        parts = next((b for b in blocks.values() if hasattr(b, "columns")
-                      and "rlnImageName" in b.columns), None)
+        parts = next(
+            (b for b in blocks.values() if hasattr(b, "columns") and "rlnImageName" in b.columns),
+            None,
+        )
     if parts is None or "rlnImageName" not in parts.columns:
         raise InputError(path, "no particles table with rlnImageName")
     optics = blocks.get("optics")
@@ -253,8 +279,14 @@ def resolve_image_name(name: str, bases: list[Path]) -> tuple[Path, int] | None:
     return None
 
 
-def member_samples(job_dir: Path, run_data: dict[str, Any], class_number: int, n: int = 6,
-                   job: dict[str, Any] | None = None, seed: int = 0) -> list[np.ndarray]:
+def member_samples(
+    job_dir: Path,
+    run_data: dict[str, Any],
+    class_number: int,
+    n: int = 6,
+    job: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """Up to ``n`` member particles of a class, aligned onto the class (best-first order).
 
     Particles are sorted by ``rlnMaxValueProbDistribution`` when present; images that cannot

@@ -54,9 +54,13 @@ class ParamField(Horizontal):
             yield sw
         else:
             kind = "integer" if spec.type is int else "number" if spec.type is float else "text"
-            inp = Input(_initial(spec, self.value), type=kind, id=field_id(spec.name),
-                        placeholder="auto" if spec.optional else "",
-                        valid_empty=spec.optional)
+            inp = Input(
+                _initial(spec, self.value),
+                type=kind,
+                id=field_id(spec.name),
+                placeholder="auto" if spec.optional else "",
+                valid_empty=spec.optional,
+            )
             inp.tooltip = spec.help
             yield inp
         yield Label(spec.unit, classes="field-unit")
@@ -82,8 +86,9 @@ class ParamForm(Vertical):
 
     def compose(self) -> ComposeResult:
         for level, title in SECTIONS:
-            fields = [ParamField(s, getattr(self.params, s.name))
-                      for s in self.specs if s.level == level]
+            fields = [
+                ParamField(s, getattr(self.params, s.name)) for s in self.specs if s.level == level
+            ]
             if not fields:
                 continue
             if title is None:
@@ -116,11 +121,16 @@ class ParamForm(Vertical):
                     bad.add(spec.name)
                 continue
             try:
-                values[spec.name] = spec.type(float(text)) if spec.type is int and \
-                    float(text).is_integer() else spec.type(text)
+                values[spec.name] = (
+                    spec.type(float(text))
+                    if spec.type is int and float(text).is_integer()
+                    else spec.type(text)
+                )
             except ValueError:
-                problems.append(f"{spec.label}: {text!r} is not a valid "
-                                f"{'whole number' if spec.type is int else 'number'}")
+                problems.append(
+                    f"{spec.label}: {text!r} is not a valid "
+                    f"{'whole number' if spec.type is int else 'number'}"
+                )
                 bad.add(spec.name)
         if problems:
             return None, problems, bad

@@ -51,16 +51,21 @@ class BrowserScreen(Screen[None]):
         Binding("a", "auto", "Auto", tooltip="Select the classes the automatic rule keeps"),
         Binding("s", "save", "Save"),
         Binding("o", "cycle_sort", "Sort"),
-        Binding("f", "toggle_filter", "Filter",
-                tooltip="Particle filter on/off: remove the particles that do not look like "
-                        "their class-mates when saving"),
+        Binding(
+            "f",
+            "toggle_filter",
+            "Filter",
+            tooltip="Particle filter on/off: remove the particles that do not look like "
+            "their class-mates when saving",
+        ),
         Binding("x", "clear", "Clear", show=False),
         Binding("i", "invert", "Invert", show=False),
         Binding("escape,q", "back", "Back"),
     ]
 
-    def __init__(self, job_dir: Path, out_dir: Path | None = None,
-                 job: JobData | None = None) -> None:
+    def __init__(
+        self, job_dir: Path, out_dir: Path | None = None, job: JobData | None = None
+    ) -> None:
         super().__init__()
         self.job_dir = Path(job_dir)
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -119,8 +124,9 @@ class BrowserScreen(Screen[None]):
                     self.saved_filter = self.filter_on
                     break
         status = job.job.get("status", "")
-        self._info = (f"{len(job.classes)} classes · {job.n_particles:,} particles"
-                      + (f" · {status}" if status else ""))
+        self._info = f"{len(job.classes)} classes · {job.n_particles:,} particles" + (
+            f" · {status}" if status else ""
+        )
         self.query_one("#browser-info", Static).update(f"{self._info} · sort: count")
         if restored is not None:
             self.saved = set(restored)
@@ -140,8 +146,10 @@ class BrowserScreen(Screen[None]):
     def _auto_ready(self, auto: AutoSelection) -> None:
         self.auto = auto
         if auto.error:
-            self.notify(f"Automatic selection unavailable ({auto.error}); using the simple "
-                        "rule", severity="warning")
+            self.notify(
+                f"Automatic selection unavailable ({auto.error}); using the simple rule",
+                severity="warning",
+            )
         self._update_status()
 
     @work(thread=True, exclusive=True, group="particles")
@@ -156,8 +164,9 @@ class BrowserScreen(Screen[None]):
             if ej is not None and getattr(ej, "data", None) is not None:
                 pf = ParticleFilter(ej.data)  # read already (a RELION job)
             elif not path.exists():
-                pf = ParticleFilter(None, f"no {path.name} (the job has not finished): "
-                                          "nothing removed")
+                pf = ParticleFilter(
+                    None, f"no {path.name} (the job has not finished): nothing removed"
+                )
             else:
                 slim = read_particle_columns(path, FILTER_COLUMNS)
                 if slim is None:  # an unusual file: the engine's reader
@@ -174,8 +183,11 @@ class BrowserScreen(Screen[None]):
     def _particles_ready(self, job: JobData, pf: ParticleFilter, full: Any, optics: Any) -> None:
         from tui.screen_detail import ClassDetailScreen
 
-        if full is not None and job.engine_job is not None \
-                and getattr(job.engine_job, "data", None) is None:
+        if (
+            full is not None
+            and job.engine_job is not None
+            and getattr(job.engine_job, "data", None) is None
+        ):
             # read whole: saving (write_selection) and the class detail reuse it
             job.engine_job = dataclasses.replace(job.engine_job, data=full, optics=optics)
             ClassDetailScreen.prime_run_data(job.job_dir, full, optics)
@@ -237,8 +249,10 @@ class BrowserScreen(Screen[None]):
         """``("1,178/2,400 particles", "<what the particle filter does>")``."""
         grid = self.grid
         if not self.filter_on:
-            return (f"{n_in:,}/{total:,} particles",
-                    "particle filter off: every particle of the selected classes kept")
+            return (
+                f"{n_in:,}/{total:,} particles",
+                "particle filter off: every particle of the selected classes kept",
+            )
         if not grid.selected:
             return f"0/{total:,} particles", "particle filter on"
         if self.pfilter is None:
@@ -263,8 +277,9 @@ class BrowserScreen(Screen[None]):
         views, warnings = coverage_summary(self.auto, grid.selected) if n_cls else ("", [])
         views_s = f" · {views}" if views else ""
         particles, filter_s = self._particles_text(n_part, total)
-        line = (f"Selected {n_cls}/{len(grid.infos)} classes · {particles}{views_s}"
-                + (" · unsaved" if unsaved else ""))
+        line = f"Selected {n_cls}/{len(grid.infos)} classes · {particles}{views_s}" + (
+            " · unsaved" if unsaved else ""
+        )
         status = self.query_one("#status-line", Static)
         status.update(Content.assemble((line, "bold"), "\n", filter_s), layout=False)
         status.tooltip = "\n".join([filter_s, *warnings])
@@ -286,8 +301,9 @@ class BrowserScreen(Screen[None]):
         fam = None if self.auto is None else self.auto.family(number)
         fam_s = "" if fam is None else f", view {fam}"
         self.query_one("#class-line", Static).update(
-            f"Class {number}: {c.count:,} particles, {c.resolution_A:.1f} Å{fam_s}, {mark}"
-            f"{sug_s}", layout=False)
+            f"Class {number}: {c.count:,} particles, {c.resolution_A:.1f} Å{fam_s}, {mark}{sug_s}",
+            layout=False,
+        )
 
     @on(ClassGrid.SelectionChanged)
     def _selection_changed(self, event: ClassGrid.SelectionChanged) -> None:
@@ -302,8 +318,11 @@ class BrowserScreen(Screen[None]):
         from tui.screen_detail import ClassDetailScreen
 
         if self.job is not None:
-            self.app.push_screen(ClassDetailScreen(self.job, event.number, self.grid,
-                                                   self.suggestions, self._filter_state))
+            self.app.push_screen(
+                ClassDetailScreen(
+                    self.job, event.number, self.grid, self.suggestions, self._filter_state
+                )
+            )
 
     def _filter_state(self) -> tuple[ParticleFilter | None, bool, Any]:
         """For the class detail: (the filter or None while reading, on?, thresholds)."""
@@ -316,8 +335,10 @@ class BrowserScreen(Screen[None]):
             return
         keep = self.auto.keep
         self.grid.set_selected(keep)
-        self.notify(f"Automatic suggestion ({self.auto.source}): {len(keep)} of "
-                    f"{len(self.auto.suggestions)} classes")
+        self.notify(
+            f"Automatic suggestion ({self.auto.source}): {len(keep)} of "
+            f"{len(self.auto.suggestions)} classes"
+        )
 
     def action_clear(self) -> None:
         self.grid.set_selected([])
@@ -342,8 +363,9 @@ class BrowserScreen(Screen[None]):
         if self.job is None:
             return
         if not self.grid.selected:
-            self.notify("Nothing selected: toggle classes with space, or press a",
-                        severity="warning")
+            self.notify(
+                "Nothing selected: toggle classes with space, or press a", severity="warning"
+            )
             return
         self._save(sorted(self.grid.selected), self.filter_on)
 
@@ -351,11 +373,13 @@ class BrowserScreen(Screen[None]):
     def _save(self, ids: list[int], particle_filter: bool) -> None:
         try:
             assert self.job is not None
-            res = save_selection(self.job, ids, self.out_dir, self.auto,
-                                 particle_filter=particle_filter)
+            res = save_selection(
+                self.job, ids, self.out_dir, self.auto, particle_filter=particle_filter
+            )
         except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.notify, f"Saving failed: {exc}", severity="error",
-                                      timeout=10)
+            self.app.call_from_thread(
+                self.notify, f"Saving failed: {exc}", severity="error", timeout=10
+            )
             return
         self.app.call_from_thread(self._saved, set(ids), particle_filter, res)
 
@@ -379,25 +403,35 @@ class BrowserScreen(Screen[None]):
             self.app.exit()
 
     def palette_commands(self) -> Iterator[SystemCommand]:
-        yield SystemCommand("Auto-select", "Select the classes the automatic rule keeps",
-                            self.action_auto)
-        yield SystemCommand("Save selection", "Write particles_selected.star, "
-                            "classes_selected.mrcs/.star and selection.json", self.action_save)
-        yield SystemCommand("Toggle the particle filter",
-                            "On saving, remove (or keep) the particles of the selected classes "
-                            "that do not look like their class-mates (particles_removed.star)",
-                            self.action_toggle_filter)
+        yield SystemCommand(
+            "Auto-select", "Select the classes the automatic rule keeps", self.action_auto
+        )
+        yield SystemCommand(
+            "Save selection",
+            "Write particles_selected.star, classes_selected.mrcs/.star and selection.json",
+            self.action_save,
+        )
+        yield SystemCommand(
+            "Toggle the particle filter",
+            "On saving, remove (or keep) the particles of the selected classes "
+            "that do not look like their class-mates (particles_removed.star)",
+            self.action_toggle_filter,
+        )
         for key in SORT_KEYS:
-            yield SystemCommand(f"Sort by {key}", f"Order the classes by {key}",
-                                lambda k=key: self.sort_by(k))
+            yield SystemCommand(
+                f"Sort by {key}", f"Order the classes by {key}", lambda k=key: self.sort_by(k)
+            )
         yield SystemCommand("Clear selection", "Deselect every class", self.action_clear)
-        yield SystemCommand("Invert selection", "Select the unselected classes",
-                            self.action_invert)
-        yield SystemCommand("Toggle class", "Select or deselect the class under the cursor",
-                            self.grid.action_toggle)
-        yield SystemCommand("Open class", "Show the class under the cursor in detail",
-                            self.grid.action_open)
-        yield SystemCommand("Bigger tiles", "Zoom the class images in",
-                            lambda: self.grid.action_zoom(1))
-        yield SystemCommand("Smaller tiles", "Zoom the class images out",
-                            lambda: self.grid.action_zoom(-1))
+        yield SystemCommand("Invert selection", "Select the unselected classes", self.action_invert)
+        yield SystemCommand(
+            "Toggle class", "Select or deselect the class under the cursor", self.grid.action_toggle
+        )
+        yield SystemCommand(
+            "Open class", "Show the class under the cursor in detail", self.grid.action_open
+        )
+        yield SystemCommand(
+            "Bigger tiles", "Zoom the class images in", lambda: self.grid.action_zoom(1)
+        )
+        yield SystemCommand(
+            "Smaller tiles", "Zoom the class images out", lambda: self.grid.action_zoom(-1)
+        )

@@ -38,10 +38,14 @@ class ClassDetailScreen(Screen[None]):
 
     _run_data_cache: dict[str, dict] = {}
 
-    def __init__(self, job: JobData, number: int, grid: ClassGrid,
-                 suggestions: dict[int, Suggestion] | None = None,
-                 filter_state: Callable[[], tuple[ParticleFilter | None, bool, Any]]
-                 | None = None) -> None:
+    def __init__(
+        self,
+        job: JobData,
+        number: int,
+        grid: ClassGrid,
+        suggestions: dict[int, Suggestion] | None = None,
+        filter_state: Callable[[], tuple[ParticleFilter | None, bool, Any]] | None = None,
+    ) -> None:
         """``filter_state()`` gives the browser's particle filter (None while the particles
         are read), whether it is on, and its thresholds."""
         super().__init__()
@@ -95,18 +99,25 @@ class ClassDetailScreen(Screen[None]):
             f"{'resolution':<19} {c.resolution_A:.1f} Å",
             f"{'distribution':<19} {c.distribution:.4f}",
         ]
-        for key, label in (("tdcEffectiveSampleSize", "eff. samples"),
-                           ("tdcMeanMaxProb", "mean max prob"),
-                           ("rlnAccuracyRotations", "acc. rotation"),
-                           ("rlnAccuracyTranslationsAngst", "acc. shift Å")):
+        for key, label in (
+            ("tdcEffectiveSampleSize", "eff. samples"),
+            ("tdcMeanMaxProb", "mean max prob"),
+            ("rlnAccuracyRotations", "acc. rotation"),
+            ("rlnAccuracyTranslationsAngst", "acc. shift Å"),
+        ):
             v = c.stats.get(key)
             if isinstance(v, (int, float)):
                 lines.append(f"{label:<19} {v:.3g}")
         for key, v in sorted(c.stats.items()):
-            if key.startswith("tdc") and key not in ("tdcClassNumber", "tdcParticleCount",
-                                                     "tdcEffectiveSampleSize", "tdcMeanMaxProb"):
-                lines.append(f"{key[3:]:<19} {v:.3g}" if isinstance(v, float)
-                             else f"{key[3:]:<19} {v}")
+            if key.startswith("tdc") and key not in (
+                "tdcClassNumber",
+                "tdcParticleCount",
+                "tdcEffectiveSampleSize",
+                "tdcMeanMaxProb",
+            ):
+                lines.append(
+                    f"{key[3:]:<19} {v:.3g}" if isinstance(v, float) else f"{key[3:]:<19} {v}"
+                )
         sug = self.suggestions.get(self.number)
         if sug is not None:
             lines.append("")
@@ -167,8 +178,10 @@ class ClassDetailScreen(Screen[None]):
             return [head + escape(f"did not run: {summ.note}")]
         _, gone, reasons = summ.for_class(self.number)
         when = "" if self.number in self.grid.selected else " if selected"
-        return [head + f"{gone:,} removed{when}",
-                *(f"  {v:,} {k}" for k, v in reasons.items() if v)]
+        return [
+            head + f"{gone:,} removed{when}",
+            *(f"  {v:,} {k}" for k, v in reasons.items() if v),
+        ]
 
     @work(thread=True, exclusive=True, group="samples")
     def _load_samples(self, number: int) -> None:
@@ -195,10 +208,12 @@ class ClassDetailScreen(Screen[None]):
         row.remove_children()
         if not samples:
             self.query_one("#samples-title", Static).update(
-                "Member particles: none found (images not reachable from here)")
+                "Member particles: none found (images not reachable from here)"
+            )
             return
         self.query_one("#samples-title", Static).update(
-            f"Member particles (best {len(samples)}, aligned to the class):")
+            f"Member particles (best {len(samples)}, aligned to the class):"
+        )
         row.mount_all([HalfBlockImage(s, classes="sample") for s in samples])
 
     def action_toggle(self) -> None:
@@ -227,5 +242,6 @@ class ClassDetailScreen(Screen[None]):
     def palette_commands(self) -> Iterator[SystemCommand]:
         yield SystemCommand("Toggle class", "Select or deselect this class", self.action_toggle)
         yield SystemCommand("Next class", "Show the next class", lambda: self.action_step(1))
-        yield SystemCommand("Previous class", "Show the previous class",
-                            lambda: self.action_step(-1))
+        yield SystemCommand(
+            "Previous class", "Show the previous class", lambda: self.action_step(-1)
+        )

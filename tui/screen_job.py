@@ -26,8 +26,11 @@ class ParticleTree(DirectoryTree):
     """A directory tree that lists folders and particle files (.star, .cs) only."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.suffix.lower() in INPUT_SUFFIXES)]
+        return [
+            p
+            for p in paths
+            if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in INPUT_SUFFIXES)
+        ]
 
 
 def default_job_dir(base: Path) -> Path:
@@ -54,8 +57,12 @@ class JobScreen(Screen[None]):
         Binding("ctrl+b", "browse", "Browse job"),
     ]
 
-    def __init__(self, particles: Path | None = None, job_dir: Path | None = None,
-                 start_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        particles: Path | None = None,
+        job_dir: Path | None = None,
+        start_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.start_dir = Path(start_dir) if start_dir is not None else Path.cwd()
         self.initial_particles = particles
@@ -73,13 +80,17 @@ class JobScreen(Screen[None]):
             with VerticalScroll(id="form"):
                 with Horizontal(classes="field -path"):
                     yield Label("Input particles", classes="field-label")
-                    yield Input(str(self.initial_particles or ""), id="input-path",
-                                placeholder="pick a file on the left or type a path")
+                    yield Input(
+                        str(self.initial_particles or ""),
+                        id="input-path",
+                        placeholder="pick a file on the left or type a path",
+                    )
                 yield Static("", id="data-info")
                 with Horizontal(classes="field -path"):
                     yield Label("Job folder", classes="field-label")
-                    yield Input(str(self.initial_job_dir or default_job_dir(self.start_dir)),
-                                id="job-dir")
+                    yield Input(
+                        str(self.initial_job_dir or default_job_dir(self.start_dir)), id="job-dir"
+                    )
                 yield ParamForm(id="params")
         yield Static("", id="field-help")
         yield Static("", id="errors")
@@ -129,15 +140,13 @@ class JobScreen(Screen[None]):
             return
         self.app.call_from_thread(self._probed, path, info, None)
 
-    def _probed(self, path: Path, info: tuple[int, int, float] | None,
-                error: str | None) -> None:
+    def _probed(self, path: Path, info: tuple[int, int, float] | None, error: str | None) -> None:
         if self.query_one("#input-path", Input).value.strip() != str(path):
             return  # the user moved on
         self.data_info, self.data_error = info, error
         if info is not None:
             n, box, apix = info
-            self._show_info(f"{n:,} particles · box {box} px · {apix:g} Å/px "
-                            f"({box * apix:g} Å)")
+            self._show_info(f"{n:,} particles · box {box} px · {apix:g} Å/px ({box * apix:g} Å)")
         else:
             self._show_info("")
         self.validate()
@@ -156,7 +165,8 @@ class JobScreen(Screen[None]):
         s = event.spec
         default = "auto" if s.default is None else s.default
         self.query_one("#field-help", Static).update(
-            f"{s.label} ({s.flag}, default {default}{' ' + s.unit if s.unit else ''}): {s.help}")
+            f"{s.label} ({s.flag}, default {default}{' ' + s.unit if s.unit else ''}): {s.help}"
+        )
 
     def read_params(self) -> ClassifyParams | None:
         params, _, _ = self.query_one(ParamForm).read()
@@ -182,8 +192,10 @@ class JobScreen(Screen[None]):
         if not job_dir:
             problems.append("Job folder: a folder name is needed")
         elif Path(job_dir).exists() and any(Path(job_dir).iterdir()):
-            problems.append(f"Job folder: {job_dir} is not empty (choose a new folder, "
-                            "or ctrl+e to resume / ctrl+b to browse it)")
+            problems.append(
+                f"Job folder: {job_dir} is not empty (choose a new folder, "
+                "or ctrl+e to resume / ctrl+b to browse it)"
+            )
         for spec in form.specs:
             if any(spec.flag in p.split(" ")[0] for p in problems):
                 bad.add(spec.name)
@@ -204,8 +216,9 @@ class JobScreen(Screen[None]):
         job_dir = Path(self.query_one("#job-dir", Input).value.strip())
         from tui.screen_run import RunScreen
 
-        self.app.push_screen(RunScreen(run_argv(particles, job_dir, params, self._engine()),
-                                         job_dir))
+        self.app.push_screen(
+            RunScreen(run_argv(particles, job_dir, params, self._engine()), job_dir)
+        )
 
     def _engine(self) -> list[str] | None:
         return getattr(self.app, "engine", None)
@@ -252,15 +265,19 @@ class JobScreen(Screen[None]):
         self.app.push_screen(BrowserScreen(job_dir))
 
     def palette_commands(self) -> Iterator[SystemCommand]:
-        yield SystemCommand("Start run", "Validate the form and start the classification",
-                            self.action_start)
+        yield SystemCommand(
+            "Start run", "Validate the form and start the classification", self.action_start
+        )
         yield SystemCommand("Pick input file", "Move to the file tree", self.action_focus_tree)
-        yield SystemCommand("Resume job", "Continue the cancelled job in the job folder",
-                            self.action_resume)
-        yield SystemCommand("Browse job", "Open the classes of the job in the job folder",
-                            self.action_browse)
-        yield SystemCommand("Show advanced parameters", "Expand the advanced section",
-                            self._expand_advanced)
+        yield SystemCommand(
+            "Resume job", "Continue the cancelled job in the job folder", self.action_resume
+        )
+        yield SystemCommand(
+            "Browse job", "Open the classes of the job in the job folder", self.action_browse
+        )
+        yield SystemCommand(
+            "Show advanced parameters", "Expand the advanced section", self._expand_advanced
+        )
 
     def _expand_advanced(self) -> None:
         from textual.widgets import Collapsible

@@ -114,9 +114,11 @@ class RunScreen(Screen[None]):
         kind = message.kind
         if kind == "start":
             self.n_iterations = d.get("n_iterations")
-            self._log(f"{d.get('n_particles', '?')} particles, {d.get('n_classes', '?')} classes, "
-                      f"{self.n_iterations} iterations, box {d.get('box')} -> "
-                      f"{d.get('box_small')} px")
+            self._log(
+                f"{d.get('n_particles', '?')} particles, {d.get('n_classes', '?')} classes, "
+                f"{self.n_iterations} iterations, box {d.get('box')} -> "
+                f"{d.get('box_small')} px"
+            )
         elif kind == "stage":
             text = d.get("message") or d.get("stage", "")
             self._log(f"[{d.get('stage', '')}] {text}")
@@ -131,18 +133,20 @@ class RunScreen(Screen[None]):
                 self.changes.append(float(f))
                 self.query_one("#changes", Sparkline).data = list(self.changes)
                 self.query_one("#changes-title", Static).update(
-                    f"Changed assignments: {100 * f:.1f} %")
-            self._log(f"iteration {self.iteration}/{d.get('n_iterations', '?')} "
-                      f"({d.get('kind', '')}): changed {100 * float(f or 0):.1f} %, "
-                      f"T={d.get('temperature', '?')}")
+                    f"Changed assignments: {100 * f:.1f} %"
+                )
+            self._log(
+                f"iteration {self.iteration}/{d.get('n_iterations', '?')} "
+                f"({d.get('kind', '')}): changed {100 * float(f or 0):.1f} %, "
+                f"T={d.get('temperature', '?')}"
+            )
             self._progress(dict(d, done=1, total=1))
             self._load_classes()
         elif kind == "done":
             self._got_done = True
             self.status = "finished"
             self.query_one(ProgressBar).update(progress=100)
-            self.query_one("#run-eta", Static).update(
-                f"took {format_seconds(d.get('seconds'))}")
+            self.query_one("#run-eta", Static).update(f"took {format_seconds(d.get('seconds'))}")
             self._set_status("Finished — b browses and selects classes")
             self._log(f"done in {format_seconds(d.get('seconds'))}")
             self._load_classes()
@@ -164,7 +168,8 @@ class RunScreen(Screen[None]):
         self.query_one(ProgressBar).update(progress=min(100.0, 100.0 * frac))
         eta = format_seconds(d.get("eta_s"))
         self.query_one("#run-eta", Static).update(
-            f"it {it}/{n} · {format_seconds(d.get('elapsed_s'))} · ETA {eta}", layout=False)
+            f"it {it}/{n} · {format_seconds(d.get('elapsed_s'))} · ETA {eta}", layout=False
+        )
         if self.running and self.status == "running":
             self._set_status(f"Iteration {it} of {n}")
 
@@ -177,16 +182,21 @@ class RunScreen(Screen[None]):
             self._log("cancelled")
         elif message.returncode != 0 and self.status != "failed":
             self.status = "failed"
-            self._set_status("The engine could not be started (see the log)"
-                             if message.returncode is None else
-                             f"The engine stopped with exit status {message.returncode} "
-                             "(see the log)")
+            self._set_status(
+                "The engine could not be started (see the log)"
+                if message.returncode is None
+                else f"The engine stopped with exit status {message.returncode} (see the log)"
+            )
         elif self.status == "running":
             self.status = "finished"
             self._set_status("Finished — b browses and selects classes")
         self._log(f"engine exited ({message.returncode})")
-        if self.status == "finished" and self._got_done and self.auto_browse and \
-                self.app.screen is self:
+        if (
+            self.status == "finished"
+            and self._got_done
+            and self.auto_browse
+            and self.app.screen is self
+        ):
             self.action_browse()  # the class browser is the screen after a run
 
     # ------------------------------------------------------------------ classes
@@ -226,8 +236,9 @@ class RunScreen(Screen[None]):
             self.notify("Wait for the run to finish (or cancel it) to select classes")
             return
         if not (self.job_dir / "run_data.star").exists():
-            self.notify("No final assignment yet (run_data.star is written at the end)",
-                        severity="warning")
+            self.notify(
+                "No final assignment yet (run_data.star is written at the end)", severity="warning"
+            )
             return
         from tui.screen_browser import BrowserScreen
 
@@ -243,9 +254,10 @@ class RunScreen(Screen[None]):
             self.app.exit()
 
     def palette_commands(self) -> Iterator[SystemCommand]:
-        yield SystemCommand("Cancel run", "Stop the engine (it can be resumed)",
-                            self.action_cancel)
-        yield SystemCommand("Resume run", "Continue a cancelled job from its checkpoint",
-                            self.action_resume)
-        yield SystemCommand("Browse classes", "Select classes of the finished job",
-                            self.action_browse)
+        yield SystemCommand("Cancel run", "Stop the engine (it can be resumed)", self.action_cancel)
+        yield SystemCommand(
+            "Resume run", "Continue a cancelled job from its checkpoint", self.action_resume
+        )
+        yield SystemCommand(
+            "Browse classes", "Select classes of the finished job", self.action_browse
+        )

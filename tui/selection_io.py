@@ -27,9 +27,18 @@ import numpy as np
 
 from tui.jobfiles import ClassInfo, JobData
 
-__all__ = ["Suggestion", "AutoSelection", "auto_suggest", "simple_rule", "coverage_summary",
-           "save_selection", "filter_thresholds", "FilterSummary", "ParticleFilter",
-           "FILTER_COLUMNS"]
+__all__ = [
+    "Suggestion",
+    "AutoSelection",
+    "auto_suggest",
+    "simple_rule",
+    "coverage_summary",
+    "save_selection",
+    "filter_thresholds",
+    "FilterSummary",
+    "ParticleFilter",
+    "FILTER_COLUMNS",
+]
 
 #: the columns of ``run_data.star`` the particle filter reads
 FILTER_COLUMNS = ("rlnClassNumber", "tdcResidualLowRes", "tdcSignalLowRes")
@@ -70,15 +79,21 @@ def auto_suggest(job: JobData) -> AutoSelection:
         from engine.select.selection import auto_select
 
         table = auto_select(job.engine_job if job.engine_job is not None else job.job_dir)
-        sug = {int(r.class_number): Suggestion(bool(r.selected), str(r.reason))
-               for r in table.itertuples()}
+        sug = {
+            int(r.class_number): Suggestion(bool(r.selected), str(r.reason))
+            for r in table.itertuples()
+        }
         return AutoSelection(sug, table, "engine")
     except Exception as exc:  # noqa: BLE001 - never lose the browser over the suggestion
         return AutoSelection(simple_rule(job.classes), None, "simple rule", str(exc))
 
 
-def simple_rule(classes: list[ClassInfo], min_count: int = 20,
-                min_fraction: float = 0.01, max_res_A: float = 20.0) -> dict[int, Suggestion]:
+def simple_rule(
+    classes: list[ClassInfo],
+    min_count: int = 20,
+    min_fraction: float = 0.01,
+    max_res_A: float = 20.0,
+) -> dict[int, Suggestion]:
     """Keep classes with count >= max(20, 1% of particles) and resolution better than 20 Å."""
     total = sum(c.count for c in classes)
     need = max(min_count, int(np.ceil(min_fraction * total)))
@@ -87,8 +102,9 @@ def simple_rule(classes: list[ClassInfo], min_count: int = 20,
         if c.count < need:
             out[c.number] = Suggestion(False, f"too few particles ({c.count} < {need})")
         elif not c.resolution_A < max_res_A:
-            out[c.number] = Suggestion(False, f"resolution {c.resolution_A:.1f} Å "
-                                              f"> {max_res_A:g} Å")
+            out[c.number] = Suggestion(
+                False, f"resolution {c.resolution_A:.1f} Å > {max_res_A:g} Å"
+            )
         else:
             out[c.number] = Suggestion(True, "ok")
     return out
@@ -154,8 +170,10 @@ class FilterSummary:
         if self.note:
             return f"particle filter did not run: {self.note}"
         reasons = self.reasons_text()
-        return (f"{self.n_removed:,} of the {self.n_in_classes:,} particles removed by the "
-                f"particle filter" + (f" ({reasons})" if reasons else ""))
+        return (
+            f"{self.n_removed:,} of the {self.n_in_classes:,} particles removed by the "
+            f"particle filter" + (f" ({reasons})" if reasons else "")
+        )
 
     def for_class(self, number: int) -> tuple[int, int, dict[str, int]]:
         """``(particles of the class, removed, {reason: removed})``."""
@@ -174,10 +192,14 @@ class FilterSummary:
             label = str(r).split(" (", 1)[0]
             d = by_class.setdefault(int(c), {})
             d[label] = d.get(label, 0) + 1
-        return cls(int(in_cls.sum()), int(np.count_nonzero(verdict.keep)),
-                   {str(k): int(v) for k, v in verdict.removed.items()}, str(verdict.note),
-                   {int(k): int(v) for k, v in zip(nums.tolist(), cnt.tolist(), strict=True)},
-                   by_class)
+        return cls(
+            int(in_cls.sum()),
+            int(np.count_nonzero(verdict.keep)),
+            {str(k): int(v) for k, v in verdict.removed.items()},
+            str(verdict.note),
+            {int(k): int(v) for k, v in zip(nums.tolist(), cnt.tolist(), strict=True)},
+            by_class,
+        )
 
 
 class ParticleFilter:
@@ -211,8 +233,11 @@ class ParticleFilter:
 
     @staticmethod
     def _key(class_ids: Iterable[int], thresholds: Any) -> tuple:
-        return (frozenset(int(c) for c in class_ids), float(thresholds.max_residual_z),
-                float(thresholds.min_signal_z))
+        return (
+            frozenset(int(c) for c in class_ids),
+            float(thresholds.max_residual_z),
+            float(thresholds.min_signal_z),
+        )
 
     def cached(self, class_ids: Iterable[int], thresholds: Any) -> FilterSummary | None:
         """The summary if it is known already (cheap: call from the UI thread)."""
@@ -247,9 +272,13 @@ class ParticleFilter:
         return s
 
 
-def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = None,
-                   auto: AutoSelection | None = None,
-                   particle_filter: bool = True) -> dict[str, Any]:
+def save_selection(
+    job: JobData,
+    class_ids: list[int],
+    out_dir: Path | None = None,
+    auto: AutoSelection | None = None,
+    particle_filter: bool = True,
+) -> dict[str, Any]:
     """Write the selection files (``engine.select.selection.write_selection``) and summarise.
 
     When the selection equals the automatic suggestion, its thresholds and resolution limit
@@ -276,15 +305,22 @@ def save_selection(job: JobData, class_ids: list[int], out_dir: Path | None = No
                 th = auto.table.attrs.get("thresholds")
                 kwargs["thresholds"] = SelectionThresholds.from_dict(th) if th else None
                 kwargs["resolution_limit_A"] = auto.table.attrs.get("max_res_A")
-    source = job.engine_job if job.engine_job is not None and \
-        getattr(job.engine_job, "data", None) is not None else job.job_dir
+    source = (
+        job.engine_job
+        if job.engine_job is not None and getattr(job.engine_job, "data", None) is not None
+        else job.job_dir
+    )
     if particle_filter:
         kwargs["particle_filter"] = filter_thresholds(auto)
     paths = write_selection(source, ids, out_dir, **kwargs)
     counts = {c.number: c.count for c in job.classes}
-    res: dict[str, Any] = {"out_dir": Path(paths["json"]).parent, "n_classes": len(ids),
-                           "n_particles": int(sum(counts.get(c, 0) for c in ids)),
-                           "paths": paths, "particle_filter": None}
+    res: dict[str, Any] = {
+        "out_dir": Path(paths["json"]).parent,
+        "n_classes": len(ids),
+        "n_particles": int(sum(counts.get(c, 0) for c in ids)),
+        "paths": paths,
+        "particle_filter": None,
+    }
     try:
         info = load_selection(Path(paths["json"]).parent)
     except InputError:

@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"twodclass: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("twodclass: interrupted; resume with `twodclass run --resume JOBDIR`",
-              file=sys.stderr)
+        print(
+            "twodclass: interrupted; resume with `twodclass run --resume JOBDIR`", file=sys.stderr
+        )
         return 130
 
 

@@ -35,41 +35,70 @@ __all__ = ["add_parser", "run", "format_table"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "select", help="select classes of a finished job (automatic, explained, or by number)",
+        "select",
+        help="select classes of a finished job (automatic, explained, or by number)",
         description="Select 2D classes of a finished job and write the selected particles. "
-                    "Without --classes the automatic selection is used (--auto).")
-    p.add_argument("job_dir", metavar="JOBDIR", help="finished twodclass (or RELION Class2D) "
-                   "job folder")
+        "Without --classes the automatic selection is used (--auto).",
+    )
+    p.add_argument(
+        "job_dir", metavar="JOBDIR", help="finished twodclass (or RELION Class2D) job folder"
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--auto", action="store_true",
-                      help="automatic selection with the thresholds below (the default)")
-    mode.add_argument("--classes", metavar="LIST",
-                      help="select these class numbers, e.g. 1,4,7-9 (the table still shows "
-                           "the automatic decision)")
-    p.add_argument("-o", "--out", metavar="DIR", default=None,
-                   help="write the selection files here (default: the job folder)")
-    p.add_argument("-n", "--dry-run", action="store_true",
-                   help="print the table and warnings only, write nothing")
-    p.add_argument("--no-particle-filter", action="store_true",
-                   help="keep every particle of the selected classes (by default particles "
-                        "that do not look like their class-mates are removed: see "
-                        "--max-residual-z and --min-signal-z; they go to "
-                        "particles_removed.star)")
+    mode.add_argument(
+        "--auto",
+        action="store_true",
+        help="automatic selection with the thresholds below (the default)",
+    )
+    mode.add_argument(
+        "--classes",
+        metavar="LIST",
+        help="select these class numbers, e.g. 1,4,7-9 (the table still shows "
+        "the automatic decision)",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="write the selection files here (default: the job folder)",
+    )
+    p.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="print the table and warnings only, write nothing",
+    )
+    p.add_argument(
+        "--no-particle-filter",
+        action="store_true",
+        help="keep every particle of the selected classes (by default particles "
+        "that do not look like their class-mates are removed: see "
+        "--max-residual-z and --min-signal-z; they go to "
+        "particles_removed.star)",
+    )
     g = p.add_argument_group("automatic selection thresholds")
     for f in dataclasses.fields(SelectionThresholds):
         md = f.metadata
         unit = f" [{md['unit']}]" if md.get("unit") else ""
         typ = int if f.type in ("int", int) else float
         default = "auto" if f.default is None else f"{f.default:g}"
-        g.add_argument(md["flag"], dest=f"th_{f.name}", type=typ, default=None,
-                       metavar="N" if typ is int else "X",
-                       help=f"{md['help']}{unit} (default: {default})")
+        g.add_argument(
+            md["flag"],
+            dest=f"th_{f.name}",
+            type=typ,
+            default=None,
+            metavar="N" if typ is int else "X",
+            help=f"{md['help']}{unit} (default: {default})",
+        )
     return p
 
 
 def _thresholds(args: argparse.Namespace) -> SelectionThresholds:
-    kw = {f.name: getattr(args, f"th_{f.name}") for f in dataclasses.fields(SelectionThresholds)
-          if getattr(args, f"th_{f.name}", None) is not None}
+    kw = {
+        f.name: getattr(args, f"th_{f.name}")
+        for f in dataclasses.fields(SelectionThresholds)
+        if getattr(args, f"th_{f.name}", None) is not None
+    }
     th = SelectionThresholds(**kw)
     errs = th.validate()
     if errs:
@@ -79,8 +108,10 @@ def _thresholds(args: argparse.Namespace) -> SelectionThresholds:
 
 def format_table(table: pd.DataFrame, selected: set[int]) -> str:
     """The per-class table, sorted by particle count (largest first)."""
-    hdr = (f"{'class':>5} {'ptcls':>6} {'res Å':>6} {'offs Å':>6} {'edge':>5} {'carbon':>6} "
-           f"{'ice':>5} {'contr':>6} {'fam':>4}  {'decision':<8} reason")
+    hdr = (
+        f"{'class':>5} {'ptcls':>6} {'res Å':>6} {'offs Å':>6} {'edge':>5} {'carbon':>6} "
+        f"{'ice':>5} {'contr':>6} {'fam':>4}  {'decision':<8} reason"
+    )
     lines = [hdr, "-" * len(hdr)]
     order = table.sort_values(["count", "class_number"], ascending=[False, True])
     for _, r in order.iterrows():
@@ -93,10 +124,12 @@ def format_table(table: pd.DataFrame, selected: set[int]) -> str:
             reason = f"by hand (auto: {reason})"
         elif c not in selected and bool(r["selected"]):
             reason = f"by hand (auto: {reason})"
-        lines.append(f"{c:>5} {int(r['count']):>6} {res_s:>6} "
-                     f"{r['tdcCentreOffsetAngst']:>6.1f} {r['tdcEdgeSignalFraction']:>5.2f} "
-                     f"{r['tdcStraightEdge']:>6.2f} {r['tdcRingScore']:>5.2f} "
-                     f"{r['tdcContrast']:>6.1f} {int(r['family']):>4}  {dec:<8} {reason}")
+        lines.append(
+            f"{c:>5} {int(r['count']):>6} {res_s:>6} "
+            f"{r['tdcCentreOffsetAngst']:>6.1f} {r['tdcEdgeSignalFraction']:>5.2f} "
+            f"{r['tdcStraightEdge']:>6.2f} {r['tdcRingScore']:>5.2f} "
+            f"{r['tdcContrast']:>6.1f} {int(r['family']):>4}  {dec:<8} {reason}"
+        )
     return "\n".join(lines)
 
 
@@ -104,9 +137,12 @@ def run(args: argparse.Namespace) -> int:
     th = _thresholds(args)
     job = load_job(args.job_dir, read_data=True)
     if job.data is None:
-        raise InputError(job.job_dir, f"the job has not finished (status: {job.status}; no "
-                         "run_data.star yet): wait for it, or resume it with "
-                         "`twodclass run --resume JOBDIR`")
+        raise InputError(
+            job.job_dir,
+            f"the job has not finished (status: {job.status}; no "
+            "run_data.star yet): wait for it, or resume it with "
+            "`twodclass run --resume JOBDIR`",
+        )
     if job.status not in ("finished", "unknown"):
         raise InputError(job.job_dir, f"job status is {job.status!r}, not finished")
     table = auto_select(job, th)
@@ -116,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
         chosen = parse_class_list(args.classes)
         unknown = sorted(set(chosen) - known)
         if unknown:
-            raise ParameterError(f"unknown class number(s) {', '.join(map(str, unknown))}: "
-                                 f"the job has classes {min(known)}..{max(known)}")
+            raise ParameterError(
+                f"unknown class number(s) {', '.join(map(str, unknown))}: "
+                f"the job has classes {min(known)}..{max(known)}"
+            )
         selected = set(chosen)
     else:
         selected = set(table.loc[table["selected"], "class_number"].tolist())
@@ -129,24 +167,35 @@ def run(args: argparse.Namespace) -> int:
     limit = table.attrs.get("max_res_A", float("nan"))
     verdict = None if args.no_particle_filter else particle_outliers(job.data, selected, th)
     n_sel = n_cls if verdict is None else int(verdict.keep.sum())
-    print(f"\n{len(selected)} of {len(table)} classes, {n_cls} particles in them; "
-          f"resolution limit {limit:.1f} Å; {cov.summary()}")
+    print(
+        f"\n{len(selected)} of {len(table)} classes, {n_cls} particles in them; "
+        f"resolution limit {limit:.1f} Å; {cov.summary()}"
+    )
     print(verdict.summary() if verdict is not None else FILTER_OFF)
     print(f"{n_sel} of {n_all} particles selected ({100.0 * n_sel / max(n_all, 1):.1f}%)")
     for w in cov.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not selected:
-        raise ParameterError("no class selected: nothing to write (loosen the thresholds "
-                             "or give --classes)")
+        raise ParameterError(
+            "no class selected: nothing to write (loosen the thresholds or give --classes)"
+        )
     if args.dry_run:
         return 0
     rmap = dict(zip(table["class_number"].tolist(), table["reason"].tolist(), strict=True))
     reasons = {c: (f"by hand (auto: {rmap[c]})" if manual else rmap[c]) for c in selected}
-    paths = write_selection(job, sorted(selected), out_dir=args.out, reasons=reasons,
-                            thresholds=None if manual else th, coverage=cov,
-                            resolution_limit_A=None if manual else limit,
-                            particle_filter=verdict)
+    paths = write_selection(
+        job,
+        sorted(selected),
+        out_dir=args.out,
+        reasons=reasons,
+        thresholds=None if manual else th,
+        coverage=cov,
+        resolution_limit_A=None if manual else limit,
+        particle_filter=verdict,
+    )
     extra = f", {paths['removed'].name}" if "removed" in paths else ""
-    print(f"wrote {paths['particles']} ({n_sel} particles), {paths['classes_mrcs'].name}, "
-          f"{paths['classes_star'].name}, {paths['json'].name}{extra}")
+    print(
+        f"wrote {paths['particles']} ({n_sel} particles), {paths['classes_mrcs'].name}, "
+        f"{paths['classes_star'].name}, {paths['json'].name}{extra}"
+    )
     return 0

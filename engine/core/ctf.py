@@ -64,8 +64,7 @@ def ctf_matrix_values(m: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarr
     theta = np.arctan2(ky, kx)
     dz = 0.5 * (du + dv) + 0.5 * (du - dv) * np.cos(2.0 * (theta - np.deg2rad(ang)))
     w = np.arctan2(q, np.sqrt(max(1.0 - q * q, 0.0)))
-    chi = (np.pi * lam * dz * k2 - 0.5 * np.pi * cs * 1e7 * lam ** 3 * k2 * k2
-           + np.deg2rad(ph) + w)
+    chi = np.pi * lam * dz * k2 - 0.5 * np.pi * cs * 1e7 * lam**3 * k2 * k2 + np.deg2rad(ph) + w
     out = np.sin(chi)
     if bf:
         out = out * np.exp(-0.25 * bf * k2)

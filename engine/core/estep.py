@@ -27,10 +27,18 @@ from engine.core import fft as _fft
 from engine.core.fourier import centred_rfft2
 from engine.core.kernels import ctf_polar, polar_sample
 
-__all__ = ["PolarGrid", "make_grid", "ReferenceSpectra", "reference_spectra",
-           "ParticleSpectra", "particle_spectra", "Scores", "score_block"]
+__all__ = [
+    "PolarGrid",
+    "make_grid",
+    "ReferenceSpectra",
+    "reference_spectra",
+    "ParticleSpectra",
+    "particle_spectra",
+    "Scores",
+    "score_block",
+]
 
-PAD = 2         # zero-padding factor of the DFTs that polar rings are interpolated from
+PAD = 2  # zero-padding factor of the DFTs that polar rings are interpolated from
 OVERSAMPLE = 2  # ring samples per searched rotation
 
 
@@ -38,13 +46,13 @@ OVERSAMPLE = 2  # ring samples per searched rotation
 class PolarGrid:
     """Sampling of the search: rings, angles and the offset grid (all on the small box)."""
 
-    b: int                  # small box (px)
-    apix_A: float           # small-box pixel size
-    radii: np.ndarray       # (R,) ring radii, Fourier px of the small box
-    n_psi: int              # in-plane rotations searched (power of two)
-    weights: np.ndarray     # (R,) quadrature weight r * dtheta of the ring samples
-    shifts: np.ndarray      # (T, 2) class-frame offsets (x, y), small px
-    r_max: int              # highest shell used (Fourier px)
+    b: int  # small box (px)
+    apix_A: float  # small-box pixel size
+    radii: np.ndarray  # (R,) ring radii, Fourier px of the small box
+    n_psi: int  # in-plane rotations searched (power of two)
+    weights: np.ndarray  # (R,) quadrature weight r * dtheta of the ring samples
+    shifts: np.ndarray  # (T, 2) class-frame offsets (x, y), small px
+    r_max: int  # highest shell used (Fourier px)
 
     @property
     def n_m(self) -> int:
@@ -66,8 +74,14 @@ def _fast_len(n: float) -> int:
     return int(max(16, 2 ** round(np.log2(max(n, 1.0)))))
 
 
-def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float,
-              offset_step_px: float, min_res_align_A: float | None = None) -> PolarGrid:
+def make_grid(
+    b: int,
+    apix_A: float,
+    psi_step_deg: float,
+    offset_range_px: float,
+    offset_step_px: float,
+    min_res_align_A: float | None = None,
+) -> PolarGrid:
     r_max = b // 2 - 1
     r_min = 1
     if min_res_align_A:
@@ -81,8 +95,15 @@ def make_grid(b: int, apix_A: float, psi_step_deg: float, offset_range_px: float
     keep = np.hypot(sx, sy) <= offset_range_px + 1e-9
     shifts = np.stack([sx[keep], sy[keep]], axis=1)
     order = np.lexsort((shifts[:, 0], shifts[:, 1], np.hypot(shifts[:, 0], shifts[:, 1])))
-    return PolarGrid(b=b, apix_A=apix_A, radii=radii, n_psi=n_psi, weights=weights,
-                     shifts=shifts[order].astype(np.float64), r_max=r_max)
+    return PolarGrid(
+        b=b,
+        apix_A=apix_A,
+        radii=radii,
+        n_psi=n_psi,
+        weights=weights,
+        shifts=shifts[order].astype(np.float64),
+        r_max=r_max,
+    )
 
 
 def _phase_ramps(grid: PolarGrid, sign: float) -> np.ndarray:
@@ -99,48 +120,55 @@ def _phase_ramps(grid: PolarGrid, sign: float) -> np.ndarray:
 class ReferenceSpectra:
     """Angular spectra of the references for one iteration."""
 
-    W: np.ndarray      # (M, R, K*T) complex64: conj(FFT_theta(V_c e^{-2 pi i q.t'}))  [c-major]
-    U: np.ndarray      # (M, R, K) complex64: conj(FFT_theta |V_c|^2)
-    half: np.ndarray   # (K, b, b//2+1) complex64: centred half-plane DFT (for the M-step)
+    W: np.ndarray  # (M, R, K*T) complex64: conj(FFT_theta(V_c e^{-2 pi i q.t'}))  [c-major]
+    U: np.ndarray  # (M, R, K) complex64: conj(FFT_theta |V_c|^2)
+    half: np.ndarray  # (K, b, b//2+1) complex64: centred half-plane DFT (for the M-step)
 
 
 def reference_spectra(refs: np.ndarray, grid: PolarGrid) -> ReferenceSpectra:
     """Prepare references ``(K, b, b)`` float32 (already masked) for :func:`score_block`."""
     K = refs.shape[0]
     Fp = centred_rfft2(refs, PAD)
-    pol = polar_sample(Fp, PAD, grid.radii, grid.n_ang)            # (K, R, n_ang)
-    ramps = _phase_ramps(grid, -1.0)                                # (T, R, n)
-    Wt = pol[:, None] * ramps[None]                                 # (K, T, R, n)
-    What = np.fft.fft(Wt, axis=-1)[..., : grid.n_m]                 # (K, T, R, M)
+    pol = polar_sample(Fp, PAD, grid.radii, grid.n_ang)  # (K, R, n_ang)
+    ramps = _phase_ramps(grid, -1.0)  # (T, R, n)
+    Wt = pol[:, None] * ramps[None]  # (K, T, R, n)
+    What = np.fft.fft(Wt, axis=-1)[..., : grid.n_m]  # (K, T, R, M)
     T = grid.shifts.shape[0]
     W = np.conj(What).reshape(K * T, len(grid.radii), grid.n_m).transpose(2, 1, 0)
     Uhat = np.fft.rfft(np.abs(pol) ** 2, axis=-1)[..., : grid.n_m]  # (K, R, M)
     U = np.conj(Uhat).transpose(2, 1, 0)
     half = centred_rfft2(refs, 1)
-    return ReferenceSpectra(W=np.ascontiguousarray(W, dtype=np.complex64),
-                            U=np.ascontiguousarray(U, dtype=np.complex64), half=half)
+    return ReferenceSpectra(
+        W=np.ascontiguousarray(W, dtype=np.complex64),
+        U=np.ascontiguousarray(U, dtype=np.complex64),
+        half=half,
+    )
 
 
 @dataclass
 class ParticleSpectra:
     """One block of particles on the polar grid, with what the M-step needs."""
 
-    Fpad: np.ndarray      # (n, P, P//2+1) complex64 padded centred DFT (M-step interpolation)
-    A: np.ndarray         # (M, n, R) complex64 angular spectrum of X C w / sigma2
-    B: np.ndarray         # (M, n, R) complex64 angular spectrum of C^2 w / sigma2
-    xpow: np.ndarray      # (n,) sum_k |X|^2 / sigma2
+    Fpad: np.ndarray  # (n, P, P//2+1) complex64 padded centred DFT (M-step interpolation)
+    A: np.ndarray  # (M, n, R) complex64 angular spectrum of X C w / sigma2
+    B: np.ndarray  # (M, n, R) complex64 angular spectrum of C^2 w / sigma2
+    xpow: np.ndarray  # (n,) sum_k |X|^2 / sigma2
 
 
-def particle_spectra(images: np.ndarray, ctfm: np.ndarray | None, grid: PolarGrid,
-                     inv_sigma2_r: np.ndarray, intact_first_peak: bool = False
-                     ) -> ParticleSpectra:
+def particle_spectra(
+    images: np.ndarray,
+    ctfm: np.ndarray | None,
+    grid: PolarGrid,
+    inv_sigma2_r: np.ndarray,
+    intact_first_peak: bool = False,
+) -> ParticleSpectra:
     """Polar spectra of masked small-box particles ``(n, b, b)`` float32.
 
     ``ctfm``: ``(n, 8)`` CTF rows or None (no CTF); ``inv_sigma2_r``: ``(R,)`` 1/sigma2 per ring.
     """
     n = images.shape[0]
     Fpad = centred_rfft2(images, PAD)
-    P = polar_sample(Fpad, PAD, grid.radii, grid.n_ang)             # (n, R, n_ang)
+    P = polar_sample(Fpad, PAD, grid.radii, grid.n_ang)  # (n, R, n_ang)
     wr = (grid.weights * inv_sigma2_r).astype(np.float32)[None, :, None]
     if ctfm is not None:
         C = ctf_polar(ctfm, grid.radii / (grid.b * grid.apix_A), grid.n_ang, intact_first_peak)
@@ -151,10 +179,12 @@ def particle_spectra(images: np.ndarray, ctfm: np.ndarray | None, grid: PolarGri
     A = _fft.fft(P * (C * (wr * f)), axis=-1)[..., : grid.n_m]
     B = _fft.rfft(C * C * (wr * f), axis=-1)[..., : grid.n_m]
     xpow = np.sum(np.abs(P) ** 2 * wr, axis=(1, 2))
-    return ParticleSpectra(Fpad=Fpad,
-                           A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),
-                           B=np.ascontiguousarray(B.transpose(2, 0, 1), dtype=np.complex64),
-                           xpow=xpow.astype(np.float64))
+    return ParticleSpectra(
+        Fpad=Fpad,
+        A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),
+        B=np.ascontiguousarray(B.transpose(2, 0, 1), dtype=np.complex64),
+        xpow=xpow.astype(np.float64),
+    )
 
 
 def _inverse_dft_matrix(n_psi: int) -> np.ndarray:
@@ -182,8 +212,8 @@ def _irfft_rows(S: np.ndarray, n_psi: int) -> np.ndarray:
     G = inverse_dft_matrix(n_psi)
     M = S.shape[0]
     rest = S.shape[1:]
-    St = np.ascontiguousarray(np.moveaxis(S, 0, -1)).reshape(-1, M)   # (..., M) complex64
-    out = St.view(np.float32) @ G                                      # (..., n_psi)
+    St = np.ascontiguousarray(np.moveaxis(S, 0, -1)).reshape(-1, M)  # (..., M) complex64
+    out = St.view(np.float32) @ G  # (..., n_psi)
     return out.reshape(rest + (n_psi,))
 
 
@@ -203,9 +233,9 @@ class Scores:
     where it is needed: fused with the best-pose search, or in full by :attr:`cross`).
     """
 
-    S: np.ndarray       # (M, n, K*T) complex64 sum over rings per angular frequency
-    ctf2: np.ndarray    # (n, K, n_psi) float32     sum C^2 |R V|^2 / sigma2
-    xpow: np.ndarray    # (n,) float64              sum |X|^2 / sigma2
+    S: np.ndarray  # (M, n, K*T) complex64 sum over rings per angular frequency
+    ctf2: np.ndarray  # (n, K, n_psi) float32     sum C^2 |R V|^2 / sigma2
+    xpow: np.ndarray  # (n,) float64              sum |X|^2 / sigma2
     n_shifts: int
     n_psi: int
 
@@ -228,8 +258,7 @@ def score_block(ps: ParticleSpectra, refs: ReferenceSpectra, grid: PolarGrid) ->
     Rotation index j means the class turned by +360 j / n_psi degrees (RELION's psi is the
     negative); shift index t means the particle shift ``R(psi) shifts[t]`` (small px).
     """
-    S = np.matmul(ps.A, refs.W)                                      # (M, n, K*T)
-    Q = np.matmul(ps.B, refs.U)                                      # (M, n, K)
-    ctf2 = _irfft_rows(Q, grid.n_psi)                                # (n, K, psi)
-    return Scores(S=S, ctf2=ctf2, xpow=ps.xpow, n_shifts=grid.shifts.shape[0],
-                  n_psi=grid.n_psi)
+    S = np.matmul(ps.A, refs.W)  # (M, n, K*T)
+    Q = np.matmul(ps.B, refs.U)  # (M, n, K)
+    ctf2 = _irfft_rows(Q, grid.n_psi)  # (n, K, psi)
+    return Scores(S=S, ctf2=ctf2, xpow=ps.xpow, n_shifts=grid.shifts.shape[0], n_psi=grid.n_psi)

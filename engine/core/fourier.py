@@ -14,8 +14,15 @@ import numpy as np
 from engine.core import fft as _fft
 
 __all__ = [
-    "small_box_size", "fourier_crop", "soft_circular_mask", "normalise_background",
-    "centred_rfft2", "centred_irfft2", "shell_index", "radial_average", "gridding_correction",
+    "small_box_size",
+    "fourier_crop",
+    "soft_circular_mask",
+    "normalise_background",
+    "centred_rfft2",
+    "centred_irfft2",
+    "shell_index",
+    "radial_average",
+    "gridding_correction",
 ]
 
 
@@ -35,7 +42,7 @@ def fourier_crop(images: np.ndarray, b: int) -> np.ndarray:
     h = b // 2
     Fc = np.zeros((n, b, h + 1), dtype=F.dtype)
     Fc[:, :h, :h] = F[:, :h, :h]
-    Fc[:, b - h + 1:, :h] = F[:, B - h + 1:, :h]  # drop the Nyquist row/column: keeps Hermitian
+    Fc[:, b - h + 1 :, :h] = F[:, B - h + 1 :, :h]  # drop the Nyquist row/column: keeps Hermitian
     out = _fft.irfft2(Fc, s=(b, b)) * (float(b * b) / float(B * B))
     return out.astype(np.float32)
 
@@ -88,9 +95,9 @@ def centred_rfft2(images: np.ndarray, pad: int = 1) -> np.ndarray:
     buf = np.zeros((n, P, P), dtype=np.float32)
     # the centre pixel goes to index 0, the rest wraps around (ifftshift of a centred pad)
     buf[:, :r, :r] = images[:, h:, h:]
-    buf[:, :r, P - h:] = images[:, h:, :h]
-    buf[:, P - h:, :r] = images[:, :h, h:]
-    buf[:, P - h:, P - h:] = images[:, :h, :h]
+    buf[:, :r, P - h :] = images[:, h:, :h]
+    buf[:, P - h :, :r] = images[:, :h, h:]
+    buf[:, P - h :, P - h :] = images[:, :h, :h]
     F = _fft.rfft2(buf)
     F *= 1.0 / b
     return F.astype(np.complex64, copy=False)

@@ -14,8 +14,14 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["polar_sample", "ctf_polar", "mstep_accumulate", "fused_best_poses",
-           "residual_band_sums", "ctf_coefficients"]
+__all__ = [
+    "polar_sample",
+    "ctf_polar",
+    "mstep_accumulate",
+    "fused_best_poses",
+    "residual_band_sums",
+    "ctf_coefficients",
+]
 
 _NJ = dict(nogil=True, cache=True, fastmath=False)
 
@@ -39,8 +45,12 @@ def _interp_half(F: np.ndarray, i: int, kx: float, ky: float) -> complex:
         x1 = H - 1
     ya = y0 % P
     yb = (y0 + 1) % P
-    v = ((1.0 - fx) * (1.0 - fy) * F[i, ya, x0] + fx * (1.0 - fy) * F[i, ya, x1]
-         + (1.0 - fx) * fy * F[i, yb, x0] + fx * fy * F[i, yb, x1])
+    v = (
+        (1.0 - fx) * (1.0 - fy) * F[i, ya, x0]
+        + fx * (1.0 - fy) * F[i, ya, x1]
+        + (1.0 - fx) * fy * F[i, yb, x0]
+        + fx * fy * F[i, yb, x1]
+    )
     if conj:
         return v.conjugate()
     return v
@@ -79,8 +89,9 @@ def polar_sample(F: np.ndarray, pad: int, radii: np.ndarray, n_psi: int) -> np.n
 
 
 @numba.njit(parallel=True, **_NJ)
-def ctf_polar(ctfm: np.ndarray, radii_invA: np.ndarray, n_psi: int,
-              intact_first_peak: bool) -> np.ndarray:
+def ctf_polar(
+    ctfm: np.ndarray, radii_invA: np.ndarray, n_psi: int, intact_first_peak: bool
+) -> np.ndarray:
     """CTF of each particle on the polar grid: ``(n, R, n_psi)`` float32."""
     n = ctfm.shape[0]
     R = radii_invA.shape[0]
@@ -90,14 +101,16 @@ def ctf_polar(ctfm: np.ndarray, radii_invA: np.ndarray, n_psi: int,
         co = ctf_coefficients(ctfm[i], 1.0, 0.0)
         for r in range(R):
             for j in range(n_psi):
-                out[i, r, j] = _ctf_fast(co, radii_invA[r] * cs[j], radii_invA[r] * sn[j],
-                                         intact_first_peak)
+                out[i, r, j] = _ctf_fast(
+                    co, radii_invA[r] * cs[j], radii_invA[r] * sn[j], intact_first_peak
+                )
     return out
 
 
 @numba.njit(**_NJ)
-def ctf_coefficients(m: np.ndarray, scale: float, rot: float) -> tuple[float, float, float,
-                                                                        float, float, float]:
+def ctf_coefficients(
+    m: np.ndarray, scale: float, rot: float
+) -> tuple[float, float, float, float, float, float]:
     """Polynomial form of the CTF phase for fast evaluation at many frequencies.
 
     For frequency ``(u, v) * scale`` (1/Angstrom) of a frame rotated by ``rot`` radians from
@@ -122,8 +135,9 @@ def ctf_coefficients(m: np.ndarray, scale: float, rot: float) -> tuple[float, fl
 
 
 @numba.njit(**_NJ)
-def _ctf_fast(co: tuple[float, float, float, float, float, float], u: float, v: float,
-              intact_first_peak: bool) -> float:
+def _ctf_fast(
+    co: tuple[float, float, float, float, float, float], u: float, v: float, intact_first_peak: bool
+) -> float:
     a, c2, s2, d, e, bf = co
     k2 = u * u + v * v
     chi = a * k2 + c2 * (u * u - v * v) + s2 * 2.0 * u * v - d * k2 * k2 + e
@@ -137,13 +151,29 @@ def _ctf_fast(co: tuple[float, float, float, float, float, float], u: float, v: 
 
 
 @numba.njit(parallel=True, **_NJ)
-def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf: bool,
-                     intact_first_peak: bool, apix_A: float,
-                     p_idx: np.ndarray, p_cls: np.ndarray, p_w: np.ndarray,
-                     p_psi: np.ndarray, p_tx: np.ndarray, p_ty: np.ndarray,
-                     cls_start: np.ndarray, inv_sigma2: np.ndarray, refs: np.ndarray,
-                     r_max: int, num: np.ndarray, den: np.ndarray,
-                     noise: np.ndarray, noise_w: np.ndarray) -> None:
+def mstep_accumulate(
+    F: np.ndarray,
+    pad: int,
+    b: int,
+    ctfm: np.ndarray,
+    use_ctf: bool,
+    intact_first_peak: bool,
+    apix_A: float,
+    p_idx: np.ndarray,
+    p_cls: np.ndarray,
+    p_w: np.ndarray,
+    p_psi: np.ndarray,
+    p_tx: np.ndarray,
+    p_ty: np.ndarray,
+    cls_start: np.ndarray,
+    inv_sigma2: np.ndarray,
+    refs: np.ndarray,
+    r_max: int,
+    num: np.ndarray,
+    den: np.ndarray,
+    noise: np.ndarray,
+    noise_w: np.ndarray,
+) -> None:
     """Add particle-class pairs to the class sums (in place), Cartesian half plane of box ``b``.
 
     Pairs are sorted by class; ``cls_start`` (K+1) delimits each class's pairs, and classes run
@@ -204,8 +234,12 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
                     x1 = x0 + 1 if x0 + 1 < HP else HP - 1
                     ya = y0 if y0 >= 0 else y0 + P
                     yb = ya + 1 if ya + 1 < P else 0
-                    v = ((1.0 - fx) * (1.0 - fy) * F[i, ya, x0] + fx * (1.0 - fy) * F[i, ya, x1]
-                         + (1.0 - fx) * fy * F[i, yb, x0] + fx * fy * F[i, yb, x1])
+                    v = (
+                        (1.0 - fx) * (1.0 - fy) * F[i, ya, x0]
+                        + fx * (1.0 - fy) * F[i, ya, x1]
+                        + (1.0 - fx) * fy * F[i, yb, x0]
+                        + fx * fy * F[i, yb, x1]
+                    )
                     if neg:
                         v = v.conjugate()
                     x = v * phasor
@@ -223,10 +257,15 @@ def mstep_accumulate(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf:
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
-def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.ndarray,
-                     prior: np.ndarray, inv_A: float, T: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                np.ndarray, np.ndarray]:
+def fused_best_poses(
+    S: np.ndarray,
+    G: np.ndarray,
+    ctf2: np.ndarray,
+    xpow: np.ndarray,
+    prior: np.ndarray,
+    inv_A: float,
+    T: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Best pose of every (particle, class) pair ("force max over poses/shifts"), straight
     from the angular spectra, without the score array.
 
@@ -309,10 +348,22 @@ def fused_best_poses(S: np.ndarray, G: np.ndarray, ctf2: np.ndarray, xpow: np.nd
 
 
 @numba.njit(parallel=True, **_NJ)
-def residual_band_sums(F: np.ndarray, pad: int, b: int, ctfm: np.ndarray, use_ctf: bool,
-                       apix_A: float, cls: np.ndarray, psi: np.ndarray, tx: np.ndarray,
-                       ty: np.ndarray, refs: np.ndarray, sigma2: np.ndarray, r_lo: float,
-                       r_hi: float) -> np.ndarray:
+def residual_band_sums(
+    F: np.ndarray,
+    pad: int,
+    b: int,
+    ctfm: np.ndarray,
+    use_ctf: bool,
+    apix_A: float,
+    cls: np.ndarray,
+    psi: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    refs: np.ndarray,
+    sigma2: np.ndarray,
+    r_lo: float,
+    r_hi: float,
+) -> np.ndarray:
     """Per particle, sums over the band ``r_lo <= |q| <= r_hi`` (Fourier px, half plane) of
     the particle ``x`` mapped onto its class frame (pose ``psi`` rad, shift ``(tx, ty)``
     small px, as in :func:`mstep_accumulate`) and ``m = CTF x class``: ``(n, 4)`` float64

@@ -37,25 +37,33 @@ from engine.core.mstep import (
 )
 from engine.params import ClassifyParams
 
-__all__ = ["Dataset", "State", "Geometry", "geometry_for", "classify", "n_iterations",
-           "temperature", "step_size"]
+__all__ = [
+    "Dataset",
+    "State",
+    "Geometry",
+    "geometry_for",
+    "classify",
+    "n_iterations",
+    "temperature",
+    "step_size",
+]
 
-MIN_PAIR_WEIGHT = 1e-3   # posterior below which a class is pruned from a particle's M-step
-MAX_POSES = 32           # poses per particle kept by full marginalisation
-MAX_CLASSES = 12         # classes per particle kept for the M-step (force max), by posterior
+MIN_PAIR_WEIGHT = 1e-3  # posterior below which a class is pruned from a particle's M-step
+MAX_POSES = 32  # poses per particle kept by full marginalisation
+MAX_CLASSES = 12  # classes per particle kept for the M-step (force max), by posterior
 
 
 @dataclass
 class Dataset:
     """Particles on the small box (normalised on the background, not masked)."""
 
-    images: np.ndarray              # (N, b, b) float32/float16, RAM or memory-mapped cache
-    ctfm: np.ndarray | None         # (N, 8) CTF rows (engine.core.ctf.CtfParams.as_matrix) or None
-    box: int                        # original box (px)
-    apix_A: float                   # original pixel size
-    b: int                          # small box (px)
-    n_total: int = -1               # particles in the whole set (all processes)
-    rank: int = 0                   # this process owns particles rank, rank + size, ...
+    images: np.ndarray  # (N, b, b) float32/float16, RAM or memory-mapped cache
+    ctfm: np.ndarray | None  # (N, 8) CTF rows (engine.core.ctf.CtfParams.as_matrix) or None
+    box: int  # original box (px)
+    apix_A: float  # original pixel size
+    b: int  # small box (px)
+    n_total: int = -1  # particles in the whole set (all processes)
+    rank: int = 0  # this process owns particles rank, rank + size, ...
     size: int = 1
 
     def __post_init__(self) -> None:
@@ -86,7 +94,7 @@ class Geometry:
     """Derived sampling: masks and the polar/offset grid on the small box."""
 
     grid: PolarGrid
-    mask: np.ndarray           # (b, b) soft mask applied to particles and references
+    mask: np.ndarray  # (b, b) soft mask applied to particles and references
     diameter_A: float
     diameter_outer_A: float
     offset_sigma_px: float
@@ -103,8 +111,9 @@ def geometry_for(p: ClassifyParams, data: Dataset) -> Geometry:
     step_px = (p.offset_step_A / a) if p.offset_step_A else 1.0
     grid = make_grid(b, a, p.psi_step_deg, rng_px, step_px, p.min_res_align_A)
     sig = (p.offset_sigma_A / a) if p.offset_sigma_A else 0.1 * b
-    return Geometry(grid=grid, mask=mask, diameter_A=d_in, diameter_outer_A=d_out,
-                    offset_sigma_px=sig)
+    return Geometry(
+        grid=grid, mask=mask, diameter_A=d_in, diameter_outer_A=d_out, offset_sigma_px=sig
+    )
 
 
 @dataclass
@@ -112,19 +121,19 @@ class State:
     """Everything an interrupted run needs to continue (see engine.checkpoint)."""
 
     stats: Stats
-    sigma2: np.ndarray          # (n_shells,) noise power per shell
-    refs: np.ndarray            # (K, b, b) float32 current class averages (masked)
-    cls: np.ndarray             # (N,) int32 best class, -1 = not yet visited
-    psi_deg: np.ndarray         # (N,) float32 rlnAnglePsi (RELION's sign, engine.core.pose)
-    shift_px: np.ndarray        # (N, 2) float32 particle shift t (small px): P = V(R(-psi)(x-t))
-    maxprob: np.ndarray         # (N,) float32
-    loglik: np.ndarray          # (N,) float32
-    nsig: np.ndarray            # (N,) int32 significant classes/poses
-    iteration: int = 0          # iterations completed
+    sigma2: np.ndarray  # (n_shells,) noise power per shell
+    refs: np.ndarray  # (K, b, b) float32 current class averages (masked)
+    cls: np.ndarray  # (N,) int32 best class, -1 = not yet visited
+    psi_deg: np.ndarray  # (N,) float32 rlnAnglePsi (RELION's sign, engine.core.pose)
+    shift_px: np.ndarray  # (N, 2) float32 particle shift t (small px): P = V(R(-psi)(x-t))
+    maxprob: np.ndarray  # (N,) float32
+    loglik: np.ndarray  # (N,) float32
+    nsig: np.ndarray  # (N,) int32 significant classes/poses
+    iteration: int = 0  # iterations completed
     history: list[dict[str, Any]] = field(default_factory=list)
-    resolution_A: np.ndarray | None = None   # (K,)
-    ssnr: np.ndarray | None = None           # (K, n_shells)
-    ess: np.ndarray | None = None            # (K,) effective sample size of the last full pass
+    resolution_A: np.ndarray | None = None  # (K,)
+    ssnr: np.ndarray | None = None  # (K, n_shells)
+    ess: np.ndarray | None = None  # (K,) effective sample size of the last full pass
 
 
 def n_iterations(p: ClassifyParams) -> int:
@@ -156,7 +165,7 @@ def batch_indices(p: ClassifyParams, n: int, it: int) -> np.ndarray:
         epoch, off = divmod(pos, n)
         perm = np.random.default_rng([p.seed, 7919, epoch]).permutation(n)
         take = min(n - off, start + size - pos)
-        out.append(perm[off:off + take])
+        out.append(perm[off : off + take])
         pos += take
     return np.sort(np.concatenate(out))
 
@@ -195,8 +204,9 @@ def gather_state(red: Reducer, state: State, data: Dataset) -> None:
         setattr(state, name, red.gather_particles(getattr(state, name), owned))
 
 
-def initial_noise(data: Dataset, geo: Geometry, rng: np.random.Generator,
-                  reducer: Reducer) -> np.ndarray:
+def initial_noise(
+    data: Dataset, geo: Geometry, rng: np.random.Generator, reducer: Reducer
+) -> np.ndarray:
     """Noise power per shell from the spectra of a random subset (mostly noise at low SNR)."""
     b = data.b
     idx = data.owned(np.sort(rng.choice(data.n, size=min(data.n, 500), replace=False)))
@@ -208,8 +218,9 @@ def initial_noise(data: Dataset, geo: Geometry, rng: np.random.Generator,
     return s2
 
 
-def initial_state(p: ClassifyParams, data: Dataset, geo: Geometry,
-                  reducer: Reducer | None = None) -> State:
+def initial_state(
+    p: ClassifyParams, data: Dataset, geo: Geometry, reducer: Reducer | None = None
+) -> State:
     """Noise model from the data; references from random subsets averaged without alignment."""
     red = reducer or Reducer()
     rng = np.random.default_rng([p.seed, 17])
@@ -221,14 +232,30 @@ def initial_state(p: ClassifyParams, data: Dataset, geo: Geometry,
     own = idx % data.size == data.rank
     idx, cls = idx[own], cls[own]
     ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
-    st = initial_stats_from_images(_masked_block(data, idx, geo.mask), ctfm, cls, K, b,
-                                   data.apix_small_A, sigma2, geo.grid.r_max, PAD)
+    st = initial_stats_from_images(
+        _masked_block(data, idx, geo.mask),
+        ctfm,
+        cls,
+        K,
+        b,
+        data.apix_small_A,
+        sigma2,
+        geo.grid.r_max,
+        PAD,
+    )
     st = red.sum_stats(st)
     refs, _, _ = wiener_averages(st, p.tau2_fudge, geo.mask, geo.grid.r_max)
-    return State(stats=st, sigma2=sigma2, refs=refs, cls=np.full(N, -1, np.int32),
-                 psi_deg=np.zeros(N, np.float32), shift_px=np.zeros((N, 2), np.float32),
-                 maxprob=np.zeros(N, np.float32), loglik=np.zeros(N, np.float32),
-                 nsig=np.zeros(N, np.int32))
+    return State(
+        stats=st,
+        sigma2=sigma2,
+        refs=refs,
+        cls=np.full(N, -1, np.int32),
+        psi_deg=np.zeros(N, np.float32),
+        shift_px=np.zeros((N, 2), np.float32),
+        maxprob=np.zeros(N, np.float32),
+        loglik=np.zeros(N, np.float32),
+        nsig=np.zeros(N, np.int32),
+    )
 
 
 def _refine_parabola(s_m: np.ndarray, s_0: np.ndarray, s_p: np.ndarray) -> np.ndarray:
@@ -248,11 +275,17 @@ class BlockResult:
     maxprob: np.ndarray
     loglik: np.ndarray
     nsig: np.ndarray
-    pairs: tuple[np.ndarray, ...]   # (local idx, class, weight, psi_rad, tx, ty)
+    pairs: tuple[np.ndarray, ...]  # (local idx, class, weight, psi_rad, tx, ty)
 
 
-def assign_block(sc: Scores, log_pi: np.ndarray, logprior_t: np.ndarray, grid: PolarGrid,
-                 A: float, force_max: bool) -> BlockResult:
+def assign_block(
+    sc: Scores,
+    log_pi: np.ndarray,
+    logprior_t: np.ndarray,
+    grid: PolarGrid,
+    A: float,
+    force_max: bool,
+) -> BlockResult:
     """Posteriors from the pose scores of a block at temperature A."""
     n, K, npsi = sc.ctf2.shape
     T = sc.n_shifts
@@ -261,9 +294,15 @@ def assign_block(sc: Scores, log_pi: np.ndarray, logprior_t: np.ndarray, grid: P
     ar = np.arange(n)
     if force_max:
         sbest, ti, j, s_minus, s_plus, lbest = fused_best_poses(
-            sc.S, inverse_dft_matrix(npsi), sc.ctf2, sc.xpow, logprior_t.astype(np.float64),
-            1.0 / A, T)
-        psi = (j + _refine_parabola(s_minus, sbest, s_plus)) * step    # (n, K) rad
+            sc.S,
+            inverse_dft_matrix(npsi),
+            sc.ctf2,
+            sc.xpow,
+            logprior_t.astype(np.float64),
+            1.0 / A,
+            T,
+        )
+        psi = (j + _refine_parabola(s_minus, sbest, s_plus)) * step  # (n, K) rad
         lp = log_pi[None, :] + sbest
         lp -= lp.max(axis=1, keepdims=True)
         g = np.exp(lp)
@@ -271,7 +310,7 @@ def assign_block(sc: Scores, log_pi: np.ndarray, logprior_t: np.ndarray, grid: P
         c_best = g.argmax(axis=1)
         keep = g >= MIN_PAIR_WEIGHT
         if K > MAX_CLASSES:
-            kth = -np.partition(-g, MAX_CLASSES - 1, axis=1)[:, MAX_CLASSES - 1:MAX_CLASSES]
+            kth = -np.partition(-g, MAX_CLASSES - 1, axis=1)[:, MAX_CLASSES - 1 : MAX_CLASSES]
             keep &= g >= kth
         g = np.where(keep, g, 0.0)
         g /= g.sum(axis=1, keepdims=True)
@@ -316,17 +355,34 @@ def assign_block(sc: Scores, log_pi: np.ndarray, logprior_t: np.ndarray, grid: P
         maxprob = w.max(axis=1)
         loglik = L.reshape(n, K, -1)[ar, c_best, within]
         nsig = keep.sum(axis=1)
-    shift = np.stack([np.cos(bpsi) * btp[:, 0] - np.sin(bpsi) * btp[:, 1],
-                      np.sin(bpsi) * btp[:, 0] + np.cos(bpsi) * btp[:, 1]], axis=1)
+    shift = np.stack(
+        [
+            np.cos(bpsi) * btp[:, 0] - np.sin(bpsi) * btp[:, 1],
+            np.sin(bpsi) * btp[:, 0] + np.cos(bpsi) * btp[:, 1],
+        ],
+        axis=1,
+    )
     # internal angle: particle = class rotated by +psi; RELION's rlnAnglePsi is its negative
-    return BlockResult(cls=c_best.astype(np.int32), psi_deg=(-np.rad2deg(bpsi)) % 360.0,
-                       shift_px=shift, maxprob=maxprob, loglik=loglik, nsig=nsig,
-                       pairs=pairs)
+    return BlockResult(
+        cls=c_best.astype(np.int32),
+        psi_deg=(-np.rad2deg(bpsi)) % 360.0,
+        shift_px=shift,
+        maxprob=maxprob,
+        loglik=loglik,
+        nsig=nsig,
+        pairs=pairs,
+    )
 
 
-def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State, it: int,
-                  reducer: Reducer | None = None,
-                  on_block: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def run_iteration(
+    p: ClassifyParams,
+    data: Dataset,
+    geo: Geometry,
+    state: State,
+    it: int,
+    reducer: Reducer | None = None,
+    on_block: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """One E+M iteration (online batch or full pass); updates ``state`` in place."""
     red = reducer or Reducer()
     t0 = time.perf_counter()
@@ -340,7 +396,7 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
     refspec = reference_spectra(state.refs, grid)
     w = state.stats.weight
     log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
-    logprior = -0.5 * (grid.shifts ** 2).sum(axis=1) / geo.offset_sigma_px ** 2
+    logprior = -0.5 * (grid.shifts**2).sum(axis=1) / geo.offset_sigma_px**2
     batch = Stats.zeros(K, b)
     nb = _block_size(K, len(grid.shifts), grid.n_psi)
     changed = 0.0
@@ -350,10 +406,11 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
     w1 = np.zeros(K)
     w2 = np.zeros(K)
     for s in range(0, len(idx_mine), nb):
-        idx = idx_mine[s:s + nb]
+        idx = idx_mine[s : s + nb]
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
-        ps = particle_spectra(_masked_block(data, idx, geo.mask), ctfm, grid, inv_s2,
-                              p.ctf_intact_first_peak)
+        ps = particle_spectra(
+            _masked_block(data, idx, geo.mask), ctfm, grid, inv_s2, p.ctf_intact_first_peak
+        )
         sc = score_block(ps, refspec, grid)
         res = assign_block(sc, log_pi, logprior, grid, A, p.force_max)
         prev = state.cls[idx]
@@ -370,17 +427,34 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
         li, cc, ww, pr, tx, ty = res.pairs
         w1 += np.bincount(cc, weights=ww, minlength=K)
         w2 += np.bincount(cc, weights=ww * ww, minlength=K)
-        accumulate(batch, ps.Fpad, PAD, b, ctfm, data.apix_small_A, li, cc, ww, pr, tx, ty,
-                   state.sigma2, refspec.half, grid.r_max, p.ctf_intact_first_peak)
+        accumulate(
+            batch,
+            ps.Fpad,
+            PAD,
+            b,
+            ctfm,
+            data.apix_small_A,
+            li,
+            cc,
+            ww,
+            pr,
+            tx,
+            ty,
+            state.sigma2,
+            refspec.half,
+            grid.r_max,
+            p.ctf_intact_first_peak,
+        )
         done += len(idx)
         if on_block is not None:
             on_block(done, len(idx_mine))
     batch = red.sum_stats(batch)
-    scal = red.sum_array(np.concatenate([[changed, revisited, ll_sum, float(len(idx_mine))],
-                                         w1, w2]))
+    scal = red.sum_array(
+        np.concatenate([[changed, revisited, ll_sum, float(len(idx_mine))], w1, w2])
+    )
     if not online:
-        w1, w2 = scal[4:4 + K], scal[4 + K:]
-        state.ess = np.where(w2 > 0, w1 ** 2 / np.maximum(w2, 1e-300), 0.0)
+        w1, w2 = scal[4 : 4 + K], scal[4 + K :]
+        state.ess = np.where(w2 > 0, w1**2 / np.maximum(w2, 1e-300), 0.0)
     state.stats = state.stats.mix(batch, step_size(it)) if online else batch
     st = state.stats
     nw = st.noise_w.sum(axis=0)
@@ -400,7 +474,9 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
     state.resolution_A = resolution_A(ssnr, b, data.apix_small_A, grid.r_max)
     state.iteration = it
     info = {
-        "iteration": it, "kind": "online" if online else "full", "temperature": A,
+        "iteration": it,
+        "kind": "online" if online else "full",
+        "temperature": A,
         "n_particles": int(scal[3]),
         "changed_fraction": float(scal[0] / scal[1]) if scal[1] > 0 else 1.0,
         "mean_loglik": float(scal[2] / max(scal[3], 1.0)),
@@ -411,10 +487,14 @@ def run_iteration(p: ClassifyParams, data: Dataset, geo: Geometry, state: State,
     return info
 
 
-def classify(p: ClassifyParams, data: Dataset, state: State | None = None,
-             reducer: Reducer | None = None,
-             on_iteration: Callable[[State, dict[str, Any]], None] | None = None,
-             on_block: Callable[[int, int, int], None] | None = None) -> State:
+def classify(
+    p: ClassifyParams,
+    data: Dataset,
+    state: State | None = None,
+    reducer: Reducer | None = None,
+    on_iteration: Callable[[State, dict[str, Any]], None] | None = None,
+    on_block: Callable[[int, int, int], None] | None = None,
+) -> State:
     """Run (or continue) the whole schedule and return the final state."""
     geo = geometry_for(p, data)
     if state is None:

@@ -22,18 +22,23 @@ __all__ = ["Stats", "accumulate", "wiener_averages", "resolution_A", "recentre",
 class Stats:
     """Sufficient statistics of all classes; online EM mixes them with a step ``eta``."""
 
-    num: np.ndarray      # (K, b, b//2+1) complex128
-    den: np.ndarray      # (K, b, b//2+1) float64
-    noise: np.ndarray    # (K, n_shells) float64 residual power
+    num: np.ndarray  # (K, b, b//2+1) complex128
+    den: np.ndarray  # (K, b, b//2+1) float64
+    noise: np.ndarray  # (K, n_shells) float64 residual power
     noise_w: np.ndarray  # (K, n_shells) float64 weights of the residuals
-    weight: np.ndarray   # (K,) float64 soft class weights (sum of posteriors)
+    weight: np.ndarray  # (K,) float64 soft class weights (sum of posteriors)
 
     @classmethod
     def zeros(cls, K: int, b: int) -> Stats:
         H = b // 2 + 1
         n_sh = b // 2 + 1
-        return cls(np.zeros((K, b, H), np.complex128), np.zeros((K, b, H)),
-                   np.zeros((K, n_sh)), np.zeros((K, n_sh)), np.zeros(K))
+        return cls(
+            np.zeros((K, b, H), np.complex128),
+            np.zeros((K, b, H)),
+            np.zeros((K, n_sh)),
+            np.zeros((K, n_sh)),
+            np.zeros(K),
+        )
 
     def fields(self) -> tuple[np.ndarray, ...]:
         return (self.num, self.den, self.noise, self.noise_w, self.weight)
@@ -47,10 +52,24 @@ class Stats:
             a += b
 
 
-def accumulate(stats: Stats, Fpad: np.ndarray, pad: int, b: int, ctfm: np.ndarray | None,
-               apix_A: float, idx: np.ndarray, cls: np.ndarray, w: np.ndarray,
-               psi_rad: np.ndarray, tx: np.ndarray, ty: np.ndarray, sigma2: np.ndarray,
-               refs_half: np.ndarray, r_max: int, intact_first_peak: bool = False) -> None:
+def accumulate(
+    stats: Stats,
+    Fpad: np.ndarray,
+    pad: int,
+    b: int,
+    ctfm: np.ndarray | None,
+    apix_A: float,
+    idx: np.ndarray,
+    cls: np.ndarray,
+    w: np.ndarray,
+    psi_rad: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    sigma2: np.ndarray,
+    refs_half: np.ndarray,
+    r_max: int,
+    intact_first_peak: bool = False,
+) -> None:
     """Add weighted particle-class pairs (block-local particle ``idx``) to ``stats`` in place."""
     K = stats.num.shape[0]
     order = np.argsort(cls, kind="stable")
@@ -58,13 +77,29 @@ def accumulate(stats: Stats, Fpad: np.ndarray, pad: int, b: int, ctfm: np.ndarra
     use_ctf = ctfm is not None
     cm = ctfm if use_ctf else np.zeros((Fpad.shape[0], 8))
     inv_s2 = np.where(sigma2 > 0, 1.0 / np.maximum(sigma2, 1e-30), 0.0)
-    mstep_accumulate(Fpad, pad, b, np.ascontiguousarray(cm, dtype=np.float64), use_ctf,
-                     intact_first_peak, float(apix_A),
-                     idx[order].astype(np.int64), cls[order].astype(np.int64),
-                     w[order].astype(np.float64), psi_rad[order].astype(np.float64),
-                     tx[order].astype(np.float64), ty[order].astype(np.float64), starts,
-                     inv_s2, refs_half.astype(np.complex64), r_max,
-                     stats.num, stats.den, stats.noise, stats.noise_w)
+    mstep_accumulate(
+        Fpad,
+        pad,
+        b,
+        np.ascontiguousarray(cm, dtype=np.float64),
+        use_ctf,
+        intact_first_peak,
+        float(apix_A),
+        idx[order].astype(np.int64),
+        cls[order].astype(np.int64),
+        w[order].astype(np.float64),
+        psi_rad[order].astype(np.float64),
+        tx[order].astype(np.float64),
+        ty[order].astype(np.float64),
+        starts,
+        inv_s2,
+        refs_half.astype(np.complex64),
+        r_max,
+        stats.num,
+        stats.den,
+        stats.noise,
+        stats.noise_w,
+    )
     stats.weight += np.bincount(cls, weights=w, minlength=K)
 
 
@@ -83,16 +118,17 @@ def _tau2(stats: Stats, shells: np.ndarray, n_sh: int) -> tuple[np.ndarray, np.n
     return np.maximum(tau2, 0.0), dmean
 
 
-def wiener_averages(stats: Stats, tau2_fudge: float, mask: np.ndarray, r_max: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def wiener_averages(
+    stats: Stats, tau2_fudge: float, mask: np.ndarray, r_max: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class averages ``(K, b, b)`` float32 (masked), tau2 ``(K, n_sh)``, SSNR ``(K, n_sh)``."""
     K, b, _ = stats.num.shape
     shells = shell_index(b)
     n_sh = b // 2 + 1
     tau2, dmean = _tau2(stats, shells, n_sh)
-    floor = 1e-6 * np.maximum(tau2[:, 1:r_max + 1].max(axis=1, initial=0.0), 1e-12)
+    floor = 1e-6 * np.maximum(tau2[:, 1 : r_max + 1].max(axis=1, initial=0.0), 1e-12)
     tau2 = np.maximum(tau2, floor[:, None])
-    reg = 1.0 / (tau2_fudge * tau2)                                  # (K, n_sh)
+    reg = 1.0 / (tau2_fudge * tau2)  # (K, n_sh)
     sh = np.minimum(shells, n_sh - 1)
     V = stats.num / (stats.den + reg[:, sh])
     ssnr = tau2 * dmean
@@ -111,7 +147,7 @@ CUTOFF_EDGE = 3
 
 def first_shell_below_one(ssnr: np.ndarray, r_max: int) -> np.ndarray:
     """Per class: the first shell >= 1 whose SSNR is below 1 (``r_max + 1`` if none)."""
-    below = ssnr[:, 1:r_max + 1] < 1.0
+    below = ssnr[:, 1 : r_max + 1] < 1.0
     first = np.where(below.any(axis=1), below.argmax(axis=1) + 1, r_max + 1)
     return first
 
@@ -194,14 +230,37 @@ def reseed_dead(stats: Stats, rng: np.random.Generator, min_fraction: float) -> 
     return reseeded
 
 
-def initial_stats_from_images(images: np.ndarray, ctfm: np.ndarray | None, cls: np.ndarray,
-                              K: int, b: int, apix_A: float, sigma2: np.ndarray, r_max: int,
-                              pad: int) -> Stats:
+def initial_stats_from_images(
+    images: np.ndarray,
+    ctfm: np.ndarray | None,
+    cls: np.ndarray,
+    K: int,
+    b: int,
+    apix_A: float,
+    sigma2: np.ndarray,
+    r_max: int,
+    pad: int,
+) -> Stats:
     """Sums of random subsets without alignment (RELION's initial references)."""
     st = Stats.zeros(K, b)
     Fpad = centred_rfft2(images, pad)
     n = images.shape[0]
     zeros = np.zeros(n)
-    accumulate(st, Fpad, pad, b, ctfm, apix_A, np.arange(n), cls, np.ones(n), zeros, zeros,
-               zeros, sigma2, np.zeros((K, b, b // 2 + 1), np.complex64), r_max)
+    accumulate(
+        st,
+        Fpad,
+        pad,
+        b,
+        ctfm,
+        apix_A,
+        np.arange(n),
+        cls,
+        np.ones(n),
+        zeros,
+        zeros,
+        zeros,
+        sigma2,
+        np.zeros((K, b, b // 2 + 1), np.complex64),
+        r_max,
+    )
     return st

@@ -34,8 +34,9 @@ PARTICLE_COLUMNS = ("tdcResidualLowRes", "tdcSignalLowRes")
 BLOCK = 512
 
 
-def residual_statistics(data: Dataset, geo: Geometry, state: State, use_ctf: bool
-                        ) -> dict[str, np.ndarray]:
+def residual_statistics(
+    data: Dataset, geo: Geometry, state: State, use_ctf: bool
+) -> dict[str, np.ndarray]:
     """``{column: (N,) float32}`` (:data:`PARTICLE_COLUMNS`) for the particles this process
     owns (others: 0)."""
     b, a = data.b, data.apix_small_A
@@ -51,16 +52,28 @@ def residual_statistics(data: Dataset, geo: Geometry, state: State, use_ctf: boo
     mine = data.owned(np.arange(data.n))
     mine = mine[state.cls[mine] >= 0]
     use = bool(use_ctf and data.ctfm is not None)
-    window = geo.mask * gridding_correction(b, PAD)   # unbiased bilinear samples
+    window = geo.mask * gridding_correction(b, PAD)  # unbiased bilinear samples
     for s in range(0, len(mine), BLOCK):
-        idx = mine[s:s + BLOCK]
+        idx = mine[s : s + BLOCK]
         F = centred_rfft2(data.images_of(idx) * window[None], PAD)
         ctfm = data.ctfm[idx] if use else np.zeros((len(idx), 8))
-        psi = -np.deg2rad(state.psi_deg[idx].astype(np.float64))   # RELION psi -> internal
+        psi = -np.deg2rad(state.psi_deg[idx].astype(np.float64))  # RELION psi -> internal
         sums = residual_band_sums(
-            F, PAD, b, np.ascontiguousarray(ctfm), use, a, state.cls[idx].astype(np.int64),
-            psi, state.shift_px[idx, 0].astype(np.float64),
-            state.shift_px[idx, 1].astype(np.float64), refs, sigma2, float(r_lo), float(r_hi))
+            F,
+            PAD,
+            b,
+            np.ascontiguousarray(ctfm),
+            use,
+            a,
+            state.cls[idx].astype(np.int64),
+            psi,
+            state.shift_px[idx, 0].astype(np.float64),
+            state.shift_px[idx, 1].astype(np.float64),
+            refs,
+            sigma2,
+            float(r_lo),
+            float(r_hi),
+        )
         sxx, sxm, smm, sms = sums.T
         with np.errstate(divide="ignore", invalid="ignore"):
             res = np.where(smm > 0, sxx - sxm * sxm / smm, sxx)

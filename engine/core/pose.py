@@ -48,8 +48,9 @@ def _grid(box: int) -> tuple[np.ndarray, np.ndarray, float]:
     return x - c, y - c, c
 
 
-def align_to_class(image: np.ndarray, psi_deg: float, origin_x_px: float,
-                   origin_y_px: float) -> np.ndarray:
+def align_to_class(
+    image: np.ndarray, psi_deg: float, origin_x_px: float, origin_y_px: float
+) -> np.ndarray:
     """Move a particle onto its class average: ``V(y) = P(R(-psi) y + c - origin)``."""
     x, y, c = _grid(image.shape[0])
     a = -np.deg2rad(psi_deg)
@@ -59,8 +60,9 @@ def align_to_class(image: np.ndarray, psi_deg: float, origin_x_px: float,
     return sample_bilinear(np.asarray(image, dtype=np.float64), xs, ys).astype(np.float32)
 
 
-def class_to_particle(ref: np.ndarray, psi_deg: float, origin_x_px: float,
-                      origin_y_px: float) -> np.ndarray:
+def class_to_particle(
+    ref: np.ndarray, psi_deg: float, origin_x_px: float, origin_y_px: float
+) -> np.ndarray:
     """The reverse: rotate a class by ``-psi`` and move it by ``-origin`` (how a particle looks)."""
     x, y, c = _grid(ref.shape[0])
     a = -np.deg2rad(psi_deg)

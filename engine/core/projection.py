@@ -18,8 +18,10 @@ __all__ = ["euler_matrix", "slice_matrices", "Projector", "VolumeProjector", "re
 
 def euler_matrix(rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     """RELION's ``Euler_angles2matrix``: ``(n, 3, 3)`` float64 for angles ``(n,)`` in degrees."""
-    a, b, g = (np.deg2rad(np.atleast_1d(np.asarray(v, dtype=np.float64)))
-               for v in (rot_deg, tilt_deg, psi_deg))
+    a, b, g = (
+        np.deg2rad(np.atleast_1d(np.asarray(v, dtype=np.float64)))
+        for v in (rot_deg, tilt_deg, psi_deg)
+    )
     a, b, g = np.broadcast_arrays(a, b, g)
     ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
     cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
@@ -52,8 +54,15 @@ def _fetch(vft: np.ndarray, z: int, y: int, x: int) -> complex:
 
 
 @njit(nogil=True, cache=True)
-def _slice_kernel(vft: np.ndarray, mats: np.ndarray, pad: float, box: int,
-                  cx: np.ndarray, cy: np.ndarray, out: np.ndarray) -> None:
+def _slice_kernel(
+    vft: np.ndarray,
+    mats: np.ndarray,
+    pad: float,
+    box: int,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """Central slices with trilinear interpolation, times the phase that centres at (cx, cy)."""
     half = box // 2 + 1
     rmax = box // 2 - 1
@@ -103,14 +112,24 @@ class Projector:
 
     box: int
 
-    def slices(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float,
-               origin_x_px: np.ndarray | float, origin_y_px: np.ndarray | float
-               ) -> np.ndarray:
+    def slices(
+        self,
+        rot_deg: np.ndarray,
+        tilt_deg: np.ndarray,
+        psi_deg: np.ndarray | float,
+        origin_x_px: np.ndarray | float,
+        origin_y_px: np.ndarray | float,
+    ) -> np.ndarray:
         raise NotImplementedError
 
-    def project(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float = 0.0,
-                origin_x_px: np.ndarray | float = 0.0, origin_y_px: np.ndarray | float = 0.0
-                ) -> np.ndarray:
+    def project(
+        self,
+        rot_deg: np.ndarray,
+        tilt_deg: np.ndarray,
+        psi_deg: np.ndarray | float = 0.0,
+        origin_x_px: np.ndarray | float = 0.0,
+        origin_y_px: np.ndarray | float = 0.0,
+    ) -> np.ndarray:
         """Real-space projections ``(n, box, box)`` float32 (see :meth:`slices`)."""
         f = self.slices(rot_deg, tilt_deg, psi_deg, origin_x_px, origin_y_px)
         return np.fft.irfft2(f, s=(self.box, self.box)).astype(np.float32)
@@ -136,11 +155,17 @@ class VolumeProjector(Projector):
         size = self.box * self.pad
         big = np.zeros((size, size, size), dtype=np.float32)
         o = size // 2 - self.box // 2
-        big[o:o + self.box, o:o + self.box, o:o + self.box] = v
+        big[o : o + self.box, o : o + self.box, o : o + self.box] = v
         self.vft = np.fft.rfftn(np.fft.ifftshift(big)).astype(np.complex64)
 
-    def slices(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray,
-               origin_x_px: np.ndarray, origin_y_px: np.ndarray) -> np.ndarray:
+    def slices(
+        self,
+        rot_deg: np.ndarray,
+        tilt_deg: np.ndarray,
+        psi_deg: np.ndarray,
+        origin_x_px: np.ndarray,
+        origin_y_px: np.ndarray,
+    ) -> np.ndarray:
         """Fourier transforms (``np.fft.rfft2`` layout) of posed projections.
 
         Returns
@@ -155,14 +180,21 @@ class VolumeProjector(Projector):
         cx = c - np.broadcast_to(np.asarray(origin_x_px, dtype=np.float64), (n,))
         cy = c - np.broadcast_to(np.asarray(origin_y_px, dtype=np.float64), (n,))
         out = np.empty((n, self.box, self.box // 2 + 1), dtype=np.complex64)
-        _slice_kernel(self.vft, np.ascontiguousarray(mats), float(self.pad), self.box,
-                      np.ascontiguousarray(cx), np.ascontiguousarray(cy), out)
+        _slice_kernel(
+            self.vft,
+            np.ascontiguousarray(mats),
+            float(self.pad),
+            self.box,
+            np.ascontiguousarray(cx),
+            np.ascontiguousarray(cy),
+            out,
+        )
         return out
 
 
-
-def resample_volume(volume: np.ndarray, apix_in_A: float, box: int, apix_out_A: float
-                    ) -> np.ndarray:
+def resample_volume(
+    volume: np.ndarray, apix_in_A: float, box: int, apix_out_A: float
+) -> np.ndarray:
     """Resample a cubic map to ``box^3`` voxels of ``apix_out_A`` (Fourier crop/pad, then
     centre crop/pad in real space). ``(box, box, box)`` float32."""
     v = np.asarray(volume, dtype=np.float32)
@@ -175,10 +207,10 @@ def resample_volume(volume: np.ndarray, apix_in_A: float, box: int, apix_out_A: 
         g = np.zeros((m, m, m), dtype=np.complex64)
         k = min(m, n)
         a, b = n // 2 - k // 2, m // 2 - k // 2
-        g[b:b + k, b:b + k, b:b + k] = f[a:a + k, a:a + k, a:a + k]
+        g[b : b + k, b : b + k, b : b + k] = f[a : a + k, a : a + k, a : a + k]
         v = (np.fft.ifftn(np.fft.ifftshift(g)).real * (m / n) ** 3).astype(np.float32)
     out = np.zeros((box, box, box), dtype=np.float32)
     k = min(box, m)
     a, b = m // 2 - k // 2, box // 2 - k // 2
-    out[b:b + k, b:b + k, b:b + k] = v[a:a + k, a:a + k, a:a + k]
+    out[b : b + k, b : b + k, b : b + k] = v[a : a + k, a : a + k, a : a + k]
     return out

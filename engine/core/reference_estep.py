@@ -33,13 +33,22 @@ def _interp(F: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
     y0 = np.floor(ky).astype(int)
     fx, fy = kx - x0, ky - y0
     x1 = np.minimum(x0 + 1, F.shape[1] - 1)
-    v = ((1 - fx) * (1 - fy) * F[y0 % P, x0] + fx * (1 - fy) * F[y0 % P, x1]
-         + (1 - fx) * fy * F[(y0 + 1) % P, x0] + fx * fy * F[(y0 + 1) % P, x1])
+    v = (
+        (1 - fx) * (1 - fy) * F[y0 % P, x0]
+        + fx * (1 - fy) * F[y0 % P, x1]
+        + (1 - fx) * fy * F[(y0 + 1) % P, x0]
+        + fx * fy * F[(y0 + 1) % P, x1]
+    )
     return np.where(neg, np.conj(v), v)
 
 
-def plain_scores(images: np.ndarray, refs: np.ndarray, ctf: CtfParams | None, grid: PolarGrid,
-                 inv_sigma2_shell: np.ndarray) -> np.ndarray:
+def plain_scores(
+    images: np.ndarray,
+    refs: np.ndarray,
+    ctf: CtfParams | None,
+    grid: PolarGrid,
+    inv_sigma2_shell: np.ndarray,
+) -> np.ndarray:
     """``(n, K, T, n_psi)`` float64 log-likelihoods of masked small-box particles and references.
 
     ``inv_sigma2_shell``: 1/sigma2 per integer shell (index = radius in Fourier px).
@@ -52,21 +61,24 @@ def plain_scores(images: np.ndarray, refs: np.ndarray, ctf: CtfParams | None, gr
     sh = np.rint(np.hypot(qx, qy)).astype(int)
     sel = (sh >= 1) & (sh <= grid.r_max)
     kx, ky, w = qx[sel], qy[sel], inv_sigma2_shell[sh[sel]]
-    X = centred_rfft2(images, 1)[:, sel]                               # (n, P)
-    C = (evaluate_ctf(ctf, kx / (b * grid.apix_A), ky / (b * grid.apix_A)) if ctf is not None
-         else np.ones((n, kx.size)))
+    X = centred_rfft2(images, 1)[:, sel]  # (n, P)
+    C = (
+        evaluate_ctf(ctf, kx / (b * grid.apix_A), ky / (b * grid.apix_A))
+        if ctf is not None
+        else np.ones((n, kx.size))
+    )
     Fr = centred_rfft2(refs, PAD)
     out = np.empty((n, K, len(grid.shifts), grid.n_psi))
     for j in range(grid.n_psi):
         a = 2 * np.pi * j / grid.n_psi
         c, s = np.cos(-a), np.sin(-a)
-        ux, uy = c * kx - s * ky, s * kx + c * ky                      # R(-psi) k
-        V = np.stack([_interp(Fr[k], ux * PAD, uy * PAD) for k in range(K)])   # (K, P)
+        ux, uy = c * kx - s * ky, s * kx + c * ky  # R(-psi) k
+        V = np.stack([_interp(Fr[k], ux * PAD, uy * PAD) for k in range(K)])  # (K, P)
         ca, sa = np.cos(a), np.sin(a)
         for t, tp in enumerate(grid.shifts):
-            tx, ty = ca * tp[0] - sa * tp[1], sa * tp[0] + ca * tp[1]      # particle shift
+            tx, ty = ca * tp[0] - sa * tp[1], sa * tp[0] + ca * tp[1]  # particle shift
             ph = np.exp(-2j * np.pi * (kx * tx + ky * ty) / b)
-            model = C[:, None, :] * (V * ph)[None]                         # (n, K, P)
+            model = C[:, None, :] * (V * ph)[None]  # (n, K, P)
             d = X[:, None, :] - model
-            out[:, :, t, j] = -np.sum(w * (d.real ** 2 + d.imag ** 2), axis=2)  # x2 half plane
+            out[:, :, t, j] = -np.sum(w * (d.real**2 + d.imag**2), axis=2)  # x2 half plane
     return out

@@ -30,8 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_path", "atomic_write_text", "atomic_write_bytes",
-           "AtomicTarget"]
+__all__ = ["atomic_write", "atomic_path", "atomic_write_text", "atomic_write_bytes", "AtomicTarget"]
 
 
 class AtomicTarget(os.PathLike):
@@ -60,8 +59,9 @@ class AtomicTarget(os.PathLike):
         """Write ``data`` (text or bytes) to the temporary file, opening it on first use."""
         if self._fh is None:
             binary = isinstance(data, (bytes, bytearray, memoryview))
-            self._fh = open(self.path, "wb" if binary else "w", encoding=None if binary
-                            else "utf-8")
+            self._fh = open(
+                self.path, "wb" if binary else "w", encoding=None if binary else "utf-8"
+            )
         return self._fh.write(data)
 
     def flush(self) -> None:
@@ -93,8 +93,9 @@ def _tmp_name(final: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str | None = None,
-                 fsync: bool = True) -> Iterator[Any]:
+def atomic_write(
+    path: str | os.PathLike[str], mode: str | None = None, fsync: bool = True
+) -> Iterator[Any]:
     """Write ``path`` atomically.
 
     Parameters

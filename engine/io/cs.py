@@ -37,8 +37,11 @@ def load_cs_array(path: str | os.PathLike[str]) -> np.ndarray:
     with open(p, "rb") as fh:
         magic = fh.read(6)
     if magic != b"\x93NUMPY":
-        raise InputError(p, "not a cryoSPARC .cs file (expected a numpy .npy structured "
-                            "array; compressed cryoSPARC datasets are not supported)")
+        raise InputError(
+            p,
+            "not a cryoSPARC .cs file (expected a numpy .npy structured "
+            "array; compressed cryoSPARC datasets are not supported)",
+        )
     try:
         arr = np.load(p, allow_pickle=False)
     except ValueError as exc:
@@ -53,8 +56,9 @@ def load_cs_array(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _strings(col: np.ndarray) -> np.ndarray:
-    out = [v.decode("utf-8", "replace") if isinstance(v, (bytes, np.bytes_)) else str(v)
-           for v in col]
+    out = [
+        v.decode("utf-8", "replace") if isinstance(v, (bytes, np.bytes_)) else str(v) for v in col
+    ]
     return np.array(out, dtype=object)
 
 
@@ -92,8 +96,9 @@ def read_cs(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     # optics groups: distinct (voltage, Cs, Q, pixel size, box)
     keys = {}
     for field, (col, default) in _OPTICS_FIELDS.items():
-        keys[col] = (np.asarray(arr[field], dtype=np.float64) if field in names
-                     else np.full(n, default))
+        keys[col] = (
+            np.asarray(arr[field], dtype=np.float64) if field in names else np.full(n, default)
+        )
     if "blob/shape" in names:
         shp = np.asarray(arr["blob/shape"]).reshape(n, -1)
         keys["rlnImageSize"] = shp[:, -1].astype(np.int64)
@@ -109,10 +114,16 @@ def read_cs(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     if "ctf/df1_A" in names:
         df["rlnDefocusU"] = np.asarray(arr["ctf/df1_A"], dtype=np.float64)
-        df["rlnDefocusV"] = (np.asarray(arr["ctf/df2_A"], dtype=np.float64)
-                             if "ctf/df2_A" in names else df["rlnDefocusU"])
-        df["rlnDefocusAngle"] = (np.rad2deg(np.asarray(arr["ctf/df_angle_rad"], np.float64))
-                                 if "ctf/df_angle_rad" in names else 0.0)
+        df["rlnDefocusV"] = (
+            np.asarray(arr["ctf/df2_A"], dtype=np.float64)
+            if "ctf/df2_A" in names
+            else df["rlnDefocusU"]
+        )
+        df["rlnDefocusAngle"] = (
+            np.rad2deg(np.asarray(arr["ctf/df_angle_rad"], np.float64))
+            if "ctf/df_angle_rad" in names
+            else 0.0
+        )
         if "ctf/phase_shift_rad" in names:
             df["rlnPhaseShift"] = np.rad2deg(np.asarray(arr["ctf/phase_shift_rad"], np.float64))
         if "ctf/bfactor" in names:

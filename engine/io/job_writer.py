@@ -22,8 +22,17 @@ from engine.io.particles import ParticleSet, particles_to_blocks
 from engine.io.star import write_star
 from engine.params import ClassifyParams
 
-__all__ = ["JobFiles", "class_order", "write_model", "write_data", "write_job_json",
-           "read_job_json", "save_checkpoint", "load_checkpoint", "class_table"]
+__all__ = [
+    "JobFiles",
+    "class_order",
+    "write_model",
+    "write_data",
+    "write_job_json",
+    "read_job_json",
+    "save_checkpoint",
+    "load_checkpoint",
+    "class_table",
+]
 
 DATA = "run_data.star"
 MODEL = "run_model.star"
@@ -50,8 +59,9 @@ def class_order(state: State, K: int) -> np.ndarray:
     return np.lexsort((-state.stats.weight, -counts))
 
 
-def class_table(state: State, p: ClassifyParams, data: Dataset, geo: Geometry,
-                order: np.ndarray) -> pd.DataFrame:
+def class_table(
+    state: State, p: ClassifyParams, data: Dataset, geo: Geometry, order: np.ndarray
+) -> pd.DataFrame:
     """One row per class (new numbering): RELION's model columns plus ours."""
     K = p.n_classes
     counts = class_counts(state, K)
@@ -63,36 +73,46 @@ def class_table(state: State, p: ClassifyParams, data: Dataset, geo: Geometry,
     mean_mp = np.where(counts > 0, mp / np.maximum(counts, 1), 0.0)
     ess = state.ess if state.ess is not None else np.zeros(K)
     a = data.apix_small_A
-    df = pd.DataFrame({
-        "rlnReferenceImage": [f"{k + 1:06d}@{CLASSES}" for k in range(K)],
-        "rlnClassDistribution": frac[order],
-        "rlnAccuracyRotations": np.full(K, 0.5 * geo.grid.psi_step_deg),
-        "rlnAccuracyTranslationsAngst": np.full(K, 0.5 * a),
-        "rlnEstimatedResolution": res[order],
-        "tdcClassNumber": np.arange(1, K + 1),
-        "tdcParticleCount": counts[order],
-        "tdcEffectiveSampleSize": np.asarray(ess)[order],
-        "tdcMeanMaxProb": mean_mp[order],
-    })
+    df = pd.DataFrame(
+        {
+            "rlnReferenceImage": [f"{k + 1:06d}@{CLASSES}" for k in range(K)],
+            "rlnClassDistribution": frac[order],
+            "rlnAccuracyRotations": np.full(K, 0.5 * geo.grid.psi_step_deg),
+            "rlnAccuracyTranslationsAngst": np.full(K, 0.5 * a),
+            "rlnEstimatedResolution": res[order],
+            "tdcClassNumber": np.arange(1, K + 1),
+            "tdcParticleCount": counts[order],
+            "tdcEffectiveSampleSize": np.asarray(ess)[order],
+            "tdcMeanMaxProb": mean_mp[order],
+        }
+    )
     return df
 
 
 def _iterations_table(state: State) -> pd.DataFrame:
     h = state.history
-    return pd.DataFrame({
-        "tdcIteration": [d["iteration"] for d in h],
-        "tdcKind": [d["kind"] for d in h],
-        "tdcTemperature": [d["temperature"] for d in h],
-        "tdcChangedFraction": [d["changed_fraction"] for d in h],
-        "tdcMeanLogLik": [d["mean_loglik"] for d in h],
-        "tdcParticles": [d["n_particles"] for d in h],
-        "tdcReseeded": [d.get("reseeded", 0) for d in h],
-        "tdcSeconds": [d["seconds"] for d in h],
-    })
+    return pd.DataFrame(
+        {
+            "tdcIteration": [d["iteration"] for d in h],
+            "tdcKind": [d["kind"] for d in h],
+            "tdcTemperature": [d["temperature"] for d in h],
+            "tdcChangedFraction": [d["changed_fraction"] for d in h],
+            "tdcMeanLogLik": [d["mean_loglik"] for d in h],
+            "tdcParticles": [d["n_particles"] for d in h],
+            "tdcReseeded": [d.get("reseeded", 0) for d in h],
+            "tdcSeconds": [d["seconds"] for d in h],
+        }
+    )
 
 
-def write_model(files: JobFiles, state: State, p: ClassifyParams, data: Dataset,
-                geo: Geometry, extra_columns: pd.DataFrame | None = None) -> np.ndarray:
+def write_model(
+    files: JobFiles,
+    state: State,
+    p: ClassifyParams,
+    data: Dataset,
+    geo: Geometry,
+    extra_columns: pd.DataFrame | None = None,
+) -> np.ndarray:
     """Write run_classes.mrcs and run_model.star; return the class order used."""
     K = p.n_classes
     order = class_order(state, K)
@@ -118,13 +138,25 @@ def write_model(files: JobFiles, state: State, p: ClassifyParams, data: Dataset,
     if extra_columns is not None:
         for col in extra_columns.columns:
             classes[col] = extra_columns[col].to_numpy()
-    write_star(files.model, {"model_general": general, "model_classes": classes,
-                             "model_iterations": _iterations_table(state)})
+    write_star(
+        files.model,
+        {
+            "model_general": general,
+            "model_classes": classes,
+            "model_iterations": _iterations_table(state),
+        },
+    )
     return order
 
 
-def write_data(files: JobFiles, state: State, pset: ParticleSet, data: Dataset,
-               order: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+def write_data(
+    files: JobFiles,
+    state: State,
+    pset: ParticleSet,
+    data: Dataset,
+    order: np.ndarray,
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
     """run_data.star: every input column and the optics table, plus class and pose (and
     ``extra`` per-particle columns, e.g. engine.core.particle_residuals)."""
     new_number = np.empty_like(order)
@@ -171,8 +203,7 @@ def save_checkpoint(files: JobFiles, state: State) -> None:
         arrays["ssnr"] = state.ssnr
     if state.ess is not None:
         arrays["ess"] = state.ess
-    arrays["meta"] = np.array(json.dumps({"iteration": state.iteration,
-                                          "history": state.history}))
+    arrays["meta"] = np.array(json.dumps({"iteration": state.iteration, "history": state.history}))
     with atomic_write(files.checkpoint, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -182,10 +213,13 @@ def load_checkpoint(files: JobFiles) -> State:
 
     with np.load(files.checkpoint) as z:
         meta = json.loads(str(z["meta"]))
-        st = Stats(*(z["stats_" + k].copy() for k in ("num", "den", "noise", "noise_w",
-                                                      "weight")))
-        state = State(stats=st, **{k: z[k].copy() for k in _STATE_ARRAYS},
-                      iteration=int(meta["iteration"]), history=list(meta["history"]))
+        st = Stats(*(z["stats_" + k].copy() for k in ("num", "den", "noise", "noise_w", "weight")))
+        state = State(
+            stats=st,
+            **{k: z[k].copy() for k in _STATE_ARRAYS},
+            iteration=int(meta["iteration"]),
+            history=list(meta["history"]),
+        )
         if "resolution_A" in z:
             state.resolution_A = z["resolution_A"].copy()
         if "ssnr" in z:

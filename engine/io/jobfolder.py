@@ -151,8 +151,12 @@ def job_files(job_dir: str | Path) -> dict[str, Path]:
     prefix = "run"
     if not (d / "run_model.star").exists():
         prefix = _relion_prefix(d) or "run"
-    return {"model": d / f"{prefix}_model.star", "classes": d / f"{prefix}_classes.mrcs",
-            "data": d / f"{prefix}_data.star", "job": d / "job.json"}
+    return {
+        "model": d / f"{prefix}_model.star",
+        "classes": d / f"{prefix}_classes.mrcs",
+        "data": d / f"{prefix}_data.star",
+        "job": d / "job.json",
+    }
 
 
 def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
@@ -184,8 +188,11 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
             raise InputError(files["job"], f"cannot read job.json ({exc})") from None
     if not files["model"].exists():
         st = info.get("status")
-        hint = (f" (job status: {st}; no iteration finished yet)" if st
-                else "; is this a twodclass job folder?")
+        hint = (
+            f" (job status: {st}; no iteration finished yet)"
+            if st
+            else "; is this a twodclass job folder?"
+        )
         raise InputError(d, f"no run_model.star{hint}")
     blocks = read_star(files["model"])
     model = blocks.get("model_classes")
@@ -193,15 +200,16 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
         raise InputError(files["model"], "no data_model_classes block")
     model = _clean(model)
     general_df = _clean(blocks.get("model_general"))
-    general = ({} if general_df is None
-               else {c: general_df[c].iloc[0] for c in general_df.columns})
+    general = {} if general_df is None else {c: general_df[c].iloc[0] for c in general_df.columns}
     if not files["classes"].exists():
         raise InputError(files["classes"], "class averages not found")
     arr, apix = open_stack(files["classes"])
     classes = np.array(arr, dtype=np.float32)
     if classes.shape[0] != len(model):
-        raise InputError(files["classes"], f"{classes.shape[0]} images but "
-                         f"{len(model)} classes in {files['model'].name}")
+        raise InputError(
+            files["classes"],
+            f"{classes.shape[0]} images but {len(model)} classes in {files['model'].name}",
+        )
     if not apix:
         apix = float(general.get("rlnPixelSize", 0.0) or 0.0)
     data = optics = None
@@ -217,7 +225,18 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
         status = "finished"  # a RELION job: the data file is written per iteration
     params = info.get("params") or info.get("parameters") or {}
     input_path = info.get("input") or info.get("input_path") or info.get("particles")
-    return Job(job_dir=d, classes=classes, apix_A=float(apix), model=model, general=general,
-               iterations=_clean(blocks.get("model_iterations")), data=data, optics=optics,
-               params=dict(params), input_path=None if input_path is None else str(input_path),
-               status=status, info=info, files=files)
+    return Job(
+        job_dir=d,
+        classes=classes,
+        apix_A=float(apix),
+        model=model,
+        general=general,
+        iterations=_clean(blocks.get("model_iterations")),
+        data=data,
+        optics=optics,
+        params=dict(params),
+        input_path=None if input_path is None else str(input_path),
+        status=status,
+        info=info,
+        files=files,
+    )

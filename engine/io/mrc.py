@@ -26,8 +26,17 @@ import numpy as np
 from engine.errors import InputError
 from engine.io.atomic import atomic_write
 
-__all__ = ["open_stack", "stack_info", "read_volume", "write_stack", "new_stack",
-           "StackWriter", "clear_cache", "MAX_OPEN", "SUPPORTED_MODES"]
+__all__ = [
+    "open_stack",
+    "stack_info",
+    "read_volume",
+    "write_stack",
+    "new_stack",
+    "StackWriter",
+    "clear_cache",
+    "MAX_OPEN",
+    "SUPPORTED_MODES",
+]
 
 MAX_OPEN = 128
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
@@ -47,9 +56,12 @@ def _header(path: Path) -> tuple[tuple[int, int, int], np.dtype, int, float]:
             h = m.header
             mode = int(h.mode)
             if mode not in SUPPORTED_MODES:
-                raise InputError(path, f"unsupported MRC data mode {mode} (supported: "
-                                       + ", ".join(f"{k} {v}" for k, v in
-                                                   SUPPORTED_MODES.items()) + ")")
+                raise InputError(
+                    path,
+                    f"unsupported MRC data mode {mode} (supported: "
+                    + ", ".join(f"{k} {v}" for k, v in SUPPORTED_MODES.items())
+                    + ")",
+                )
             dtype = mrcfile.utils.data_dtype_from_header(h)
             nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
             offset = 1024 + int(h.nsymbt)
@@ -64,8 +76,11 @@ def _header(path: Path) -> tuple[tuple[int, int, int], np.dtype, int, float]:
     need = offset + nx * ny * nz * dtype.itemsize
     size = path.stat().st_size
     if size < need:
-        raise InputError(path, f"MRC file is truncated ({size} bytes, header says "
-                               f"{nz} images of {ny} x {nx} need {need})")
+        raise InputError(
+            path,
+            f"MRC file is truncated ({size} bytes, header says "
+            f"{nz} images of {ny} x {nx} need {need})",
+        )
     # header floats are float32: 3.54 reads as 3.5399999618; round to 6 significant digits
     apix = float(f"{apix:.6g}") if np.isfinite(apix) and apix > 0 else 0.0
     return (nz, ny, nx), dtype, offset, apix
@@ -155,8 +170,9 @@ def _set_voxel(m: mrcfile.mrcfile.MrcFile, apix_A: float) -> None:
         m.voxel_size = float(apix_A)
 
 
-def write_stack(path: str | os.PathLike[str], array: np.ndarray, apix_A: float,
-                float16: bool = False) -> None:
+def write_stack(
+    path: str | os.PathLike[str], array: np.ndarray, apix_A: float, float16: bool = False
+) -> None:
     """Write an image stack atomically.
 
     Parameters
@@ -201,7 +217,7 @@ class StackWriter:
     def write(self, start: int, block: np.ndarray) -> None:
         """Store images ``block`` ``(b, ny, nx)`` at ``start`` and update header statistics."""
         b = np.asarray(block)
-        self.data[start:start + b.shape[0]] = b
+        self.data[start : start + b.shape[0]] = b
         if b.size:
             flat = b.reshape(-1).astype(np.float32, copy=False)
             self._min = min(self._min, float(flat.min()))
@@ -229,8 +245,9 @@ class StackWriter:
 
 
 @contextlib.contextmanager
-def new_stack(path: str | os.PathLike[str], n: int, box: int, apix_A: float,
-              float16: bool = False) -> Iterator[StackWriter]:
+def new_stack(
+    path: str | os.PathLike[str], n: int, box: int, apix_A: float, float16: bool = False
+) -> Iterator[StackWriter]:
     """Create an ``(n, box, box)`` stack on disk and fill it in blocks (bounded memory).
 
     The file appears at ``path`` (atomically) only when the ``with`` block ends without an
@@ -238,8 +255,7 @@ def new_stack(path: str | os.PathLike[str], n: int, box: int, apix_A: float,
     """
     mode = 12 if float16 else 2
     with atomic_write(path) as tmp:
-        with mrcfile.new_mmap(tmp.path, shape=(n, box, box), mrc_mode=mode,
-                              overwrite=True) as m:
+        with mrcfile.new_mmap(tmp.path, shape=(n, box, box), mrc_mode=mode, overwrite=True) as m:
             m.set_image_stack()
             _set_voxel(m, apix_A)
             w = StackWriter(m)

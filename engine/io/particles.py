@@ -111,9 +111,13 @@ class ParticleSet:
         if bad.any():
             j = int(np.argmax(bad))
             row = int(idx[j])
-            raise InputError(self.path, f"image {int(self.frame_index[row]) + 1} of "
-                             f"{self.stack_paths[int(self.stack_index[row])]} contains NaN or "
-                             "infinite pixels", row=row + 1)
+            raise InputError(
+                self.path,
+                f"image {int(self.frame_index[row]) + 1} of "
+                f"{self.stack_paths[int(self.stack_index[row])]} contains NaN or "
+                "infinite pixels",
+                row=row + 1,
+            )
         return out
 
     def iter_blocks(self, block_size: int = 1024) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -138,8 +142,11 @@ def parse_image_names(names: pd.Series, path: Path) -> tuple[np.ndarray, np.ndar
     bad = ~np.isfinite(idx) | (idx < 1) | (idx != np.round(idx))
     if bad.any():
         r = int(np.argmax(bad))
-        raise InputError(path, f"bad rlnImageName '{s.iloc[r]}' (expected NNNNNN@stack.mrcs "
-                               "with NNNNNN >= 1)", row=r + 1)
+        raise InputError(
+            path,
+            f"bad rlnImageName '{s.iloc[r]}' (expected NNNNNN@stack.mrcs with NNNNNN >= 1)",
+            row=r + 1,
+        )
     empty = np.array([not x for x in stack])
     if empty.any():
         r = int(np.argmax(empty))
@@ -158,10 +165,12 @@ def _resolve(name: str, bases: list[Path]) -> Path | None:
     return None
 
 
-def _locate_stacks(stack_names: np.ndarray, path: Path, project_dir: str | os.PathLike[str]
-                   | None) -> tuple[list[Path], np.ndarray]:
-    uniq, first, inverse = np.unique(stack_names.astype(str), return_index=True,
-                                     return_inverse=True)
+def _locate_stacks(
+    stack_names: np.ndarray, path: Path, project_dir: str | os.PathLike[str] | None
+) -> tuple[list[Path], np.ndarray]:
+    uniq, first, inverse = np.unique(
+        stack_names.astype(str), return_index=True, return_inverse=True
+    )
     bases = [path.parent]
     if project_dir is not None:
         bases.append(Path(project_dir))
@@ -171,15 +180,20 @@ def _locate_stacks(stack_names: np.ndarray, path: Path, project_dir: str | os.Pa
         q = _resolve(str(name), bases)
         if q is None:
             looked = ", ".join(str(b) for b in bases)
-            raise InputError(path, f"image stack '{name}' not found (looked relative to: "
-                                   f"{looked}); pass the project folder if paths are relative "
-                                   "to it", row=int(r) + 1)
+            raise InputError(
+                path,
+                f"image stack '{name}' not found (looked relative to: "
+                f"{looked}); pass the project folder if paths are relative "
+                "to it",
+                row=int(r) + 1,
+            )
         paths.append(q)
     return paths, inverse.astype(np.int32).ravel()
 
 
-def _check_stacks(path: Path, paths: list[Path], sid: np.ndarray, frame: np.ndarray
-                  ) -> tuple[int, float]:
+def _check_stacks(
+    path: Path, paths: list[Path], sid: np.ndarray, frame: np.ndarray
+) -> tuple[int, float]:
     """Check image numbers and sizes against the stack headers; return (box, header apix)."""
     box = None
     box_row = 0
@@ -191,26 +205,32 @@ def _check_stacks(path: Path, paths: list[Path], sid: np.ndarray, frame: np.ndar
     for s, p in enumerate(paths):
         n, ny, nx, a = stack_info(p)
         if ny != nx:
-            raise InputError(path, f"images in {p} are not square ({nx} x {ny} px)",
-                             row=int(first_row[s]) + 1)
+            raise InputError(
+                path, f"images in {p} are not square ({nx} x {ny} px)", row=int(first_row[s]) + 1
+            )
         if box is None:
             box, box_row = nx, int(first_row[s])
         elif nx != box:
-            raise InputError(path, f"image size {nx} px in {p} differs from {box} px (row "
-                                   f"{box_row + 1}); all particles must share one box size",
-                             row=int(first_row[s]) + 1)
+            raise InputError(
+                path,
+                f"image size {nx} px in {p} differs from {box} px (row "
+                f"{box_row + 1}); all particles must share one box size",
+                row=int(first_row[s]) + 1,
+            )
         if max_frame[s] >= n:
             rows = np.flatnonzero((sid == s) & (frame >= n))
             r = int(rows[0])
-            raise InputError(path, f"image {int(frame[r]) + 1} is past the end of {p} "
-                                   f"({n} images)", row=r + 1)
+            raise InputError(
+                path, f"image {int(frame[r]) + 1} is past the end of {p} ({n} images)", row=r + 1
+            )
         if a > 0 and apix == 0.0:
             apix = a
     return int(box or 0), apix
 
 
-def _optics_for_particles(path: Path, particles: pd.DataFrame, optics: pd.DataFrame
-                          ) -> pd.DataFrame:
+def _optics_for_particles(
+    path: Path, particles: pd.DataFrame, optics: pd.DataFrame
+) -> pd.DataFrame:
     """Optics rows aligned with the particle rows."""
     if "rlnOpticsGroup" in particles.columns and "rlnOpticsGroup" in optics.columns:
         g = pd.to_numeric(particles["rlnOpticsGroup"], errors="coerce")
@@ -218,13 +238,18 @@ def _optics_for_particles(path: Path, particles: pd.DataFrame, optics: pd.DataFr
         known = g.isin(table.index).to_numpy()
         if not known.all():
             r = int(np.argmax(~known))
-            raise InputError(path, f"rlnOpticsGroup {particles['rlnOpticsGroup'].iloc[r]} is "
-                                   "not in the optics table", row=r + 1)
+            raise InputError(
+                path,
+                f"rlnOpticsGroup {particles['rlnOpticsGroup'].iloc[r]} is not in the optics table",
+                row=r + 1,
+            )
         return table.loc[g.to_numpy()].reset_index()
     if len(optics) == 1:
         return optics.loc[np.zeros(len(particles), dtype=np.int64)].reset_index(drop=True)
-    raise InputError(path, "particles have no rlnOpticsGroup column but the optics table has "
-                           f"{len(optics)} groups")
+    raise InputError(
+        path,
+        f"particles have no rlnOpticsGroup column but the optics table has {len(optics)} groups",
+    )
 
 
 def _column(tables: list[pd.DataFrame], name: str, n: int) -> np.ndarray | None:
@@ -251,13 +276,18 @@ def _single(path: Path, what: str, v: np.ndarray) -> float:
         return 0.0
     if np.ptp(v) > 1e-4 * v.max():
         r = int(np.argmax(np.abs(v - v[0]) > 1e-4 * v.max()))
-        raise InputError(path, f"pixel size ({what}) {v[r]:g} Å differs from {v[0]:g} Å of "
-                               "row 1; classify one pixel size at a time", row=r + 1)
+        raise InputError(
+            path,
+            f"pixel size ({what}) {v[r]:g} Å differs from {v[0]:g} Å of "
+            "row 1; classify one pixel size at a time",
+            row=r + 1,
+        )
     return float(f"{float(v[0]):.6g}")
 
 
-def _ctf(path: Path, particles: pd.DataFrame, per_particle_optics: pd.DataFrame | None
-         ) -> CtfParams | None:
+def _ctf(
+    path: Path, particles: pd.DataFrame, per_particle_optics: pd.DataFrame | None
+) -> CtfParams | None:
     n = len(particles)
     tables = [particles] if per_particle_optics is None else [particles, per_particle_optics]
     du = _column([particles], "rlnDefocusU", n)
@@ -270,14 +300,15 @@ def _ctf(path: Path, particles: pd.DataFrame, per_particle_optics: pd.DataFrame 
         "defocus_v_A": du if dv is None else dv,
         "defocus_angle_deg": np.zeros(n) if ang is None else ang,
     }
-    for key, col, default in (("voltage_kV", "rlnVoltage", 300.0),
-                              ("cs_mm", "rlnSphericalAberration", 2.7),
-                              ("amp_contrast", "rlnAmplitudeContrast", 0.1),
-                              ("phase_shift_deg", "rlnPhaseShift", 0.0),
-                              ("bfactor_A2", "rlnCtfBfactor", 0.0)):
+    for key, col, default in (
+        ("voltage_kV", "rlnVoltage", 300.0),
+        ("cs_mm", "rlnSphericalAberration", 2.7),
+        ("amp_contrast", "rlnAmplitudeContrast", 0.1),
+        ("phase_shift_deg", "rlnPhaseShift", 0.0),
+        ("bfactor_A2", "rlnCtfBfactor", 0.0),
+    ):
         # optics values from the optics table first; phase shift / B-factor per particle first
-        v = _column(tables if key in ("phase_shift_deg", "bfactor_A2") else tables[::-1],
-                    col, n)
+        v = _column(tables if key in ("phase_shift_deg", "bfactor_A2") else tables[::-1], col, n)
         vals[key] = np.full(n, default) if v is None else v
     for key, v in vals.items():
         bad = ~np.isfinite(v)
@@ -294,12 +325,14 @@ def _particle_block(path: Path, blocks: dict[str, pd.DataFrame]) -> str:
         if "rlnImageName" in df.columns:
             return name
     listed = ", ".join(f"data_{k}" for k in blocks)
-    raise InputError(path, f"no rlnImageName column in any data block ({listed}); "
-                           "is this a particle STAR file?")
+    raise InputError(
+        path, f"no rlnImageName column in any data block ({listed}); is this a particle STAR file?"
+    )
 
 
-def read_particles(path: str | os.PathLike[str],
-                   project_dir: str | os.PathLike[str] | None = None) -> ParticleSet:
+def read_particles(
+    path: str | os.PathLike[str], project_dir: str | os.PathLike[str] | None = None
+) -> ParticleSet:
     """Read a particle STAR (RELION 3.0 / 3.1+) or cryoSPARC ``.cs`` file and validate it.
 
     Relative stack paths are resolved against the file's folder, then ``project_dir``,
@@ -336,15 +369,24 @@ def read_particles(path: str | os.PathLike[str],
     apix = _pixel_size(p, tables, len(particles), header_apix)
     ctf = _ctf(p, particles, per_opt)
     pre = _column(tables, "rlnCtfDataAreCtfPremultiplied", len(particles))
-    return ParticleSet(path=p, particles=particles, optics=optics, star_version=version,
-                       box=box, apix_A=apix, ctf=ctf, stack_paths=paths, stack_index=sid,
-                       frame_index=frame,
-                       ctf_premultiplied=bool(pre is not None and np.nan_to_num(pre).any()),
-                       block_name=block, other_blocks=other)
+    return ParticleSet(
+        path=p,
+        particles=particles,
+        optics=optics,
+        star_version=version,
+        box=box,
+        apix_A=apix,
+        ctf=ctf,
+        stack_paths=paths,
+        stack_index=sid,
+        frame_index=frame,
+        ctf_premultiplied=bool(pre is not None and np.nan_to_num(pre).any()),
+        block_name=block,
+        other_blocks=other,
+    )
 
 
-def particles_to_blocks(pset: ParticleSet, particles_df: pd.DataFrame
-                        ) -> dict[str, pd.DataFrame]:
+def particles_to_blocks(pset: ParticleSet, particles_df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Blocks for writing ``particles_df`` as a STAR file in the input's layout.
 
     3.1 (and .cs input): ``{"optics": ..., "particles": ...}`` (plus any other input

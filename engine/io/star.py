@@ -62,9 +62,11 @@ def read_star(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     return out
 
 
-def write_star(path: str | os.PathLike[str],
-               blocks: Mapping[str, pd.DataFrame | Mapping[str, Any]],
-               float_format: str = FLOAT_FORMAT) -> None:
+def write_star(
+    path: str | os.PathLike[str],
+    blocks: Mapping[str, pd.DataFrame | Mapping[str, Any]],
+    float_format: str = FLOAT_FORMAT,
+) -> None:
     """Write ``blocks`` (name without ``data_`` -> table) as a STAR file, atomically.
 
     Column order and block order are kept. A value that is a ``dict``, or a one-row

@@ -26,10 +26,17 @@ def _reducer() -> Any:
     return mpi_reducer()
 
 
-
-def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None, *,
-            progress: str = "none", resume: bool = False, project_dir: str | None = None,
-            overwrite: bool = False, overrides: argparse.Namespace | None = None) -> int:
+def run_job(
+    particles: Path | None,
+    job_dir: Path,
+    params: ClassifyParams | None,
+    *,
+    progress: str = "none",
+    resume: bool = False,
+    project_dir: str | None = None,
+    overwrite: bool = False,
+    overrides: argparse.Namespace | None = None,
+) -> int:
     """Run (or resume) a classification job; the CLI, the TUI and Scipion all end up here."""
     import numba
     import numpy as np
@@ -71,8 +78,10 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
     else:
         assert params is not None and particles is not None
         if files.job.exists() and not overwrite:
-            raise TwodclassError(f"{job_dir} already holds a job (job.json); use --resume "
-                                 f"{job_dir} to continue it, --overwrite, or another -o")
+            raise TwodclassError(
+                f"{job_dir} already holds a job (job.json); use --resume "
+                f"{job_dir} to continue it, --overwrite, or another -o"
+            )
     assert params is not None and particles is not None
     errs = params.validate()
     if errs:
@@ -84,22 +93,32 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
     _fft.set_workers(n_threads)
     pset = read_particles(particles, project_dir)
     if not pset.apix_A or pset.apix_A <= 0:
-        raise TwodclassError(f"{particles}: pixel size unknown (no rlnImagePixelSize in the "
-                             "optics table and none in the stack header)")
+        raise TwodclassError(
+            f"{particles}: pixel size unknown (no rlnImagePixelSize in the "
+            "optics table and none in the stack header)"
+        )
     errs = params.validate_for_data(len(pset), pset.box, pset.apix_A)
     if errs:
         raise ParameterError("; ".join(errs))
     if params.max_res_A < 2 * pset.apix_A:
-        prog.stage("reading", f"--max-res {params.max_res_A:g} Å is finer than Nyquist "
-                              f"({2 * pset.apix_A:g} Å): using the full box")
+        prog.stage(
+            "reading",
+            f"--max-res {params.max_res_A:g} Å is finer than Nyquist "
+            f"({2 * pset.apix_A:g} Å): using the full box",
+        )
     if params.ctf and pset.ctf is None:
         prog.stage("reading", "no CTF columns in the input: classifying without CTF")
         params.ctf = False
     t0 = time.perf_counter()
     job_info: dict[str, Any] = {
-        "input": str(particles.resolve()), "project_dir": project_dir,
-        "params": params.to_dict(), "status": "running", "n_particles": len(pset),
-        "box": pset.box, "apix_A": pset.apix_A, "mpi_processes": red.size,
+        "input": str(particles.resolve()),
+        "project_dir": project_dir,
+        "params": params.to_dict(),
+        "status": "running",
+        "n_particles": len(pset),
+        "box": pset.box,
+        "apix_A": pset.apix_A,
+        "mpi_processes": red.size,
         "command": " ".join(sys.argv),
     }
     if root:
@@ -113,15 +132,23 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
         prog.stage("reading", f"reading and Fourier-cropping {len(pset)} particles")
         data = prepare_dataset(pset, params, files.dir / "cache", red.rank, red.size)
         geo = geometry_for(params, data)
-        job_info.update(box_small=data.b, apix_small_A=data.apix_small_A,
-                        n_iterations=n_iterations(params))
+        job_info.update(
+            box_small=data.b, apix_small_A=data.apix_small_A, n_iterations=n_iterations(params)
+        )
         size = min(params.batch_per_class * params.n_classes, len(pset))
         total = size * params.online_iters + len(pset) * params.full_passes
         done = sum(h["n_particles"] for h in state.history) if state else 0
-        prog.start(job_dir=str(job_dir), n_particles=len(pset), n_classes=params.n_classes,
-                   n_iterations=n_iterations(params), box=pset.box, box_small=data.b,
-                   total_visits=total, done_visits=done,
-                   resumed_from=state.iteration if state else 0)
+        prog.start(
+            job_dir=str(job_dir),
+            n_particles=len(pset),
+            n_classes=params.n_classes,
+            n_iterations=n_iterations(params),
+            box=pset.box,
+            box_small=data.b,
+            total_visits=total,
+            done_visits=done,
+            resumed_from=state.iteration if state else 0,
+        )
         prog.stage("classifying", "classifying (the first iteration compiles the kernels)")
 
         def on_iteration(st: Any, info: dict[str, Any]) -> None:
@@ -135,17 +162,33 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
 
         state = classify(params, data, state, red, on_iteration, prog.block)
         owned = np.arange(data.n) % data.size == data.rank
-        per_particle = {k: red.gather_particles(v, owned) for k, v in
-                        residual_statistics(data, geo, state, params.ctf).items()}
+        per_particle = {
+            k: red.gather_particles(v, owned)
+            for k, v in residual_statistics(data, geo, state, params.ctf).items()
+        }
         if root:
             prog.stage("writing", "writing run_data.star and class statistics")
-            order = write_model(files, state, params, data, geo,
-                                extra_columns=class_statistics_for_state(state, params, data,
-                                                                         geo))
-            write_data(files, state, pset, data, order,
-                       {k: np.round(v.astype(np.float64), 4) for k, v in per_particle.items()})
-            job_info.update(status="finished", iteration=state.iteration,
-                            seconds=round(time.perf_counter() - t0, 2))
+            order = write_model(
+                files,
+                state,
+                params,
+                data,
+                geo,
+                extra_columns=class_statistics_for_state(state, params, data, geo),
+            )
+            write_data(
+                files,
+                state,
+                pset,
+                data,
+                order,
+                {k: np.round(v.astype(np.float64), 4) for k, v in per_particle.items()},
+            )
+            job_info.update(
+                status="finished",
+                iteration=state.iteration,
+                seconds=round(time.perf_counter() - t0, 2),
+            )
             write_job_json(files, job_info)
         prog.emit("done", job_dir=str(job_dir), seconds=round(time.perf_counter() - t0, 2))
         return 0
@@ -153,8 +196,7 @@ def run_job(particles: Path | None, job_dir: Path, params: ClassifyParams | None
         if root:
             job_info.update(status="cancelled")
             write_job_json(files, job_info)
-        prog.emit("error", message="cancelled; resume with twodclass run --resume "
-                                   f"{job_dir}")
+        prog.emit("error", message=f"cancelled; resume with twodclass run --resume {job_dir}")
         raise
     except Exception as exc:
         if root:

@@ -63,7 +63,9 @@ def mpi_reducer() -> Reducer:
     except ImportError as exc:
         from engine.errors import TwodclassError
 
-        raise TwodclassError("started by mpirun with several processes but mpi4py is not "
-                             "installed: pip install 'scipion-em-2dclass[mpi]'") from exc
+        raise TwodclassError(
+            "started by mpirun with several processes but mpi4py is not "
+            "installed: pip install 'scipion-em-2dclass[mpi]'"
+        ) from exc
     red = MPIReducer()
     return red if red.size > 1 else Reducer()

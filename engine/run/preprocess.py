@@ -27,7 +27,7 @@ READ_BLOCK = 512
 
 def cache_budget_bytes() -> int:
     """RAM allowed for the cropped-particle cache (``TWODCLASS_CACHE_GB``, default 1 GB)."""
-    return int(float(os.environ.get("TWODCLASS_CACHE_GB", "1.0")) * 1024 ** 3)
+    return int(float(os.environ.get("TWODCLASS_CACHE_GB", "1.0")) * 1024**3)
 
 
 def _allocate(n: int, b: int, cache_dir: Path | None) -> np.ndarray:
@@ -41,9 +41,14 @@ def _allocate(n: int, b: int, cache_dir: Path | None) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, b, b))
 
 
-def prepare_dataset(pset: ParticleSet, p: ClassifyParams, cache_dir: Path | None = None,
-                    rank: int = 0, size: int = 1,
-                    on_block: Callable[[int, int], None] | None = None) -> Dataset:
+def prepare_dataset(
+    pset: ParticleSet,
+    p: ClassifyParams,
+    cache_dir: Path | None = None,
+    rank: int = 0,
+    size: int = 1,
+    on_block: Callable[[int, int], None] | None = None,
+) -> Dataset:
     """Stream ``pset`` into a :class:`Dataset` on the small box set by ``p.max_res_A``."""
     box, apix = pset.box, pset.apix_A
     b = small_box_size(box, apix, p.max_res_A)
@@ -52,12 +57,13 @@ def prepare_dataset(pset: ParticleSet, p: ClassifyParams, cache_dir: Path | None
     mine = np.arange(rank, len(pset), size)
     images = _allocate(len(mine), b, cache_dir)
     for s in range(0, len(mine), READ_BLOCK):
-        idx = mine[s:s + READ_BLOCK]
+        idx = mine[s : s + READ_BLOCK]
         raw = pset.read_images(idx)
-        images[s:s + len(idx)] = fourier_crop(normalise_background(raw, bg_radius_px), b)
-        release_pages()              # the full-size stack never accumulates in RAM
+        images[s : s + len(idx)] = fourier_crop(normalise_background(raw, bg_radius_px), b)
+        release_pages()  # the full-size stack never accumulates in RAM
         if on_block is not None:
             on_block(s + len(idx), len(mine))
     ctfm = pset.ctf.as_matrix() if (pset.ctf is not None and p.ctf) else None
-    return Dataset(images=images, ctfm=ctfm, box=box, apix_A=apix, b=b, n_total=len(pset),
-                   rank=rank, size=size)
+    return Dataset(
+        images=images, ctfm=ctfm, box=box, apix_A=apix, b=b, n_total=len(pset), rank=rank, size=size
+    )

@@ -25,8 +25,9 @@ def _fmt_s(s: float) -> str:
 class Progress:
     """Reports to ``stream`` in ``mode`` 'bar', 'jsonl' or 'none' (silent)."""
 
-    def __init__(self, mode: str = "bar", stream: TextIO | None = None,
-                 err: TextIO | None = None) -> None:
+    def __init__(
+        self, mode: str = "bar", stream: TextIO | None = None, err: TextIO | None = None
+    ) -> None:
         self.mode = mode
         self.out = stream or sys.stdout
         self.err = err or sys.stderr
@@ -61,12 +62,15 @@ class Progress:
             if event == "stage":
                 self.err.write(f"twodclass: {fields.get('message', fields.get('stage'))}\n")
             elif event == "start":
-                self.err.write(f"twodclass: {fields['n_particles']} particles, "
-                               f"{fields['n_classes']} classes, {fields['n_iterations']} "
-                               f"iterations, box {fields['box']} -> {fields['box_small']} px\n")
+                self.err.write(
+                    f"twodclass: {fields['n_particles']} particles, "
+                    f"{fields['n_classes']} classes, {fields['n_iterations']} "
+                    f"iterations, box {fields['box']} -> {fields['box_small']} px\n"
+                )
             elif event == "done":
-                self.err.write(f"twodclass: finished in {_fmt_s(fields['seconds'])} -> "
-                               f"{fields['job_dir']}\n")
+                self.err.write(
+                    f"twodclass: finished in {_fmt_s(fields['seconds'])} -> {fields['job_dir']}\n"
+                )
             self.err.flush()
 
     def _clear(self) -> None:
@@ -94,17 +98,25 @@ class Progress:
             return
         eta = self.eta()
         if self.mode == "jsonl":
-            self.emit("progress", iteration=iteration, n_iterations=self.n_iterations,
-                      done=done, total=total, elapsed_s=round(self.elapsed(), 2),
-                      eta_s=None if eta is None else round(eta, 1))
+            self.emit(
+                "progress",
+                iteration=iteration,
+                n_iterations=self.n_iterations,
+                done=done,
+                total=total,
+                elapsed_s=round(self.elapsed(), 2),
+                eta_s=None if eta is None else round(eta, 1),
+            )
         elif self.mode == "bar":
             frac = self.done_visits / max(self.total_visits, 1)
             width = 30
             fill = int(round(frac * width))
             bar = "#" * fill + "-" * (width - fill)
             eta_s = "--:--" if eta is None else _fmt_s(eta)
-            self.err.write(f"\riter {iteration}/{self.n_iterations} [{bar}] {100 * frac:5.1f}% "
-                           f"elapsed {_fmt_s(self.elapsed())} ETA {eta_s}")
+            self.err.write(
+                f"\riter {iteration}/{self.n_iterations} [{bar}] {100 * frac:5.1f}% "
+                f"elapsed {_fmt_s(self.elapsed())} ETA {eta_s}"
+            )
             self.err.flush()
         self._last_draw = now
 
@@ -112,15 +124,21 @@ class Progress:
         self._visits_at_iter_start = self.done_visits
         eta = self.eta()
         fields = dict(info)
-        fields.update(n_iterations=self.n_iterations, elapsed_s=round(self.elapsed(), 2),
-                      eta_s=None if eta is None else round(eta, 1),
-                      classes_file="run_classes.mrcs", model_file="run_model.star")
+        fields.update(
+            n_iterations=self.n_iterations,
+            elapsed_s=round(self.elapsed(), 2),
+            eta_s=None if eta is None else round(eta, 1),
+            classes_file="run_classes.mrcs",
+            model_file="run_model.star",
+        )
         if self.mode == "jsonl":
             self.emit("iteration", **fields)
         elif self.mode == "bar":
             self._clear()
-            self.err.write(f"iter {info['iteration']:3d}/{self.n_iterations} {info['kind']:6s} "
-                           f"T={info['temperature']:.2f} changed={info['changed_fraction']:.3f} "
-                           f"logL={info['mean_loglik']:.1f} ({info['seconds']:.1f} s)\n")
+            self.err.write(
+                f"iter {info['iteration']:3d}/{self.n_iterations} {info['kind']:6s} "
+                f"T={info['temperature']:.2f} changed={info['changed_fraction']:.3f} "
+                f"logL={info['mean_loglik']:.1f} ({info['seconds']:.1f} s)\n"
+            )
             self._last_draw = 0.0
             self.err.flush()

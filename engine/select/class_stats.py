@@ -65,8 +65,12 @@ STAT_COLUMNS = (
 FAMILY_SIMILARITY = 0.85
 
 
-def default_diameters_A(box_px: int, apix_A: float, diameter_A: float | None = None,
-                        diameter_outer_A: float | None = None) -> tuple[float, float]:
+def default_diameters_A(
+    box_px: int,
+    apix_A: float,
+    diameter_A: float | None = None,
+    diameter_outer_A: float | None = None,
+) -> tuple[float, float]:
     """The run's mask diameters with the defaults of :class:`engine.params.ClassifyParams`.
 
     Inner: 85% of the box; outer: 1.2 x inner, capped at the box (both in Å).
@@ -148,8 +152,9 @@ def _ring_score(g: np.ndarray, r_in: float, cx: np.ndarray, cy: np.ndarray) -> n
     return out
 
 
-def _polar(g: np.ndarray, cx: np.ndarray, cy: np.ndarray, r_max: float,
-           n_psi: int = 72) -> np.ndarray:
+def _polar(
+    g: np.ndarray, cx: np.ndarray, cy: np.ndarray, r_max: float, n_psi: int = 72
+) -> np.ndarray:
     """Polar resampling about each class's centre: ``(K, n_r, n_psi)``, radii 1..r_max px."""
     from engine.core.pose import sample_bilinear
 
@@ -202,8 +207,9 @@ def _similarity(g: np.ndarray, cx: np.ndarray, cy: np.ndarray, r_in: float) -> n
     return similarity_matrix(pol)[0]
 
 
-def class_similarity(classes: np.ndarray, apix_A: float, diameter_A: float | None = None,
-                     lowpass_A: float = 12.0) -> np.ndarray:
+def class_similarity(
+    classes: np.ndarray, apix_A: float, diameter_A: float | None = None, lowpass_A: float = 12.0
+) -> np.ndarray:
     """Rotation- and mirror-invariant similarity of every pair of class averages.
 
     Parameters
@@ -226,9 +232,12 @@ def class_similarity(classes: np.ndarray, apix_A: float, diameter_A: float | Non
     return _similarity(g, cx, cy, r_in)
 
 
-def view_families(sim: np.ndarray, threshold: float = FAMILY_SIMILARITY,
-                  counts: np.ndarray | None = None,
-                  member: np.ndarray | None = None) -> np.ndarray:
+def view_families(
+    sim: np.ndarray,
+    threshold: float = FAMILY_SIMILARITY,
+    counts: np.ndarray | None = None,
+    member: np.ndarray | None = None,
+) -> np.ndarray:
     """Group classes into view families by single linkage on similarity.
 
     Parameters
@@ -266,13 +275,17 @@ def view_families(sim: np.ndarray, threshold: float = FAMILY_SIMILARITY,
     return np.array([fam_id[r] for r in roots], dtype=np.int64)
 
 
-def class_statistics(classes: np.ndarray, apix_A: float, diameter_A: float | None = None,
-                     diameter_outer_A: float | None = None,
-                     counts: np.ndarray | None = None,
-                     weights: np.ndarray | None = None,
-                     resolution_A: np.ndarray | None = None,
-                     lowpass_A: float = 12.0,
-                     family_similarity: float = FAMILY_SIMILARITY) -> pd.DataFrame:
+def class_statistics(
+    classes: np.ndarray,
+    apix_A: float,
+    diameter_A: float | None = None,
+    diameter_outer_A: float | None = None,
+    counts: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    resolution_A: np.ndarray | None = None,
+    lowpass_A: float = 12.0,
+    family_similarity: float = FAMILY_SIMILARITY,
+) -> pd.DataFrame:
     """Per-class statistics of class averages (one row per class, class-number order).
 
     Parameters
@@ -354,17 +367,19 @@ def class_statistics(classes: np.ndarray, apix_A: float, diameter_A: float | Non
         maxsim = np.zeros(1)
         fam = np.ones(1, dtype=np.int64)
 
-    df = pd.DataFrame({
-        "tdcClassNumber": np.arange(1, k + 1, dtype=np.int64),
-        "tdcCentreOffsetAngst": offset_A,
-        "tdcEdgeSignalFraction": edge,
-        "tdcContrast": contrast,
-        "tdcStraightEdge": straight,
-        "tdcRingScore": ringsc,
-        "tdcMaxSimilarity": maxsim,
-        "tdcNearestClass": (nearest + 1).astype(np.int64),
-        "tdcViewFamily": fam,
-    })
+    df = pd.DataFrame(
+        {
+            "tdcClassNumber": np.arange(1, k + 1, dtype=np.int64),
+            "tdcCentreOffsetAngst": offset_A,
+            "tdcEdgeSignalFraction": edge,
+            "tdcContrast": contrast,
+            "tdcStraightEdge": straight,
+            "tdcRingScore": ringsc,
+            "tdcMaxSimilarity": maxsim,
+            "tdcNearestClass": (nearest + 1).astype(np.int64),
+            "tdcViewFamily": fam,
+        }
+    )
     return df
 
 
@@ -382,6 +397,11 @@ def class_statistics_for_state(state: Any, params: Any, data: Any, geo: Any) -> 
     k = int(params.n_classes)
     order = class_order(state, k)
     counts = np.asarray(class_counts(state, k))[order]
-    df = class_statistics(np.asarray(state.refs)[order], float(data.apix_small_A),
-                          float(geo.diameter_A), float(geo.diameter_outer_A), counts=counts)
+    df = class_statistics(
+        np.asarray(state.refs)[order],
+        float(data.apix_small_A),
+        float(geo.diameter_A),
+        float(geo.diameter_outer_A),
+        counts=counts,
+    )
     return df[list(STAT_COLUMNS)]

@@ -42,84 +42,166 @@ from engine.fields import from_dict_strict, range_problems
 from engine.io.jobfolder import Job, load_job
 from engine.select import class_stats as _stats
 
-__all__ = ["SelectionThresholds", "ViewCoverage", "ParticleVerdict", "auto_select",
-           "view_coverage", "particle_outliers", "write_selection", "load_selection",
-           "parse_class_list", "SELECTION_FILES"]
+__all__ = [
+    "SelectionThresholds",
+    "ViewCoverage",
+    "ParticleVerdict",
+    "auto_select",
+    "view_coverage",
+    "particle_outliers",
+    "write_selection",
+    "load_selection",
+    "parse_class_list",
+    "SELECTION_FILES",
+]
 
-SELECTION_FILES = ("particles_selected.star", "classes_selected.mrcs", "classes_selected.star",
-                   "selection.json", "particles_removed.star")
+SELECTION_FILES = (
+    "particles_selected.star",
+    "classes_selected.mrcs",
+    "classes_selected.star",
+    "selection.json",
+    "particles_removed.star",
+)
 
 #: fewest particles in the selected classes for the robust statistics of the particle filter
 MIN_FILTER_POPULATION = 30
 
 
-def _t(default: Any, *, flag: str, label: str, help: str, unit: str = "",
-       min: float | None = None, max: float | None = None) -> Any:
-    return field(default=default, metadata=dict(flag=flag, label=label, help=help, unit=unit,
-                                                min=min, max=max))
+def _t(
+    default: Any,
+    *,
+    flag: str,
+    label: str,
+    help: str,
+    unit: str = "",
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
+    return field(
+        default=default,
+        metadata=dict(flag=flag, label=label, help=help, unit=unit, min=min, max=max),
+    )
 
 
 @dataclass
 class SelectionThresholds:
     """Thresholds of the automatic class selection (defaults keep good particles)."""
 
-    min_particles: int = _t(30, flag="--min-particles", label="Minimum particles per class",
-                            help="Classes with fewer particles are dropped, unless they are the "
-                                 "only good class of their view (see --rare-min-particles).",
-                            min=0)
-    max_res_A: float | None = _t(None, flag="--max-res-A", label="Maximum class resolution",
-                                 unit="Å", help="Drop classes whose estimated resolution is "
-                                 "worse (larger); default: --res-factor x the particle-weighted "
-                                 "median resolution of the populated classes.", min=0.1)
-    res_factor: float = _t(1.5, flag="--res-factor", label="Resolution factor",
-                           help="Automatic --max-res-A: this factor times the median "
-                                "resolution.", min=1.0)
-    max_edge_signal: float = _t(0.15, flag="--max-edge-signal", label="Maximum edge signal",
-                                help="Share of the signal variance in the ring at the mask edge "
-                                     "(0-1): centred particles 0.0-0.1; a particle cut by the "
-                                     "mask, off-centre, or junk filling the box 0.15-0.7.",
-                                min=0.0, max=1.0)
-    max_centre_offset: float = _t(0.25, flag="--max-centre-offset",
-                                  label="Maximum centre offset", unit="mask radius",
-                                  help="Distance of the density's centre from the box centre, "
-                                       "as a fraction of the mask radius.", min=0.0)
-    max_carbon_score: float = _t(0.60, flag="--max-carbon", label="Maximum straight-edge score",
-                                 help="Structure-tensor coherence (0-1); a straight edge "
-                                      "(carbon) gives about 0.9, particles below 0.4.",
-                                 min=0.0, max=1.0)
-    max_ice_score: float = _t(0.985, flag="--max-ice", label="Maximum ring/blob score",
-                              help="Variance explained by the rotational average (0-1): a ring "
-                                   "or blob without structure (ice) gives 0.99 or more, compact "
-                                   "particles 0.8-0.97.",
-                              min=0.0, max=1.0)
-    min_contrast: float = _t(1.0, flag="--min-contrast", label="Minimum contrast",
-                             help="Low-passed over high-frequency standard deviation inside "
-                                  "the mask; pure noise gives about 0.5.", min=0.0)
-    family_similarity: float = _t(0.85, flag="--family-similarity",
-                                  label="View family similarity",
-                                  help="Rotation/mirror-invariant correlation above which two "
-                                       "classes show the same view.", min=0.0, max=1.0)
-    rare_min_particles: int = _t(10, flag="--rare-min-particles",
-                                 label="Minimum particles of a rare view",
-                                 help="A smaller class is kept if it is the only good class of "
-                                      "its view family and has at least this many particles.",
-                                 min=0)
-    rare_res_factor: float = _t(1.0, flag="--rare-res-factor",
-                                label="Resolution allowance of a rare view",
-                                help="A rare view may be this much worse than --max-res-A "
-                                     "(1 = it must meet it too).", min=1.0)
-    max_residual_z: float = _t(4.0, flag="--max-residual-z",
-                               label="Maximum particle residual (z)",
-                               help="Drop a particle of a selected class when the low-resolution "
-                                    "power its posed class average leaves unexplained is this "
-                                    "many robust standard deviations above the median of the "
-                                    "selected particles (overlapping neighbours or aggregates, "
-                                    "ice, carbon); 0 keeps them all.", min=0.0)
-    min_signal_z: float = _t(3.0, flag="--min-signal-z", label="Minimum particle signal (z)",
-                             help="Drop a particle of a selected class when its signal (matched "
-                                  "to its class average) is this many robust standard "
-                                  "deviations below the median of the selected particles "
-                                  "(empty or off-centre picks); 0 keeps them all.", min=0.0)
+    min_particles: int = _t(
+        30,
+        flag="--min-particles",
+        label="Minimum particles per class",
+        help="Classes with fewer particles are dropped, unless they are the "
+        "only good class of their view (see --rare-min-particles).",
+        min=0,
+    )
+    max_res_A: float | None = _t(
+        None,
+        flag="--max-res-A",
+        label="Maximum class resolution",
+        unit="Å",
+        help="Drop classes whose estimated resolution is "
+        "worse (larger); default: --res-factor x the particle-weighted "
+        "median resolution of the populated classes.",
+        min=0.1,
+    )
+    res_factor: float = _t(
+        1.5,
+        flag="--res-factor",
+        label="Resolution factor",
+        help="Automatic --max-res-A: this factor times the median resolution.",
+        min=1.0,
+    )
+    max_edge_signal: float = _t(
+        0.15,
+        flag="--max-edge-signal",
+        label="Maximum edge signal",
+        help="Share of the signal variance in the ring at the mask edge "
+        "(0-1): centred particles 0.0-0.1; a particle cut by the "
+        "mask, off-centre, or junk filling the box 0.15-0.7.",
+        min=0.0,
+        max=1.0,
+    )
+    max_centre_offset: float = _t(
+        0.25,
+        flag="--max-centre-offset",
+        label="Maximum centre offset",
+        unit="mask radius",
+        help="Distance of the density's centre from the box centre, "
+        "as a fraction of the mask radius.",
+        min=0.0,
+    )
+    max_carbon_score: float = _t(
+        0.60,
+        flag="--max-carbon",
+        label="Maximum straight-edge score",
+        help="Structure-tensor coherence (0-1); a straight edge "
+        "(carbon) gives about 0.9, particles below 0.4.",
+        min=0.0,
+        max=1.0,
+    )
+    max_ice_score: float = _t(
+        0.985,
+        flag="--max-ice",
+        label="Maximum ring/blob score",
+        help="Variance explained by the rotational average (0-1): a ring "
+        "or blob without structure (ice) gives 0.99 or more, compact "
+        "particles 0.8-0.97.",
+        min=0.0,
+        max=1.0,
+    )
+    min_contrast: float = _t(
+        1.0,
+        flag="--min-contrast",
+        label="Minimum contrast",
+        help="Low-passed over high-frequency standard deviation inside "
+        "the mask; pure noise gives about 0.5.",
+        min=0.0,
+    )
+    family_similarity: float = _t(
+        0.85,
+        flag="--family-similarity",
+        label="View family similarity",
+        help="Rotation/mirror-invariant correlation above which two classes show the same view.",
+        min=0.0,
+        max=1.0,
+    )
+    rare_min_particles: int = _t(
+        10,
+        flag="--rare-min-particles",
+        label="Minimum particles of a rare view",
+        help="A smaller class is kept if it is the only good class of "
+        "its view family and has at least this many particles.",
+        min=0,
+    )
+    rare_res_factor: float = _t(
+        1.0,
+        flag="--rare-res-factor",
+        label="Resolution allowance of a rare view",
+        help="A rare view may be this much worse than --max-res-A (1 = it must meet it too).",
+        min=1.0,
+    )
+    max_residual_z: float = _t(
+        4.0,
+        flag="--max-residual-z",
+        label="Maximum particle residual (z)",
+        help="Drop a particle of a selected class when the low-resolution "
+        "power its posed class average leaves unexplained is this "
+        "many robust standard deviations above the median of the "
+        "selected particles (overlapping neighbours or aggregates, "
+        "ice, carbon); 0 keeps them all.",
+        min=0.0,
+    )
+    min_signal_z: float = _t(
+        3.0,
+        flag="--min-signal-z",
+        label="Minimum particle signal (z)",
+        help="Drop a particle of a selected class when its signal (matched "
+        "to its class average) is this many robust standard "
+        "deviations below the median of the selected particles "
+        "(empty or off-centre picks); 0 keeps them all.",
+        min=0.0,
+    )
 
     def validate(self) -> list[str]:
         """Human-readable problems (empty when valid)."""
@@ -146,8 +228,9 @@ def _table_from_job(job: Job, th: SelectionThresholds) -> tuple[pd.DataFrame, fl
     b = job.classes.shape[-1]
     d_in, d_out = _stats.default_diameters_A(b, job.apix_A, job.diameter_A, job.diameter_outer_A)
     counts = job.counts
-    st = _stats.class_statistics(job.classes, job.apix_A, d_in, d_out, counts=counts,
-                                 family_similarity=th.family_similarity)
+    st = _stats.class_statistics(
+        job.classes, job.apix_A, d_in, d_out, counts=counts, family_similarity=th.family_similarity
+    )
     st.insert(1, "tdcParticleCount", counts)
     st["rlnClassDistribution"] = job.weights
     st["rlnEstimatedResolution"] = job.resolution_A
@@ -155,8 +238,7 @@ def _table_from_job(job: Job, th: SelectionThresholds) -> tuple[pd.DataFrame, fl
     return st, min(d_in / 2, b * job.apix_A / 2)
 
 
-def auto_resolution_limit(resolution_A: np.ndarray, counts: np.ndarray,
-                          factor: float) -> float:
+def auto_resolution_limit(resolution_A: np.ndarray, counts: np.ndarray, factor: float) -> float:
     """``factor`` x the particle-weighted median resolution of the populated classes (Å)."""
     res = np.asarray(resolution_A, dtype=np.float64)
     w = np.asarray(counts, dtype=np.float64)
@@ -169,9 +251,11 @@ def auto_resolution_limit(resolution_A: np.ndarray, counts: np.ndarray,
     return float(factor * med)
 
 
-def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
-                thresholds: SelectionThresholds | None = None,
-                mask_radius_A: float | None = None) -> pd.DataFrame:
+def auto_select(
+    job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
+    thresholds: SelectionThresholds | None = None,
+    mask_radius_A: float | None = None,
+) -> pd.DataFrame:
     """Decide, per class, keep or drop, and say why.
 
     Parameters
@@ -212,8 +296,10 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
         st.columns = [c.lstrip("_") for c in st.columns]
         missing = [c for c in _stats.STAT_COLUMNS if c not in st.columns]
         if missing:
-            raise InputError("data_model_classes", "no class statistics (missing "
-                             f"{', '.join(missing)}); pass the job folder instead")
+            raise InputError(
+                "data_model_classes",
+                f"no class statistics (missing {', '.join(missing)}); pass the job folder instead",
+            )
         recompute_families = False
     k = len(st)
     number = _col(st, "tdcClassNumber", np.arange(1, k + 1)).astype(np.int64)
@@ -223,15 +309,18 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
     counts = np.asarray(counts, dtype=np.int64)
     res_raw = _col(st, "rlnEstimatedResolution", np.full(k, np.inf))
     res = pd.to_numeric(pd.Series(res_raw), errors="coerce").fillna(np.inf).to_numpy(float)
-    max_res = (th.max_res_A if th.max_res_A is not None
-               else auto_resolution_limit(res, counts, th.res_factor))
+    max_res = (
+        th.max_res_A
+        if th.max_res_A is not None
+        else auto_resolution_limit(res, counts, th.res_factor)
+    )
 
     edge = st["tdcEdgeSignalFraction"].to_numpy(float)
     offset = st["tdcCentreOffsetAngst"].to_numpy(float)
     contrast = st["tdcContrast"].to_numpy(float)
     carbon = st["tdcStraightEdge"].to_numpy(float)
     ice = st["tdcRingScore"].to_numpy(float)
-    max_off_A = (th.max_centre_offset * mask_radius_A if mask_radius_A else np.inf)
+    max_off_A = th.max_centre_offset * mask_radius_A if mask_radius_A else np.inf
 
     image_fail: list[list[str]] = [[] for _ in range(k)]
     other_fail: list[list[str]] = [[] for _ in range(k)]
@@ -245,8 +334,7 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
         if carbon[i] > th.max_carbon_score:
             f.append(f"straight edge (carbon) ({carbon[i]:.2f} > {th.max_carbon_score:.2f})")
         if ice[i] > th.max_ice_score:
-            f.append(f"ring/blob without structure (ice) ({ice[i]:.3f} > "
-                     f"{th.max_ice_score:.3f})")
+            f.append(f"ring/blob without structure (ice) ({ice[i]:.3f} > {th.max_ice_score:.3f})")
         if edge[i] > th.max_edge_signal:
             f.append(f"signal at the mask edge ({edge[i]:.2f} > {th.max_edge_signal:.2f})")
         if offset[i] > max_off_A:
@@ -265,8 +353,7 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
     else:
         family = np.asarray(st["tdcViewFamily"].to_numpy(), dtype=np.int64)
     rare_res = max_res * th.rare_res_factor
-    particle_like = (image_ok & (counts >= th.rare_min_particles)
-                     & (res <= rare_res * (1 + 1e-6)))
+    particle_like = image_ok & (counts >= th.rare_min_particles) & (res <= rare_res * (1 + 1e-6))
     full_ok = image_ok & np.array([not f for f in other_fail])
     good_families = set(family[full_ok].tolist())
 
@@ -277,15 +364,25 @@ def auto_select(job_or_model: Job | pd.DataFrame | str | os.PathLike[str],
             reason.append("ok")
         elif particle_like[i] and family[i] not in good_families:
             selected[i] = True
-            reason.append(f"kept: only good class of view family {family[i]} ("
-                          + "; ".join(other_fail[i]) + ")")
+            reason.append(
+                f"kept: only good class of view family {family[i]} ("
+                + "; ".join(other_fail[i])
+                + ")"
+            )
         else:
             reason.append("; ".join(image_fail[i] + other_fail[i]))
 
-    out = pd.DataFrame({
-        "class_number": number, "count": counts, "resolution_A": res, "family": family,
-        "particle_like": particle_like, "selected": selected, "reason": reason,
-    })
+    out = pd.DataFrame(
+        {
+            "class_number": number,
+            "count": counts,
+            "resolution_A": res,
+            "family": family,
+            "particle_like": particle_like,
+            "selected": selected,
+            "reason": reason,
+        }
+    )
     for c in _stats.STAT_COLUMNS:
         if c != "tdcViewFamily":
             out[c] = st[c].to_numpy()
@@ -339,8 +436,9 @@ class ViewCoverage:
         return f"{self.n_kept} of {self.n_families} views kept"
 
 
-def view_coverage(families: pd.DataFrame | Mapping[int, int],
-                  selected: Iterable[int] | np.ndarray | pd.Series) -> ViewCoverage:
+def view_coverage(
+    families: pd.DataFrame | Mapping[int, int], selected: Iterable[int] | np.ndarray | pd.Series
+) -> ViewCoverage:
     """Report how many distinct views a selection keeps, and warn about lost ones.
 
     Parameters
@@ -357,15 +455,25 @@ def view_coverage(families: pd.DataFrame | Mapping[int, int],
         tab = families.reset_index(drop=True)
         if "class_number" not in tab.columns:  # a class_statistics / data_model_classes table
             tab = tab.rename(columns=lambda c: str(c).lstrip("_"))
-            tab = tab.rename(columns={"tdcClassNumber": "class_number",
-                                      "tdcViewFamily": "family",
-                                      "tdcParticleCount": "count"})
+            tab = tab.rename(
+                columns={
+                    "tdcClassNumber": "class_number",
+                    "tdcViewFamily": "family",
+                    "tdcParticleCount": "count",
+                }
+            )
         numbers = tab["class_number"].to_numpy(dtype=np.int64)
         fam = tab["family"].to_numpy(dtype=np.int64)
-        like = (tab["particle_like"].to_numpy(bool) if "particle_like" in tab.columns
-                else np.ones(len(tab), bool))
-        cnt = (tab["count"].to_numpy(dtype=np.int64) if "count" in tab.columns
-               else np.zeros(len(tab), np.int64))
+        like = (
+            tab["particle_like"].to_numpy(bool)
+            if "particle_like" in tab.columns
+            else np.ones(len(tab), bool)
+        )
+        cnt = (
+            tab["count"].to_numpy(dtype=np.int64)
+            if "count" in tab.columns
+            else np.zeros(len(tab), np.int64)
+        )
     else:
         numbers = np.array(list(families.keys()), dtype=np.int64)
         fam = np.array(list(families.values()), dtype=np.int64)
@@ -390,8 +498,10 @@ def view_coverage(families: pd.DataFrame | Mapping[int, int],
         n = int(cnt[members].sum())
         plural = "es" if "," in names else ""
         part = f", {n} particles" if n else ""
-        warns.append(f"view family {f} (class{plural} {names}{part}) has no selected class: "
-                     "this view would be lost")
+        warns.append(
+            f"view family {f} (class{plural} {names}{part}) has no selected class: "
+            "this view would be lost"
+        )
     return ViewCoverage(len(relevant), kept, dropped, warns)
 
 
@@ -434,15 +544,21 @@ class ParticleVerdict:
         if self.note:
             return f"particle filter: {self.note}"
         parts = ", ".join(f"{n} {k}" for k, n in self.removed.items() if n)
-        return (f"particle filter: {self.n_removed} of {int(self.in_classes.sum())} particles "
-                f"of the selected classes removed" + (f" ({parts})" if parts else ""))
+        return (
+            f"particle filter: {self.n_removed} of {int(self.in_classes.sum())} particles "
+            f"of the selected classes removed" + (f" ({parts})" if parts else "")
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"applied": not self.note, "note": self.note,
-                "n_in_classes": int(self.in_classes.sum()), "n_removed": self.n_removed,
-                "removed": {k: int(v) for k, v in self.removed.items()},
-                "stats": {k: round(float(v), 4) for k, v in self.stats.items()},
-                **{k: float(v) for k, v in self.limits.items()}}
+        return {
+            "applied": not self.note,
+            "note": self.note,
+            "n_in_classes": int(self.in_classes.sum()),
+            "n_removed": self.n_removed,
+            "removed": {k: int(v) for k, v in self.removed.items()},
+            "stats": {k: round(float(v), 4) for k, v in self.stats.items()},
+            **{k: float(v) for k, v in self.limits.items()},
+        }
 
 
 EXCESS = "excess low-resolution power"
@@ -457,8 +573,9 @@ def _robust(v: np.ndarray) -> tuple[float, float]:
     return med, float(1.4826 * np.median(np.abs(v - med)))
 
 
-def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
-                      thresholds: SelectionThresholds | None = None) -> ParticleVerdict:
+def particle_outliers(
+    data: pd.DataFrame, class_ids: Iterable[int], thresholds: SelectionThresholds | None = None
+) -> ParticleVerdict:
     """Find the particles of the selected classes that do not look like their class-mates.
 
     Uses the per-particle columns of ``run_data.star`` (:mod:`engine.core.particle_residuals`):
@@ -473,28 +590,48 @@ def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
     """
     th = thresholds or SelectionThresholds()
     cols = {c.lstrip("_"): c for c in data.columns}
-    in_cls = data[cols.get("rlnClassNumber", "rlnClassNumber")].astype(int).isin(
-        {int(c) for c in class_ids}).to_numpy()
+    in_cls = (
+        data[cols.get("rlnClassNumber", "rlnClassNumber")]
+        .astype(int)
+        .isin({int(c) for c in class_ids})
+        .to_numpy()
+    )
     n = len(data)
     keep = in_cls.copy()
     reason = np.full(n, "", dtype=object)
     removed = {EXCESS: 0, WEAK: 0}
     limits = {"max_residual_z": float(th.max_residual_z), "min_signal_z": float(th.min_signal_z)}
-    tests = [(name, z, sign, label) for name, z, sign, label in (
-        ("tdcResidualLowRes", th.max_residual_z, 1.0, EXCESS),
-        ("tdcSignalLowRes", th.min_signal_z, -1.0, WEAK)) if z > 0]
+    tests = [
+        (name, z, sign, label)
+        for name, z, sign, label in (
+            ("tdcResidualLowRes", th.max_residual_z, 1.0, EXCESS),
+            ("tdcSignalLowRes", th.min_signal_z, -1.0, WEAK),
+        )
+        if z > 0
+    ]
     if not tests:
         return ParticleVerdict(in_cls, keep, reason, removed, "switched off", limits=limits)
     missing = [name for name, *_ in tests if name not in cols]
     if missing:
-        return ParticleVerdict(in_cls, keep, reason, removed,
-                               f"no {', '.join(missing)} column in the particle file (a job "
-                               "of another program or an older version): nothing removed",
-                               limits=limits)
+        return ParticleVerdict(
+            in_cls,
+            keep,
+            reason,
+            removed,
+            f"no {', '.join(missing)} column in the particle file (a job "
+            "of another program or an older version): nothing removed",
+            limits=limits,
+        )
     if in_cls.sum() < MIN_FILTER_POPULATION:
-        return ParticleVerdict(in_cls, keep, reason, removed,
-                               f"fewer than {MIN_FILTER_POPULATION} particles in the selected "
-                               "classes: nothing removed", limits=limits)
+        return ParticleVerdict(
+            in_cls,
+            keep,
+            reason,
+            removed,
+            f"fewer than {MIN_FILTER_POPULATION} particles in the selected "
+            "classes: nothing removed",
+            limits=limits,
+        )
     stats: dict[str, float] = {}
     for name, limit, sign, label in tests:
         v = pd.to_numeric(data[cols[name]], errors="coerce").to_numpy(float)
@@ -508,8 +645,11 @@ def particle_outliers(data: pd.DataFrame, class_ids: Iterable[int],
         bad |= in_cls & ~np.isfinite(v)
         cmp = ">" if sign > 0 else "<"
         for i in np.flatnonzero(bad & keep):
-            reason[i] = (f"{label} (z {z[i]:+.1f} {cmp} {sign * limit:+.1f})"
-                         if np.isfinite(z[i]) else f"{label} (no value)")
+            reason[i] = (
+                f"{label} (z {z[i]:+.1f} {cmp} {sign * limit:+.1f})"
+                if np.isfinite(z[i])
+                else f"{label} (no value)"
+            )
         removed[label] = int((bad & keep).sum())
         keep &= ~bad
     return ParticleVerdict(in_cls, keep, reason, removed, "", stats, limits)
@@ -529,8 +669,9 @@ def parse_class_list(text: str) -> list[int]:
             else:
                 out.append(int(part))
         except ValueError:
-            raise ParameterError(f"cannot read class list {text!r}: expected numbers "
-                                 "like 1,4,7-9") from None
+            raise ParameterError(
+                f"cannot read class list {text!r}: expected numbers like 1,4,7-9"
+            ) from None
     return out
 
 
@@ -542,14 +683,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[int],
-                    out_dir: str | os.PathLike[str] | None = None,
-                    reasons: Mapping[int, str] | None = None,
-                    thresholds: SelectionThresholds | None = None,
-                    coverage: ViewCoverage | None = None,
-                    resolution_limit_A: float | None = None,
-                    particle_filter: SelectionThresholds | ParticleVerdict | None = None
-                    ) -> dict[str, Path]:
+def write_selection(
+    job_dir: str | os.PathLike[str] | Job,
+    class_ids: Iterable[int],
+    out_dir: str | os.PathLike[str] | None = None,
+    reasons: Mapping[int, str] | None = None,
+    thresholds: SelectionThresholds | None = None,
+    coverage: ViewCoverage | None = None,
+    resolution_limit_A: float | None = None,
+    particle_filter: SelectionThresholds | ParticleVerdict | None = None,
+) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
     Parameters
@@ -592,23 +735,30 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
 
     job = job_dir if isinstance(job_dir, Job) else load_job(job_dir, read_data=True)
     if job.data is None:
-        raise InputError(job.files.get("data", job.job_dir),
-                         "no particle file: the job has not finished "
-                         f"(status: {job.status}); wait for it or resume it")
+        raise InputError(
+            job.files.get("data", job.job_dir),
+            "no particle file: the job has not finished "
+            f"(status: {job.status}); wait for it or resume it",
+        )
     ids = sorted({int(c) for c in class_ids})
     known = job.class_numbers.tolist()
     unknown = [c for c in ids if c not in known]
     if unknown:
-        raise InputError(job.job_dir, f"unknown class number(s) {', '.join(map(str, unknown))}"
-                         f" (the job has classes {min(known)}..{max(known)})")
+        raise InputError(
+            job.job_dir,
+            f"unknown class number(s) {', '.join(map(str, unknown))}"
+            f" (the job has classes {min(known)}..{max(known)})",
+        )
     if not ids:
         raise ParameterError("no classes selected")
     out = Path(out_dir) if out_dir is not None else job.job_dir
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"particles": out / "particles_selected.star",
-             "classes_mrcs": out / "classes_selected.mrcs",
-             "classes_star": out / "classes_selected.star",
-             "json": out / "selection.json"}
+    paths = {
+        "particles": out / "particles_selected.star",
+        "classes_mrcs": out / "classes_selected.mrcs",
+        "classes_star": out / "classes_selected.star",
+        "json": out / "selection.json",
+    }
 
     data = job.data
     in_cls = data["rlnClassNumber"].astype(int).isin(ids).to_numpy()
@@ -630,13 +780,14 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
         write_star(removed_path, {**optics, "particles": rows})
         paths["removed"] = removed_path
     elif removed_path.exists():
-        removed_path.unlink()   # from an earlier selection in this folder: no longer true
+        removed_path.unlink()  # from an earlier selection in this folder: no longer true
 
     rows = [known.index(c) for c in ids]
     write_stack(paths["classes_mrcs"], job.classes[rows], job.apix_A)
     model = job.model.iloc[rows].reset_index(drop=True).copy()
-    model["rlnReferenceImage"] = [f"{i:06d}@{paths['classes_mrcs'].name}"
-                                  for i in range(1, len(rows) + 1)]
+    model["rlnReferenceImage"] = [
+        f"{i:06d}@{paths['classes_mrcs'].name}" for i in range(1, len(rows) + 1)
+    ]
     if "tdcClassNumber" not in model.columns:
         model["tdcClassNumber"] = ids
     write_star(paths["classes_star"], {"model_classes": model})
@@ -653,9 +804,11 @@ def write_selection(job_dir: str | os.PathLike[str] | Job, class_ids: Iterable[i
         "counts": {str(c): int(counts[c]) for c in ids},
         "mode": "manual" if thresholds is None else "auto",
         "thresholds": None if thresholds is None else thresholds.to_dict(),
-        "resolution_limit_A": (None if resolution_limit_A is None
-                               or not np.isfinite(resolution_limit_A)
-                               else float(resolution_limit_A)),
+        "resolution_limit_A": (
+            None
+            if resolution_limit_A is None or not np.isfinite(resolution_limit_A)
+            else float(resolution_limit_A)
+        ),
         "reasons": {str(int(c)): str(r) for c, r in sorted((reasons or {}).items())},
         "coverage": None if coverage is None else dataclasses.asdict(coverage),
         "files": {k: v.name for k, v in paths.items() if k != "json"},

@@ -29,15 +29,15 @@ __all__ = ["Evaluation", "evaluate_job", "evaluate_arrays"]
 class Evaluation:
     """Summary numbers (see module docstring) and one row per class."""
 
-    view_purity: float          # good particles in a good class of their own majority view
-    view_spread_deg: float      # particle-weighted mean over good classes
-    psi_error_deg: float        # particle-weighted mean over good classes
-    shift_error_A: float        # RMS over good particles in good classes
-    junk_in_junk: float         # fraction of junk particles that landed in junk classes
-    good_in_good: float         # fraction of good particles that landed in good classes
+    view_purity: float  # good particles in a good class of their own majority view
+    view_spread_deg: float  # particle-weighted mean over good classes
+    psi_error_deg: float  # particle-weighted mean over good classes
+    shift_error_A: float  # RMS over good particles in good classes
+    junk_in_junk: float  # fraction of junk particles that landed in junk classes
+    good_in_good: float  # fraction of good particles that landed in good classes
     n_good_classes: int
     n_junk_classes: int
-    views_found: int            # distinct true views that are the majority of a good class
+    views_found: int  # distinct true views that are the majority of a good class
     n_views: int
     classes: pd.DataFrame
 
@@ -50,8 +50,13 @@ def _dirs(rot: np.ndarray, tilt: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(t) * np.cos(r), np.sin(t) * np.sin(r), np.cos(t)], axis=1)
 
 
-def evaluate_arrays(cls: np.ndarray, psi_est: np.ndarray, ox_est: np.ndarray,
-                    oy_est: np.ndarray, truth: pd.DataFrame) -> Evaluation:
+def evaluate_arrays(
+    cls: np.ndarray,
+    psi_est: np.ndarray,
+    ox_est: np.ndarray,
+    oy_est: np.ndarray,
+    truth: pd.DataFrame,
+) -> Evaluation:
     """Score per-particle results (1-based classes, RELION pose columns in Å) against truth."""
     view = truth["tdcViewId"].to_numpy(np.int64)
     good = view >= 0
@@ -72,8 +77,17 @@ def evaluate_arrays(cls: np.ndarray, psi_est: np.ndarray, ox_est: np.ndarray,
         is_good = g.sum() > 0.5 * n
         if not is_good:
             junk_ok += int((m & ~good).sum())
-            rows.append(dict(cls=int(c), n=n, good=False, view=-1, spread=np.nan,
-                             psi_err=np.nan, shift_err=np.nan))
+            rows.append(
+                dict(
+                    cls=int(c),
+                    n=n,
+                    good=False,
+                    view=-1,
+                    spread=np.nan,
+                    psi_err=np.nan,
+                    shift_err=np.nan,
+                )
+            )
             continue
         good_ok += int(g.sum())
         vals, counts = np.unique(view[g], return_counts=True)
@@ -95,12 +109,21 @@ def evaluate_arrays(cls: np.ndarray, psi_est: np.ndarray, ox_est: np.ndarray,
         s_each = np.stack([ca * dv[:, 0] - sa * dv[:, 1], sa * dv[:, 0] + ca * dv[:, 1]], 1)
         s = s_each.mean(axis=0)
         resid = s_each - s
-        sq_shift.append((resid ** 2).sum(axis=1))
-        shift_err = float(np.sqrt((resid ** 2).sum(axis=1).mean()))
+        sq_shift.append((resid**2).sum(axis=1))
+        shift_err = float(np.sqrt((resid**2).sum(axis=1).mean()))
         spread_w += spread * g.sum()
         psi_w += psi_err * mv.sum()
-        rows.append(dict(cls=int(c), n=n, good=True, view=major, spread=spread,
-                         psi_err=psi_err, shift_err=shift_err))
+        rows.append(
+            dict(
+                cls=int(c),
+                n=n,
+                good=True,
+                view=major,
+                spread=spread,
+                psi_err=psi_err,
+                shift_err=shift_err,
+            )
+        )
     n_good = int(good.sum())
     n_junk = int((~good).sum())
     table = pd.DataFrame(rows)
@@ -113,8 +136,10 @@ def evaluate_arrays(cls: np.ndarray, psi_est: np.ndarray, ox_est: np.ndarray,
         shift_error_A=float(np.sqrt(np.concatenate(sq_shift).mean())) if sq_shift else np.nan,
         junk_in_junk=junk_ok / n_junk if n_junk else 1.0,
         good_in_good=good_ok / max(n_good, 1),
-        n_good_classes=int(gm.sum()), n_junk_classes=int((~gm).sum()),
-        views_found=len(found), n_views=len(np.unique(view[good])),
+        n_good_classes=int(gm.sum()),
+        n_junk_classes=int((~gm).sum()),
+        views_found=len(found),
+        n_views=len(np.unique(view[good])),
         classes=table.assign(fraction_of_good=table["n"] / n_in_good) if len(table) else table,
     )
 
@@ -126,7 +151,10 @@ def evaluate_job(job_dir: str | Path, truth_star: str | Path) -> Evaluation:
     if len(data) != len(truth):
         raise ValueError(f"{job_dir}: {len(data)} particles but the truth has {len(truth)}")
     truth = truth.rename(columns=lambda c: c.lstrip("_"))
-    return evaluate_arrays(data["rlnClassNumber"].to_numpy(np.int64),
-                           data["rlnAnglePsi"].to_numpy(float),
-                           data["rlnOriginXAngst"].to_numpy(float),
-                           data["rlnOriginYAngst"].to_numpy(float), truth)
+    return evaluate_arrays(
+        data["rlnClassNumber"].to_numpy(np.int64),
+        data["rlnAnglePsi"].to_numpy(float),
+        data["rlnOriginXAngst"].to_numpy(float),
+        data["rlnOriginYAngst"].to_numpy(float),
+        truth,
+    )

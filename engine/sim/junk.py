@@ -18,8 +18,9 @@ def _grid(canvas: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def ice_image(box: int, peak: float, rng: np.random.Generator,
-              canvas: int | None = None) -> np.ndarray:
+def ice_image(
+    box: int, peak: float, rng: np.random.Generator, canvas: int | None = None
+) -> np.ndarray:
     """A bright or dark ice blob (disk with a soft edge) or ring, ``(canvas, canvas)`` float32.
 
     Parameters
@@ -46,8 +47,9 @@ def ice_image(box: int, peak: float, rng: np.random.Generator,
     return img.astype(np.float32)
 
 
-def carbon_image(box: int, peak: float, rng: np.random.Generator,
-                 canvas: int | None = None) -> np.ndarray:
+def carbon_image(
+    box: int, peak: float, rng: np.random.Generator, canvas: int | None = None
+) -> np.ndarray:
     """A straight carbon edge across the box (a smoothed step with a gradient on the carbon
     side), ``(canvas, canvas)`` float32 (see :func:`ice_image`)."""
     x, y = _grid(canvas or box)

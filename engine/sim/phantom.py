@@ -15,15 +15,17 @@ from engine.core.projection import Projector
 __all__ = ["phantom_volume", "phantom_radius_px", "particle_radius_px", "GaussianProjector"]
 
 # (x, y, z, sigma, amplitude) in units of the particle radius
-_BLOBS = np.array([
-    (0.70, 0.15, -0.10, 0.18, 1.0),
-    (-0.40, 0.65, 0.10, 0.13, 1.2),
-    (-0.30, -0.60, 0.45, 0.16, 0.9),
-    (0.10, -0.10, -0.75, 0.11, 1.4),
-    (0.30, 0.55, 0.65, 0.09, 1.8),
-    (0.15, -0.60, -0.30, 0.10, 1.0),
-    (0.00, 0.00, 0.00, 0.25, 0.12),   # weak connecting core
-])
+_BLOBS = np.array(
+    [
+        (0.70, 0.15, -0.10, 0.18, 1.0),
+        (-0.40, 0.65, 0.10, 0.13, 1.2),
+        (-0.30, -0.60, 0.45, 0.16, 0.9),
+        (0.10, -0.10, -0.75, 0.11, 1.4),
+        (0.30, 0.55, 0.65, 0.09, 1.8),
+        (0.15, -0.60, -0.30, 0.10, 1.0),
+        (0.00, 0.00, 0.00, 0.25, 0.12),  # weak connecting core
+    ]
+)
 _ARM_START = np.array([0.0, 0.0, 0.0])
 _ARM_END = np.array([-0.90, -0.30, -0.45])
 _ARM_SIGMA, _ARM_AMP = 0.08, 1.1
@@ -36,8 +38,10 @@ def phantom_radius_px(box: int) -> float:
 
 def _gaussians(box: int) -> np.ndarray:
     r = phantom_radius_px(box)
-    arm = [(*(_ARM_START + t * (_ARM_END - _ARM_START)), _ARM_SIGMA, _ARM_AMP)
-           for t in np.linspace(0.0, 1.0, 7)]
+    arm = [
+        (*(_ARM_START + t * (_ARM_END - _ARM_START)), _ARM_SIGMA, _ARM_AMP)
+        for t in np.linspace(0.0, 1.0, 7)
+    ]
     g = np.concatenate([_BLOBS, np.array(arm)])
     g[:, :4] *= r
     return g
@@ -87,8 +91,14 @@ class GaussianProjector(Projector):
     def volume(self) -> np.ndarray:
         return phantom_volume(self.box)
 
-    def slices(self, rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray,
-               origin_x_px: np.ndarray, origin_y_px: np.ndarray) -> np.ndarray:
+    def slices(
+        self,
+        rot_deg: np.ndarray,
+        tilt_deg: np.ndarray,
+        psi_deg: np.ndarray,
+        origin_x_px: np.ndarray,
+        origin_y_px: np.ndarray,
+    ) -> np.ndarray:
         """``(n, box, box//2 + 1)`` complex64 transforms (``np.fft.rfft2`` layout)."""
         from engine.core.projection import slice_matrices
 
@@ -103,15 +113,20 @@ class GaussianProjector(Projector):
         cx = pos[:, :, 0] + (c - ox)[:, None]
         cy = pos[:, :, 1] + (c - oy)[:, None]
         out = np.empty((n, box, box // 2 + 1), dtype=np.complex64)
-        _gauss_kernel(np.ascontiguousarray(cx), np.ascontiguousarray(cy),
-                      np.ascontiguousarray(g[:, 3]), np.ascontiguousarray(g[:, 4]), out)
+        _gauss_kernel(
+            np.ascontiguousarray(cx),
+            np.ascontiguousarray(cy),
+            np.ascontiguousarray(g[:, 3]),
+            np.ascontiguousarray(g[:, 4]),
+            out,
+        )
         return out
 
 
-
 @njit(nogil=True, cache=True)
-def _gauss_kernel(cx: np.ndarray, cy: np.ndarray, sigma: np.ndarray, amp: np.ndarray,
-                  out: np.ndarray) -> None:
+def _gauss_kernel(
+    cx: np.ndarray, cy: np.ndarray, sigma: np.ndarray, amp: np.ndarray, out: np.ndarray
+) -> None:
     """DFTs of sums of 2D Gaussians (projected 3D Gaussians) centred at ``(cx, cy)`` px.
 
     ``out[i, ky, kx] = sum_g a_g 2 pi s_g^2 sqrt(2 pi) s_g exp(-2 pi^2 s_g^2 |k|^2)

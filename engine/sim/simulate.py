@@ -41,10 +41,19 @@ try:  # float32 transforms, several times faster than numpy's (optional dependen
 except ImportError:  # pragma: no cover
     _fft = np.fft  # type: ignore[assignment]
 
-__all__ = ["simulate", "simulate_arrays", "SimResult", "SimData", "fibonacci_views",
-           "ctf_half_plane", "apply_ctf", "JUNK_KINDS", "CHUNK"]
+__all__ = [
+    "simulate",
+    "simulate_arrays",
+    "SimResult",
+    "SimData",
+    "fibonacci_views",
+    "ctf_half_plane",
+    "apply_ctf",
+    "JUNK_KINDS",
+    "CHUNK",
+]
 
-CHUNK = 512            # particles per block (also the unit of the per-block random streams)
+CHUNK = 512  # particles per block (also the unit of the per-block random streams)
 MapSource = str | os.PathLike | np.ndarray | None
 N_REFERENCE_VIEWS = 20  # random views: _tdcViewId = nearest of this many Fibonacci views
 PER_MICROGRAPH = 100
@@ -156,7 +165,7 @@ def _ctf_kernel(f: np.ndarray, m: np.ndarray, apix_A: float) -> None:
         c2, s2 = diff * np.cos(2.0 * a), diff * np.sin(2.0 * a)
         w = np.arctan2(q, np.sqrt(max(1.0 - q * q, 0.0)))
         const = np.deg2rad(ph) + w
-        cterm = 0.5 * np.pi * cs * 1e7 * lam ** 3
+        cterm = 0.5 * np.pi * cs * 1e7 * lam**3
         plam = np.pi * lam
         for iy in range(box):
             for ix in range(half):
@@ -176,14 +185,22 @@ class _Plan:
     ox_px: np.ndarray
     oy_px: np.ndarray
     view_id: np.ndarray
-    kind: np.ndarray                       # (n,) object: "" or a junk kind
-    extras: dict[int, np.ndarray]          # aggregate row -> (m, 5) rot, tilt, psi, ox, oy
+    kind: np.ndarray  # (n,) object: "" or a junk kind
+    extras: dict[int, np.ndarray]  # aggregate row -> (m, 5) rot, tilt, psi, ox, oy
     ctf: CtfParams
     view_dirs: np.ndarray
 
 
-def _validate(n: int, box: int, apix_A: float, snr: float, junk_fraction: float,
-              n_views: int | None, view_weights: object, junk_kinds: tuple[str, ...]) -> None:
+def _validate(
+    n: int,
+    box: int,
+    apix_A: float,
+    snr: float,
+    junk_fraction: float,
+    n_views: int | None,
+    view_weights: object,
+    junk_kinds: tuple[str, ...],
+) -> None:
     errs = []
     if n < 1:
         errs.append(f"n_particles must be >= 1 (got {n})")
@@ -208,16 +225,30 @@ def _validate(n: int, box: int, apix_A: float, snr: float, junk_fraction: float,
         raise ParameterError("; ".join(errs))
 
 
-def _plan(n: int, box: int, n_views: int | None, view_weights: object, junk_fraction: float,
-          junk_kinds: tuple[str, ...], defocus_range_um: tuple[float, float], astig_A: float,
-          voltage_kV: float, cs_mm: float, amp_contrast: float, max_shift_px: float,
-          rng: np.random.Generator) -> _Plan:
+def _plan(
+    n: int,
+    box: int,
+    n_views: int | None,
+    view_weights: object,
+    junk_fraction: float,
+    junk_kinds: tuple[str, ...],
+    defocus_range_um: tuple[float, float],
+    astig_A: float,
+    voltage_kV: float,
+    cs_mm: float,
+    amp_contrast: float,
+    max_shift_px: float,
+    rng: np.random.Generator,
+) -> _Plan:
     k = n_views if n_views is not None else N_REFERENCE_VIEWS
     views = fibonacci_views(k)
     vdirs = _dirs(views[:, 0], views[:, 1])
     if n_views is not None:
-        w = (np.full(k, 1.0 / k) if view_weights is None
-             else np.asarray(view_weights, np.float64) / np.sum(view_weights))
+        w = (
+            np.full(k, 1.0 / k)
+            if view_weights is None
+            else np.asarray(view_weights, np.float64) / np.sum(view_weights)
+        )
         view_id = rng.choice(k, size=n, p=w)
         d = vdirs[view_id] + np.deg2rad(2.0) * rng.standard_normal((n, 3))  # ~2 deg jitter
         rot, tilt = _angles(d)
@@ -262,14 +293,22 @@ def _plan(n: int, box: int, n_views: int | None, view_weights: object, junk_frac
     ast_mic = rng.uniform(0.0, astig_A, n_mic)
     ang_mic = rng.uniform(0.0, 180.0, n_mic)
     dfm = df_mic[mic] + rng.normal(0.0, 30.0, n)
-    ctf = CtfParams(dfm + 0.5 * ast_mic[mic], dfm - 0.5 * ast_mic[mic], ang_mic[mic],
-                    voltage_kV, cs_mm, amp_contrast, 0.0, 0.0)
+    ctf = CtfParams(
+        dfm + 0.5 * ast_mic[mic],
+        dfm - 0.5 * ast_mic[mic],
+        ang_mic[mic],
+        voltage_kV,
+        cs_mm,
+        amp_contrast,
+        0.0,
+        0.0,
+    )
     return _Plan(rot, tilt, psi, ox, oy, view_id, kind, extras, ctf, views)
 
 
-def _projector(box: int, apix_A: float, map_path: MapSource,
-               map_apix_A: float | None = None
-               ) -> tuple[GaussianProjector | VolumeProjector, float]:
+def _projector(
+    box: int, apix_A: float, map_path: MapSource, map_apix_A: float | None = None
+) -> tuple[GaussianProjector | VolumeProjector, float]:
     """The projector and the particle radius (px); ``map_path`` may be a volume array."""
     if map_path is None:
         p = GaussianProjector(box)
@@ -289,8 +328,16 @@ def _projector(box: int, apix_A: float, map_path: MapSource,
 class _Renderer:
     """Renders blocks of particles of one plan (shared scale and masks)."""
 
-    def __init__(self, proj: GaussianProjector | VolumeProjector, plan: _Plan, box: int,
-                 apix_A: float, snr: float, radius_px: float, use_ctf: bool) -> None:
+    def __init__(
+        self,
+        proj: GaussianProjector | VolumeProjector,
+        plan: _Plan,
+        box: int,
+        apix_A: float,
+        snr: float,
+        radius_px: float,
+        use_ctf: bool,
+    ) -> None:
         self.proj, self.plan, self.box, self.apix_A = proj, plan, box, apix_A
         self.use_ctf = use_ctf
         y, x = np.mgrid[0:box, 0:box] - box // 2
@@ -302,8 +349,9 @@ class _Renderer:
         if good.size == 0:
             good = np.arange(min(len(plan.kind), 64))
         pl = plan
-        f = proj.slices(pl.rot[good], pl.tilt[good], pl.psi[good],
-                        np.zeros(good.size), np.zeros(good.size))
+        f = proj.slices(
+            pl.rot[good], pl.tilt[good], pl.psi[good], np.zeros(good.size), np.zeros(good.size)
+        )
         clean = _fft.irfft2(f, s=(box, box))
         self.peak = float(np.mean(clean.max(axis=(1, 2))))
         if use_ctf:
@@ -312,24 +360,26 @@ class _Renderer:
         var = float(np.mean(sig[:, self.inside].var(axis=1)))
         self.scale = float(np.sqrt(snr / var)) if var > 0 else 1.0
 
-    def _wide_junk(self, row: int, kind: str, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def _wide_junk(
+        self, row: int, kind: str, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Ice or carbon drawn on a 2x canvas, CTF applied there, box cropped: (signal, clean)
         ``(box, box)`` each, already scaled (the CTF does not wrap around the box edges)."""
         box = self.box
         make = ice_image if kind == "ice" else carbon_image
         big = make(box, self.peak, rng, canvas=2 * box) * np.float32(self.scale)
         o = box - box // 2
-        clean = big[o:o + box, o:o + box].copy()
+        clean = big[o : o + box, o : o + box].copy()
         if not self.use_ctf:
             return clean, clean
         fb = _fft.rfft2(big)[None].astype(np.complex64)
         apply_ctf(fb, self.plan.ctf.subset(np.array([row])), self.apix_A)
-        sig = _fft.irfft2(fb[0], s=(2 * box, 2 * box))[o:o + box, o:o + box]
+        sig = _fft.irfft2(fb[0], s=(2 * box, 2 * box))[o : o + box, o : o + box]
         return sig.astype(np.float32), clean
 
-    def render(self, start: int, stop: int, rng: np.random.Generator, want_clean: bool
-               ) -> tuple[np.ndarray, np.ndarray | None]:
+    def render(
+        self, start: int, stop: int, rng: np.random.Generator, want_clean: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         pl, box = self.plan, self.box
         rows = np.arange(start, stop)
         kind = pl.kind[rows]
@@ -337,16 +387,16 @@ class _Renderer:
         posed = np.flatnonzero(np.isin(kind, ["", "offcentre", "aggregate"]))
         if posed.size:
             g = rows[posed]
-            f[posed] = self.proj.slices(pl.rot[g], pl.tilt[g], pl.psi[g], pl.ox_px[g],
-                                        pl.oy_px[g])
+            f[posed] = self.proj.slices(pl.rot[g], pl.tilt[g], pl.psi[g], pl.ox_px[g], pl.oy_px[g])
         for j in np.flatnonzero(kind == "aggregate"):
             e = pl.extras[int(rows[j])]
             f[j] += self.proj.slices(e[:, 0], e[:, 1], e[:, 2], e[:, 3], e[:, 4]).sum(axis=0)
-        wide = {int(j): self._wide_junk(int(rows[j]), str(kind[j]), rng)
-                for j in np.flatnonzero(np.isin(kind, ["ice", "carbon"]))}
+        wide = {
+            int(j): self._wide_junk(int(rows[j]), str(kind[j]), rng)
+            for j in np.flatnonzero(np.isin(kind, ["ice", "carbon"]))
+        }
         f *= self.scale
-        clean = (_fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False) if want_clean
-                 else None)
+        clean = _fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False) if want_clean else None
         if self.use_ctf:
             apply_ctf(f, pl.ctf.subset(rows), self.apix_A)
         img = _fft.irfft2(f, s=(box, box)).astype(np.float32, copy=False)
@@ -357,8 +407,7 @@ class _Renderer:
         img += rng.standard_normal(img.shape, dtype=np.float32)
         bg = img.reshape(rows.size, -1)[:, self.background.ravel()]
         mean = bg.mean(axis=1, dtype=np.float64)
-        std = np.sqrt(np.maximum(np.mean(np.square(bg), axis=1, dtype=np.float64) - mean ** 2,
-                                 0.0))
+        std = np.sqrt(np.maximum(np.mean(np.square(bg), axis=1, dtype=np.float64) - mean**2, 0.0))
         std[std <= 0] = 1.0
         img -= mean.astype(np.float32)[:, None, None]
         img *= (1.0 / std).astype(np.float32)[:, None, None]
@@ -367,30 +416,53 @@ class _Renderer:
         return img, clean
 
 
-def _tables(plan: _Plan, n: int, box: int, apix_A: float, voltage_kV: float, cs_mm: float,
-            amp_contrast: float, use_ctf: bool, stack_name: str, rng: np.random.Generator
-            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    optics = pd.DataFrame({
-        "rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
-        "rlnVoltage": [float(voltage_kV)], "rlnSphericalAberration": [float(cs_mm)],
-        "rlnAmplitudeContrast": [float(amp_contrast)], "rlnImagePixelSize": [float(apix_A)],
-        "rlnImageSize": [int(box)], "rlnImageDimensionality": [2],
-        "rlnCtfDataAreCtfPremultiplied": [0],
-    })
+def _tables(
+    plan: _Plan,
+    n: int,
+    box: int,
+    apix_A: float,
+    voltage_kV: float,
+    cs_mm: float,
+    amp_contrast: float,
+    use_ctf: bool,
+    stack_name: str,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnOpticsGroup": [1],
+            "rlnVoltage": [float(voltage_kV)],
+            "rlnSphericalAberration": [float(cs_mm)],
+            "rlnAmplitudeContrast": [float(amp_contrast)],
+            "rlnImagePixelSize": [float(apix_A)],
+            "rlnImageSize": [int(box)],
+            "rlnImageDimensionality": [2],
+            "rlnCtfDataAreCtfPremultiplied": [0],
+        }
+    )
     names = [f"{i + 1:06d}@{stack_name}" for i in range(n)]
     mic = np.arange(n) // PER_MICROGRAPH
-    parts = pd.DataFrame({
-        "rlnImageName": names,
-        "rlnMicrographName": [f"Micrographs/mic{m + 1:05d}.mrc" for m in mic],
-        "rlnCoordinateX": np.round(rng.uniform(box, 4096 - box, n), 1),
-        "rlnCoordinateY": np.round(rng.uniform(box, 4096 - box, n), 1),
-    })
-    truth = pd.DataFrame({
-        "rlnImageName": names,
-        "rlnAngleRot": plan.rot, "rlnAngleTilt": plan.tilt, "rlnAnglePsi": plan.psi,
-        "rlnOriginXAngst": plan.ox_px * apix_A, "rlnOriginYAngst": plan.oy_px * apix_A,
-        "tdcViewId": plan.view_id, "tdcJunkKind": plan.kind.astype(str),
-    })
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": names,
+            "rlnMicrographName": [f"Micrographs/mic{m + 1:05d}.mrc" for m in mic],
+            "rlnCoordinateX": np.round(rng.uniform(box, 4096 - box, n), 1),
+            "rlnCoordinateY": np.round(rng.uniform(box, 4096 - box, n), 1),
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "rlnImageName": names,
+            "rlnAngleRot": plan.rot,
+            "rlnAngleTilt": plan.tilt,
+            "rlnAnglePsi": plan.psi,
+            "rlnOriginXAngst": plan.ox_px * apix_A,
+            "rlnOriginYAngst": plan.oy_px * apix_A,
+            "tdcViewId": plan.view_id,
+            "tdcJunkKind": plan.kind.astype(str),
+        }
+    )
     if use_ctf:
         for df in (parts, truth):
             df["rlnDefocusU"] = plan.ctf.defocus_u_A
@@ -403,22 +475,52 @@ def _tables(plan: _Plan, n: int, box: int, apix_A: float, voltage_kV: float, cs_
     return parts, optics, truth
 
 
-def _setup(n_particles: int, box: int, apix_A: float, map_path: MapSource,
-           snr: float, junk_fraction: float, n_views: int | None, view_weights: object,
-           junk_kinds: tuple[str, ...], defocus_range_um: tuple[float, float], astig_A: float,
-           voltage_kV: float, cs_mm: float, amp_contrast: float, max_shift_A: float | None,
-           ctf: bool, seed: int, stack_name: str, map_apix_A: float | None = None
-           ) -> tuple[_Plan, _Renderer, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    _validate(n_particles, box, apix_A, snr, junk_fraction, n_views, view_weights,
-              tuple(junk_kinds))
+def _setup(
+    n_particles: int,
+    box: int,
+    apix_A: float,
+    map_path: MapSource,
+    snr: float,
+    junk_fraction: float,
+    n_views: int | None,
+    view_weights: object,
+    junk_kinds: tuple[str, ...],
+    defocus_range_um: tuple[float, float],
+    astig_A: float,
+    voltage_kV: float,
+    cs_mm: float,
+    amp_contrast: float,
+    max_shift_A: float | None,
+    ctf: bool,
+    seed: int,
+    stack_name: str,
+    map_apix_A: float | None = None,
+) -> tuple[_Plan, _Renderer, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    _validate(
+        n_particles, box, apix_A, snr, junk_fraction, n_views, view_weights, tuple(junk_kinds)
+    )
     rng = np.random.default_rng(seed)
     shift_px = (0.03 * box) if max_shift_A is None else max_shift_A / apix_A
-    plan = _plan(n_particles, box, n_views, view_weights, junk_fraction, tuple(junk_kinds),
-                 defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, shift_px, rng)
+    plan = _plan(
+        n_particles,
+        box,
+        n_views,
+        view_weights,
+        junk_fraction,
+        tuple(junk_kinds),
+        defocus_range_um,
+        astig_A,
+        voltage_kV,
+        cs_mm,
+        amp_contrast,
+        shift_px,
+        rng,
+    )
     proj, radius = _projector(box, apix_A, map_path, map_apix_A)
     rend = _Renderer(proj, plan, box, apix_A, snr, radius, ctf)
-    parts, optics, truth = _tables(plan, n_particles, box, apix_A, voltage_kV, cs_mm,
-                                   amp_contrast, ctf, stack_name, rng)
+    parts, optics, truth = _tables(
+        plan, n_particles, box, apix_A, voltage_kV, cs_mm, amp_contrast, ctf, stack_name, rng
+    )
     return plan, rend, parts, optics, truth
 
 
@@ -426,14 +528,27 @@ def _block_rng(seed: int, block: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), 1, block])
 
 
-def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5,
-                    map_path: MapSource = None, snr: float = 0.05,
-                    junk_fraction: float = 0.15, n_views: int | None = None,
-                    view_weights: object = None, junk_kinds: tuple[str, ...] = JUNK_KINDS,
-                    defocus_range_um: tuple[float, float] = (1.0, 2.5), astig_A: float = 300.0,
-                    voltage_kV: float = 300.0, cs_mm: float = 2.7, amp_contrast: float = 0.1,
-                    max_shift_A: float | None = None, ctf: bool = True, seed: int = 0,
-                    return_clean: bool = False, map_apix_A: float | None = None) -> SimData:
+def simulate_arrays(
+    n_particles: int = 1000,
+    box: int = 128,
+    apix_A: float = 1.5,
+    map_path: MapSource = None,
+    snr: float = 0.05,
+    junk_fraction: float = 0.15,
+    n_views: int | None = None,
+    view_weights: object = None,
+    junk_kinds: tuple[str, ...] = JUNK_KINDS,
+    defocus_range_um: tuple[float, float] = (1.0, 2.5),
+    astig_A: float = 300.0,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amp_contrast: float = 0.1,
+    max_shift_A: float | None = None,
+    ctf: bool = True,
+    seed: int = 0,
+    return_clean: bool = False,
+    map_apix_A: float | None = None,
+) -> SimData:
     """Simulate particles in memory (same images as :func:`simulate` with equal arguments).
 
     Returns
@@ -443,9 +558,26 @@ def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5
         with ``return_clean`` the noise-free CTF-free signal ``(n, box, box)``.
     """
     plan, rend, parts, optics, truth = _setup(
-        n_particles, box, apix_A, map_path, snr, junk_fraction, n_views, view_weights,
-        junk_kinds, defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, max_shift_A,
-        ctf, seed, "particles.mrcs", map_apix_A)
+        n_particles,
+        box,
+        apix_A,
+        map_path,
+        snr,
+        junk_fraction,
+        n_views,
+        view_weights,
+        junk_kinds,
+        defocus_range_um,
+        astig_A,
+        voltage_kV,
+        cs_mm,
+        amp_contrast,
+        max_shift_A,
+        ctf,
+        seed,
+        "particles.mrcs",
+        map_apix_A,
+    )
     images = np.empty((n_particles, box, box), dtype=np.float32)
     clean = np.empty_like(images) if return_clean else None
     for b, start in enumerate(range(0, n_particles, CHUNK)):
@@ -454,19 +586,42 @@ def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5
         images[start:stop] = img
         if clean is not None and cl is not None:
             clean[start:stop] = cl
-    return SimData(images, truth, plan.ctf if ctf else None, parts, optics, clean, box,
-                   float(apix_A), plan.view_dirs)
+    return SimData(
+        images,
+        truth,
+        plan.ctf if ctf else None,
+        parts,
+        optics,
+        clean,
+        box,
+        float(apix_A),
+        plan.view_dirs,
+    )
 
 
-def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int = 128,
-             apix_A: float = 1.5, map_path: MapSource = None,
-             snr: float = 0.05, junk_fraction: float = 0.15, n_views: int | None = None,
-             view_weights: object = None, junk_kinds: tuple[str, ...] = JUNK_KINDS,
-             defocus_range_um: tuple[float, float] = (1.0, 2.5), astig_A: float = 300.0,
-             voltage_kV: float = 300.0, cs_mm: float = 2.7, amp_contrast: float = 0.1,
-             max_shift_A: float | None = None, ctf: bool = True, seed: int = 0,
-             float16: bool = False, progress: object = None,
-             map_apix_A: float | None = None) -> SimResult:
+def simulate(
+    out_dir: str | os.PathLike[str],
+    n_particles: int = 1000,
+    box: int = 128,
+    apix_A: float = 1.5,
+    map_path: MapSource = None,
+    snr: float = 0.05,
+    junk_fraction: float = 0.15,
+    n_views: int | None = None,
+    view_weights: object = None,
+    junk_kinds: tuple[str, ...] = JUNK_KINDS,
+    defocus_range_um: tuple[float, float] = (1.0, 2.5),
+    astig_A: float = 300.0,
+    voltage_kV: float = 300.0,
+    cs_mm: float = 2.7,
+    amp_contrast: float = 0.1,
+    max_shift_A: float | None = None,
+    ctf: bool = True,
+    seed: int = 0,
+    float16: bool = False,
+    progress: object = None,
+    map_apix_A: float | None = None,
+) -> SimResult:
     """Simulate a particle set on disk: ``particles.star``, ``particles.mrcs``, ``truth.star``.
 
     Parameters
@@ -500,9 +655,26 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan, rend, parts, optics, truth = _setup(
-        n_particles, box, apix_A, map_path, snr, junk_fraction, n_views, view_weights,
-        junk_kinds, defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, max_shift_A,
-        ctf, seed, "particles.mrcs", map_apix_A)
+        n_particles,
+        box,
+        apix_A,
+        map_path,
+        snr,
+        junk_fraction,
+        n_views,
+        view_weights,
+        junk_kinds,
+        defocus_range_um,
+        astig_A,
+        voltage_kV,
+        cs_mm,
+        amp_contrast,
+        max_shift_A,
+        ctf,
+        seed,
+        "particles.mrcs",
+        map_apix_A,
+    )
     stack = out / "particles.mrcs"
     with new_stack(stack, n_particles, box, apix_A, float16=float16) as w:
         for b, start in enumerate(range(0, n_particles, CHUNK)):
@@ -514,5 +686,6 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     pstar, tstar = out / "particles.star", out / "truth.star"
     write_star(pstar, {"optics": optics, "particles": parts})
     write_star(tstar, {"optics": optics, "particles": truth})
-    return SimResult(out, pstar, stack, tstar, truth, n_particles, box, float(apix_A),
-                     time.perf_counter() - t0)
+    return SimResult(
+        out, pstar, stack, tstar, truth, n_particles, box, float(apix_A), time.perf_counter() - t0
+    )

@@ -16,8 +16,14 @@ from engine.params import ClassifyParams, ParamSpec, param_specs
 
 from ..constants import PARALLEL_SPECS
 
-__all__ = ["add_engine_params", "classify_params", "cli_args", "form_label", "form_specs",
-           "spec_level"]
+__all__ = [
+    "add_engine_params",
+    "classify_params",
+    "cli_args",
+    "form_label",
+    "form_specs",
+    "spec_level",
+]
 
 _SECTION_BASIC = "basic"
 
@@ -66,8 +72,12 @@ def add_engine_params(form) -> None:
     """Add every engine parameter to the current section of ``form``."""
     kinds = {int: pwparams.IntParam, float: pwparams.FloatParam, bool: pwparams.BooleanParam}
     for spec in form_specs():
-        kw = dict(default=spec.default, label=form_label(spec), help=_form_help(spec),
-                  expertLevel=spec_level(spec))
+        kw = dict(
+            default=spec.default,
+            label=form_label(spec),
+            help=_form_help(spec),
+            expertLevel=spec_level(spec),
+        )
         if spec.type is not bool:
             kw["validators"] = _validators(spec)
         if spec.optional:

@@ -47,8 +47,15 @@ def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> l
         except (OSError, ValueError):
             status = None
         if status in ("running", "cancelled", "failed"):
-            return ["run", "--resume", job_dir, "--progress", "jsonl",
-                    "--threads", str(params.threads)]
+            return [
+                "run",
+                "--resume",
+                job_dir,
+                "--progress",
+                "jsonl",
+                "--threads",
+                str(params.threads),
+            ]
     args = ["run", input_star, "-o", job_dir, "--progress", "jsonl"]
     if os.path.exists(info_path):
         args.append("--overwrite")
@@ -84,10 +91,15 @@ class ProtTwoDClassify(ProtClassify2D):
     # ------------------------------------------------------------------ form
     def _defineParams(self, form) -> None:
         form.addSection(label="Input")
-        form.addParam("inputParticles", pwparams.PointerParam, pointerClass="SetOfParticles",
-                      important=True, label="Input particles",
-                      help="Particles to classify, with or without CTF. Existing 2D "
-                           "alignments are passed on to the engine.")
+        form.addParam(
+            "inputParticles",
+            pwparams.PointerParam,
+            pointerClass="SetOfParticles",
+            important=True,
+            label="Input particles",
+            help="Particles to classify, with or without CTF. Existing 2D "
+            "alignments are passed on to the engine.",
+        )
         form.addSection(label="2D classification")
         add_engine_params(form)
         form.addParallelSection(threads=4, mpi=1)
@@ -111,17 +123,21 @@ class ProtTwoDClassify(ProtClassify2D):
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self) -> None:
-        self._insertFunctionStep(self.convertInputStep, self.inputParticles.get().getObjId(),
-                                 needsGPU=False)
+        self._insertFunctionStep(
+            self.convertInputStep, self.inputParticles.get().getObjId(), needsGPU=False
+        )
         self._insertFunctionStep(self.classifyStep, needsGPU=False)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def convertInputStep(self, particlesId: int) -> None:  # noqa: ARG002 - re-run on change
-        info = write_particles_star(self.inputParticles.get(), self._inputStar(),
-                                    self._getExtraPath(INPUT_STACKS_DIR))
-        self.info(f"Wrote {info['n_particles']} particles ({info['n_stacks']} stack(s), box "
-                  f"{info['box']} px, {info['apix']:g} Å/px, CTF: {info['has_ctf']}, "
-                  f"2D alignment: {info['has_alignment']}) to {self._inputStar()}")
+        info = write_particles_star(
+            self.inputParticles.get(), self._inputStar(), self._getExtraPath(INPUT_STACKS_DIR)
+        )
+        self.info(
+            f"Wrote {info['n_particles']} particles ({info['n_stacks']} stack(s), box "
+            f"{info['box']} px, {info['apix']:g} Å/px, CTF: {info['has_ctf']}, "
+            f"2D alignment: {info['has_alignment']}) to {self._inputStar()}"
+        )
         for path in info["missing_stacks"]:
             self.warning(f"Stack of the input particles not found: {path}")
 
@@ -132,8 +148,12 @@ class ProtTwoDClassify(ProtClassify2D):
     def createOutputStep(self) -> None:
         result = read_job(self.getJobDir())
         classes = self._createSetOfClasses2D(self.inputParticles)
-        fill_classes(classes, result, self.inputParticles.get().getSamplingRate(),
-                     classes_path=self._getExtraPath(CLASSES_MRCS))
+        fill_classes(
+            classes,
+            result,
+            self.inputParticles.get().getSamplingRate(),
+            classes_path=self._getExtraPath(CLASSES_MRCS),
+        )
         self._defineOutputs(outputClasses=classes)
         self._defineSourceRelation(self.inputParticles, classes)
 
@@ -147,14 +167,17 @@ class ProtTwoDClassify(ProtClassify2D):
             errors.append(f"twodclass engine not found: {engine_executable()}")
         apix = parts.getSamplingRate()
         if not apix or apix <= 0:
-            return errors + ["The input particles have no pixel size (sampling rate): "
-                             "set it when importing them."]
+            return errors + [
+                "The input particles have no pixel size (sampling rate): "
+                "set it when importing them."
+            ]
         try:
             params = self.getEngineParams()
         except (TypeError, ValueError) as exc:
             return errors + [f"Invalid parameters: {exc}"]
-        errors += engine_messages(params.validate_for_data(
-            int(parts.getSize()), int(parts.getXDim()), float(apix)))
+        errors += engine_messages(
+            params.validate_for_data(int(parts.getSize()), int(parts.getXDim()), float(apix))
+        )
         return errors
 
     def _summary(self) -> list[str]:
@@ -162,9 +185,11 @@ class ProtTwoDClassify(ProtClassify2D):
             return ["Output classes not ready yet."]
         classes = self.outputClasses
         n = sum(c.getSize() for c in classes)
-        lines = [f"{classes.getSize()} classes from {n} particles "
-                 f"({self.n_classes.get()} requested, maximum resolution "
-                 f"{self.max_res_A.get():g} Å)."]
+        lines = [
+            f"{classes.getSize()} classes from {n} particles "
+            f"({self.n_classes.get()} requested, maximum resolution "
+            f"{self.max_res_A.get():g} Å)."
+        ]
         sizes = []
         for c in classes.iterItems(orderBy="id"):
             res = getattr(c, ATTR_RESOLUTION, None)
@@ -178,12 +203,14 @@ class ProtTwoDClassify(ProtClassify2D):
         if parts is None:
             return []
         p = self.getEngineParams()
-        text = (f"{parts.getSize()} particles were classified into {p.n_classes} 2D classes "
-                f"with twodclass [twodclass2026] (maximum-likelihood online EM, "
-                f"{p.online_iters} online iterations of {p.batch_per_class} particles per "
-                f"class, {p.full_passes} full pass(es), maximum resolution {p.max_res_A:g} Å, "
-                f"initial uncertainty factor {p.uncertainty:g}"
-                f"{', CTF corrected' if p.ctf else ''}).")
+        text = (
+            f"{parts.getSize()} particles were classified into {p.n_classes} 2D classes "
+            f"with twodclass [twodclass2026] (maximum-likelihood online EM, "
+            f"{p.online_iters} online iterations of {p.batch_per_class} particles per "
+            f"class, {p.full_passes} full pass(es), maximum resolution {p.max_res_A:g} Å, "
+            f"initial uncertainty factor {p.uncertainty:g}"
+            f"{', CTF corrected' if p.ctf else ''})."
+        )
         return [text]
 
     def _citations(self) -> list[str]:
@@ -207,19 +234,27 @@ def _rows_in_item_order(images, result: JobResult) -> list[dict | None]:
     Built eagerly: a query on the input set while ``classifyItems`` iterates it would
     disturb that iteration."""
     rows = list(result.particle_rows())
-    ids = row_scipion_ids(result.particles, lambda: [
-        p.getObjId() for p in images.iterItems(orderBy="id") if p.isEnabled()])
+    ids = row_scipion_ids(
+        result.particles,
+        lambda: [p.getObjId() for p in images.iterItems(orderBy="id") if p.isEnabled()],
+    )
     if ids is None:
-        raise ValueError(f"{result.job_dir}/run_data.star: {len(rows)} rows for a different "
-                         f"number of enabled input particles (was the input changed after "
-                         f"the run?)")
+        raise ValueError(
+            f"{result.job_dir}/run_data.star: {len(rows)} rows for a different "
+            f"number of enabled input particles (was the input changed after "
+            f"the run?)"
+        )
     by_id = dict(zip(ids.tolist(), rows, strict=True))
     all_ids = sorted(int(i) for i in images.getIdSet())
     return [by_id.get(pid) for pid in all_ids]
 
 
-def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: float,
-                 classes_path: str | None = None) -> None:
+def fill_classes(
+    classes: SetOfClasses2D,
+    result: JobResult,
+    particle_apix: float,
+    classes_path: str | None = None,
+) -> None:
     """Fill ``classes`` (created on the input particles) from an engine job's results.
 
     ``classes_path``: how the representatives name the class-average stack (default: the
@@ -231,12 +266,16 @@ def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: floa
 
     def update_item(item, row: dict | None) -> None:
         if row is None:
-            raise ValueError(f"{result.job_dir}/run_data.star: no row for particle "
-                             f"{item.getObjId()} (was the input changed after the run?)")
+            raise ValueError(
+                f"{result.job_dir}/run_data.star: no row for particle "
+                f"{item.getObjId()} (was the input changed after the run?)"
+            )
         item.setClassId(int(row["rlnClassNumber"]))
-        m = pose_to_matrix(float(row.get("rlnAnglePsi", 0.0)),
-                           float(row.get("rlnOriginXAngst", 0.0)) / apix,
-                           float(row.get("rlnOriginYAngst", 0.0)) / apix)
+        m = pose_to_matrix(
+            float(row.get("rlnAnglePsi", 0.0)),
+            float(row.get("rlnOriginXAngst", 0.0)) / apix,
+            float(row.get("rlnOriginYAngst", 0.0)) / apix,
+        )
         item.setTransform(Transform(m))
         if "rlnMaxValueProbDistribution" in row:
             _set_float(item, ATTR_MAX_PROB, row["rlnMaxValueProbDistribution"])
@@ -260,5 +299,9 @@ def fill_classes(classes: SetOfClasses2D, result: JobResult, particle_apix: floa
         if row.get("tdcParticleCount") is not None:
             setattr(cls, ATTR_PARTICLE_COUNT, Integer(int(row["tdcParticleCount"])))
 
-    classes.classifyItems(updateItemCallback=update_item, updateClassCallback=update_class,
-                          itemDataIterator=rows, iterParams={"orderBy": "id"})
+    classes.classifyItems(
+        updateItemCallback=update_item,
+        updateClassCallback=update_class,
+        itemDataIterator=rows,
+        iterParams={"orderBy": "id"},
+    )

@@ -33,8 +33,12 @@ from ..selection import (
 __all__ = ["ProtTwoDSelect", "add_filter_params", "class_resolution"]
 
 # resolution attributes of classes from this and other plugins (first found wins)
-_RESOLUTION_ATTRS = (ATTR_RESOLUTION, "_rlnEstimatedResolution", "_cryosparc_resolution",
-                     "_resolution")
+_RESOLUTION_ATTRS = (
+    ATTR_RESOLUTION,
+    "_rlnEstimatedResolution",
+    "_cryosparc_resolution",
+    "_resolution",
+)
 
 
 def class_resolution(cls) -> float | None:
@@ -57,10 +61,16 @@ def add_filter_params(form) -> None:
         md = f.metadata
         label = f"{md['label']} ({md['unit']})" if md.get("unit") else md["label"]
         validators = [pwparams.GE(md["min"])] if md.get("min") is not None else []
-        form.addParam(name, pwparams.FloatParam, default=f.default, label=label,
-                      help=f"{md['help']} (twodclass select {md['flag']})",
-                      expertLevel=LEVEL_ADVANCED, condition="removeOutliers",
-                      validators=validators)
+        form.addParam(
+            name,
+            pwparams.FloatParam,
+            default=f.default,
+            label=label,
+            help=f"{md['help']} (twodclass select {md['flag']})",
+            expertLevel=LEVEL_ADVANCED,
+            condition="removeOutliers",
+            validators=validators,
+        )
 
 
 class ProtTwoDSelect(Prot2D):
@@ -76,9 +86,12 @@ class ProtTwoDSelect(Prot2D):
     """
 
     _label = "2D class selection"
-    _possibleOutputs = {"outputParticles": SetOfParticles, "outputAverages": SetOfAverages,
-                        "outputClasses": SetOfClasses2D,
-                        "outputRemovedParticles": SetOfParticles}
+    _possibleOutputs = {
+        "outputParticles": SetOfParticles,
+        "outputAverages": SetOfAverages,
+        "outputClasses": SetOfClasses2D,
+        "outputRemovedParticles": SetOfParticles,
+    }
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -86,49 +99,89 @@ class ProtTwoDSelect(Prot2D):
 
     def _defineParams(self, form) -> None:
         form.addSection(label="Input")
-        form.addParam("inputClasses", pwparams.PointerParam, pointerClass="SetOfClasses2D",
-                      important=True, label="Input 2D classes",
-                      help="Classes of any 2D classification protocol.")
-        form.addParam("useAuto", pwparams.BooleanParam, default=True,
-                      label="Automatic selection (twodclass)",
-                      help="For classes of a twodclass 2D classification: also apply the "
-                           "engine's automatic class selection (junk, low signal, "
-                           "off-centre...). Ignored for classes of other programs.")
-        form.addParam("useSaved", pwparams.BooleanParam, default=False,
-                      label="Use the selection from the terminal browser",
-                      help="For classes of a twodclass 2D classification: keep exactly the "
-                           "classes selected and saved (key s) in `twodclass browse` (the "
-                           "viewer's 'Open terminal class browser'), and its particle "
-                           "filter setting (key f), so the output holds the particles the "
-                           "browser saved. The criteria and the particle filter setting "
-                           "below are then ignored; 'Always keep/reject' still apply.")
-        form.addParam("minParticles", pwparams.IntParam, default=0,
-                      validators=[pwparams.GE(0)], label="Minimum particles per class",
-                      help="Reject classes with fewer particles. 0 = no limit.")
-        form.addParam("maxResolution", pwparams.FloatParam, default=0.0,
-                      validators=[pwparams.GE(0)], label="Resolution better than (Å)",
-                      help="Reject classes whose estimated resolution is worse (larger) "
-                           "than this. 0 = no limit.")
-        form.addParam("keepIds", pwparams.NumericRangeParam, default="",
-                      label="Always keep classes",
-                      help="Class ids kept whatever the criteria, e.g. '1 3-5 8'.")
-        form.addParam("rejectIds", pwparams.NumericRangeParam, default="",
-                      label="Always reject classes",
-                      help="Class ids rejected whatever the criteria, e.g. '2 7'.")
-        form.addParam("onlyListed", pwparams.BooleanParam, default=False,
-                      expertLevel=LEVEL_ADVANCED, label="Keep only the listed classes",
-                      help="Reject every class not in 'Always keep classes'.")
-        form.addParam("removeOutliers", pwparams.BooleanParam, default=True,
-                      label="Remove outlier particles",
-                      help="For classes of a twodclass 2D classification: leave out the "
-                           "particles of the selected classes that do not look like their "
-                           "class-mates (overlapping neighbours or aggregates, ice, carbon, "
-                           "empty or off-centre picks that landed in good classes), judged by "
-                           "the per-particle statistics of the job (run_data.star: "
-                           "tdcResidualLowRes, tdcSignalLowRes) with the thresholds below. "
-                           "They are output apart (outputRemovedParticles), each with its "
-                           "reason, so nothing is lost. Ignored for classes of other programs. "
-                           "(twodclass select; No = --no-particle-filter)")
+        form.addParam(
+            "inputClasses",
+            pwparams.PointerParam,
+            pointerClass="SetOfClasses2D",
+            important=True,
+            label="Input 2D classes",
+            help="Classes of any 2D classification protocol.",
+        )
+        form.addParam(
+            "useAuto",
+            pwparams.BooleanParam,
+            default=True,
+            label="Automatic selection (twodclass)",
+            help="For classes of a twodclass 2D classification: also apply the "
+            "engine's automatic class selection (junk, low signal, "
+            "off-centre...). Ignored for classes of other programs.",
+        )
+        form.addParam(
+            "useSaved",
+            pwparams.BooleanParam,
+            default=False,
+            label="Use the selection from the terminal browser",
+            help="For classes of a twodclass 2D classification: keep exactly the "
+            "classes selected and saved (key s) in `twodclass browse` (the "
+            "viewer's 'Open terminal class browser'), and its particle "
+            "filter setting (key f), so the output holds the particles the "
+            "browser saved. The criteria and the particle filter setting "
+            "below are then ignored; 'Always keep/reject' still apply.",
+        )
+        form.addParam(
+            "minParticles",
+            pwparams.IntParam,
+            default=0,
+            validators=[pwparams.GE(0)],
+            label="Minimum particles per class",
+            help="Reject classes with fewer particles. 0 = no limit.",
+        )
+        form.addParam(
+            "maxResolution",
+            pwparams.FloatParam,
+            default=0.0,
+            validators=[pwparams.GE(0)],
+            label="Resolution better than (Å)",
+            help="Reject classes whose estimated resolution is worse (larger) "
+            "than this. 0 = no limit.",
+        )
+        form.addParam(
+            "keepIds",
+            pwparams.NumericRangeParam,
+            default="",
+            label="Always keep classes",
+            help="Class ids kept whatever the criteria, e.g. '1 3-5 8'.",
+        )
+        form.addParam(
+            "rejectIds",
+            pwparams.NumericRangeParam,
+            default="",
+            label="Always reject classes",
+            help="Class ids rejected whatever the criteria, e.g. '2 7'.",
+        )
+        form.addParam(
+            "onlyListed",
+            pwparams.BooleanParam,
+            default=False,
+            expertLevel=LEVEL_ADVANCED,
+            label="Keep only the listed classes",
+            help="Reject every class not in 'Always keep classes'.",
+        )
+        form.addParam(
+            "removeOutliers",
+            pwparams.BooleanParam,
+            default=True,
+            label="Remove outlier particles",
+            help="For classes of a twodclass 2D classification: leave out the "
+            "particles of the selected classes that do not look like their "
+            "class-mates (overlapping neighbours or aggregates, ice, carbon, "
+            "empty or off-centre picks that landed in good classes), judged by "
+            "the per-particle statistics of the job (run_data.star: "
+            "tdcResidualLowRes, tdcSignalLowRes) with the thresholds below. "
+            "They are output apart (outputRemovedParticles), each with its "
+            "reason, so nothing is lost. Ignored for classes of other programs. "
+            "(twodclass select; No = --no-particle-filter)",
+        )
         add_filter_params(form)
 
     # ------------------------------------------------------------------ steps
@@ -143,8 +196,10 @@ class ProtTwoDSelect(Prot2D):
         return find_job_dir(rep.getFileName() if rep is not None else None)
 
     def _classInfos(self) -> list[ClassInfo]:
-        return [ClassInfo(int(c.getObjId()), int(c.getSize()), class_resolution(c))
-                for c in self.inputClasses.get().iterItems(orderBy="id")]
+        return [
+            ClassInfo(int(c.getObjId()), int(c.getSize()), class_resolution(c))
+            for c in self.inputClasses.get().iterItems(orderBy="id")
+        ]
 
     def computeDecisions(self) -> tuple[list[Decision], str]:
         auto, note, saved = None, "automatic selection off", None
@@ -154,11 +209,16 @@ class ProtTwoDSelect(Prot2D):
                 raise ValueError(note)
         elif self.useAuto.get():
             auto, note = auto_decisions(self.getJobDir())
-        decisions = decide(self._classInfos(), min_particles=int(self.minParticles.get()),
-                           max_resolution_A=float(self.maxResolution.get() or 0.0),
-                           keep_ids=parse_ids(self.keepIds.get()),
-                           reject_ids=parse_ids(self.rejectIds.get()),
-                           only_listed=bool(self.onlyListed.get()), auto=auto, saved=saved)
+        decisions = decide(
+            self._classInfos(),
+            min_particles=int(self.minParticles.get()),
+            max_resolution_A=float(self.maxResolution.get() or 0.0),
+            keep_ids=parse_ids(self.keepIds.get()),
+            reject_ids=parse_ids(self.rejectIds.get()),
+            only_listed=bool(self.onlyListed.get()),
+            auto=auto,
+            saved=saved,
+        )
         return decisions, note
 
     def filterThresholds(self) -> SelectionThresholds | None:
@@ -176,29 +236,37 @@ class ProtTwoDSelect(Prot2D):
         images = self.inputClasses.get().getImages()
 
         def enabled_ids() -> list[int]:
-            return [int(p.getObjId()) for p in images.iterItems(orderBy="id")
-                    if p.isEnabled()]
+            return [int(p.getObjId()) for p in images.iterItems(orderBy="id") if p.isEnabled()]
 
-        return particle_filter(self.getJobDir() if thresholds is not None else None,
-                               class_ids, thresholds, enabled_ids)
+        return particle_filter(
+            self.getJobDir() if thresholds is not None else None, class_ids, thresholds, enabled_ids
+        )
 
     def selectStep(self) -> None:
         decisions, note = self.computeDecisions()
         self.info(note)
         for d in decisions:
             self.info(d.describe())
-        enabled = {int(c.getObjId()) for c in self.inputClasses.get().iterItems()
-                   if c.isEnabled()}
+        enabled = {int(c.getObjId()) for c in self.inputClasses.get().iterItems() if c.isEnabled()}
         kept = sorted(d.class_id for d in decisions if d.keep and d.class_id in enabled)
         pfilter = self.computeParticleFilter(kept)
         self.info(pfilter.summary)
-        record = {"note": note,
-                  "decisions": [{"class": d.class_id, "keep": d.keep, "reasons": d.reasons}
-                                for d in decisions],
-                  "particle_filter": {**pfilter.info, "summary": pfilter.summary}}
+        record = {
+            "note": note,
+            "decisions": [
+                {"class": d.class_id, "keep": d.keep, "reasons": d.reasons} for d in decisions
+            ],
+            "particle_filter": {**pfilter.info, "summary": pfilter.summary},
+        }
         with open(self._getExtraPath("selection.json"), "w") as f:
-            json.dump({**record, "removed_particles": {
-                str(k): v for k, v in sorted(pfilter.removed.items())}}, f, indent=1)
+            json.dump(
+                {
+                    **record,
+                    "removed_particles": {str(k): v for k, v in sorted(pfilter.removed.items())},
+                },
+                f,
+                indent=1,
+            )
         self._selection.set(json.dumps(record))
         self._store(self._selection)
 
@@ -226,8 +294,10 @@ class ProtTwoDSelect(Prot2D):
         inputClasses = self.inputClasses.get()
         keep = self.keptIds()
         if not keep:
-            raise ValueError("No class passed the selection; relax the criteria "
-                             "(see the log for the reason of every class).")
+            raise ValueError(
+                "No class passed the selection; relax the criteria "
+                "(see the log for the reason of every class)."
+            )
 
         def selected(cls) -> bool:
             return cls.getObjId() in keep
@@ -279,8 +349,11 @@ class ProtTwoDSelect(Prot2D):
             rep.setObjId(cls.getObjId())
             averages.append(rep)
 
-        outputs = {"outputParticles": particles, "outputAverages": averages,
-                   "outputClasses": classes}
+        outputs = {
+            "outputParticles": particles,
+            "outputAverages": averages,
+            "outputClasses": classes,
+        }
         if gone is not None and gone.getSize():
             outputs["outputRemovedParticles"] = gone
         self._defineOutputs(**outputs)
@@ -297,12 +370,15 @@ class ProtTwoDSelect(Prot2D):
             try:
                 parse_ids(getattr(self, name).get())
             except ValueError:
-                errors.append(f"'{self.getParam(name).label.get()}': write class ids like "
-                              f"'1 3-5 8'")
+                errors.append(
+                    f"'{self.getParam(name).label.get()}': write class ids like '1 3-5 8'"
+                )
         if self.maxResolution.get() and classes.getSize():
             if class_resolution(classes.getFirstItem()) is None:
-                errors.append("The input classes carry no resolution estimate: set "
-                              "'Resolution better than' to 0.")
+                errors.append(
+                    "The input classes carry no resolution estimate: set "
+                    "'Resolution better than' to 0."
+                )
         if self.useSaved.get():
             saved, note = saved_selection(self.getJobDir())
             if saved is None:
@@ -324,8 +400,10 @@ class ProtTwoDSelect(Prot2D):
         if pf:
             text = pf["summary"][0].upper() + pf["summary"][1:]
             if hasattr(self, "outputRemovedParticles"):
-                text += (f"; the {self.outputRemovedParticles.getSize()} removed particles "
-                         f"are in outputRemovedParticles")
+                text += (
+                    f"; the {self.outputRemovedParticles.getSize()} removed particles "
+                    f"are in outputRemovedParticles"
+                )
             lines.append(text + ".")
         rejected = [d for d in decisions if not d["keep"]]
         if rejected:
@@ -338,22 +416,30 @@ class ProtTwoDSelect(Prot2D):
         if rec is None:
             return []
         n_keep = sum(d["keep"] for d in rec["decisions"])
-        text = (f"{n_keep} of {len(rec['decisions'])} 2D classes were selected with "
-                f"twodclass [twodclass2026].")
+        text = (
+            f"{n_keep} of {len(rec['decisions'])} 2D classes were selected with "
+            f"twodclass [twodclass2026]."
+        )
         pf = rec.get("particle_filter") or {}
         if pf.get("applied"):
             tests = []
             if pf.get("max_residual_z"):
-                tests.append(f"the low-resolution power left unexplained by their "
-                             f"aligned class average was more than {pf['max_residual_z']:g} "
-                             f"robust standard deviations above the median")
+                tests.append(
+                    f"the low-resolution power left unexplained by their "
+                    f"aligned class average was more than {pf['max_residual_z']:g} "
+                    f"robust standard deviations above the median"
+                )
             if pf.get("min_signal_z"):
-                tests.append(f"their signal matched to the class average was more than "
-                             f"{pf['min_signal_z']:g} robust standard deviations below the "
-                             f"median")
-            text += (f" Particles of the selected classes were removed when "
-                     f"{' or when '.join(tests)} (medians over all particles of the selected "
-                     f"classes; {pf['n_removed']} of {pf['n_in_classes']} removed).")
+                tests.append(
+                    f"their signal matched to the class average was more than "
+                    f"{pf['min_signal_z']:g} robust standard deviations below the "
+                    f"median"
+                )
+            text += (
+                f" Particles of the selected classes were removed when "
+                f"{' or when '.join(tests)} (medians over all particles of the selected "
+                f"classes; {pf['n_removed']} of {pf['n_in_classes']} removed)."
+            )
         return [text]
 
     def _citations(self) -> list[str]:

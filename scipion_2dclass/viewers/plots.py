@@ -17,8 +17,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["convergence_figure", "distribution_figure", "job_figure", "job_figures",
-           "montage_figure"]
+__all__ = [
+    "convergence_figure",
+    "distribution_figure",
+    "job_figure",
+    "job_figures",
+    "montage_figure",
+]
 
 # data_model_iterations columns (starfile strips the leading underscore) and their titles
 CONVERGENCE_CURVES = (
@@ -29,10 +34,14 @@ CONVERGENCE_CURVES = (
 )
 
 
-def montage_figure(averages: np.ndarray, counts: Sequence[int],
-                   resolutions: Sequence[float | None] | None = None,
-                   class_numbers: Sequence[int] | None = None, ncols: int | None = None,
-                   fig: Figure | None = None) -> Figure:
+def montage_figure(
+    averages: np.ndarray,
+    counts: Sequence[int],
+    resolutions: Sequence[float | None] | None = None,
+    class_numbers: Sequence[int] | None = None,
+    ncols: int | None = None,
+    fig: Figure | None = None,
+) -> Figure:
     """Grid of class averages ``(K, b, b)``, titled ``#k  n=count  res Å``."""
     k = len(averages)
     class_numbers = list(class_numbers) if class_numbers is not None else list(range(1, k + 1))
@@ -54,9 +63,12 @@ def montage_figure(averages: np.ndarray, counts: Sequence[int],
     return fig
 
 
-def distribution_figure(class_numbers: Sequence[int], counts: Sequence[int],
-                        distribution: Sequence[float] | None = None,
-                        fig: Figure | None = None) -> Figure:
+def distribution_figure(
+    class_numbers: Sequence[int],
+    counts: Sequence[int],
+    distribution: Sequence[float] | None = None,
+    fig: Figure | None = None,
+) -> Figure:
     """Bar chart of particles per class (and the soft class distribution, if given)."""
     fig = fig or Figure(figsize=(7, 3.5))
     ax = fig.add_subplot(1, 1, 1)
@@ -66,8 +78,9 @@ def distribution_figure(class_numbers: Sequence[int], counts: Sequence[int],
     ax.set_ylabel("particles")
     if distribution is not None:
         ax2 = ax.twinx()
-        ax2.plot(x, np.asarray(distribution), "o-", color="tab:orange",
-                 label="class distribution (soft)")
+        ax2.plot(
+            x, np.asarray(distribution), "o-", color="tab:orange", label="class distribution (soft)"
+        )
         ax2.set_ylabel("fraction")
         ax2.set_ylim(bottom=0)
         lines = ax.get_legend_handles_labels()
@@ -87,10 +100,16 @@ def convergence_figure(iterations: pd.DataFrame, fig: Figure | None = None) -> F
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no iterations recorded yet", ha="center", va="center")
         return fig
-    x = (iterations["tdcIteration"].to_numpy() if "tdcIteration" in iterations
-         else np.arange(1, len(iterations) + 1))
-    full = (iterations["tdcKind"].astype(str).to_numpy() == "full"
-            if "tdcKind" in iterations else np.zeros(len(x), bool))
+    x = (
+        iterations["tdcIteration"].to_numpy()
+        if "tdcIteration" in iterations
+        else np.arange(1, len(iterations) + 1)
+    )
+    full = (
+        iterations["tdcKind"].astype(str).to_numpy() == "full"
+        if "tdcKind" in iterations
+        else np.zeros(len(x), bool)
+    )
     ncols = 2 if len(curves) > 1 else 1
     nrows = math.ceil(len(curves) / ncols)
     for i, (col, title, unit) in enumerate(curves):
@@ -117,16 +136,17 @@ def job_figure(job_dir: str, name: str, fig: Figure | None = None) -> Figure:
 
     res = read_job(job_dir, need_data=False)
     cls = res.classes
-    counts = (cls["tdcParticleCount"].to_numpy() if "tdcParticleCount" in cls
-              else np.zeros(len(cls), int))
+    counts = (
+        cls["tdcParticleCount"].to_numpy() if "tdcParticleCount" in cls else np.zeros(len(cls), int)
+    )
     numbers = res.class_numbers()
     if name == "montage":
-        resol = (cls["rlnEstimatedResolution"].to_numpy() if "rlnEstimatedResolution" in cls
-                 else None)
+        resol = (
+            cls["rlnEstimatedResolution"].to_numpy() if "rlnEstimatedResolution" in cls else None
+        )
         return montage_figure(res.averages(), counts, resol, numbers, fig=fig)
     if name == "distribution":
-        dist = (cls["rlnClassDistribution"].to_numpy() if "rlnClassDistribution" in cls
-                else None)
+        dist = cls["rlnClassDistribution"].to_numpy() if "rlnClassDistribution" in cls else None
         return distribution_figure(numbers, counts, dist, fig=fig)
     if name == "convergence":
         return convergence_figure(res.iterations, fig=fig)

@@ -14,12 +14,16 @@ from .. import engine_executable
 from ..protocols import ProtTwoDClassify
 from .plots import job_figure
 
-__all__ = ["FigureView", "TerminalView", "TwoDClassifyViewer", "browse_command",
-           "terminal_command"]
+__all__ = ["FigureView", "TerminalView", "TwoDClassifyViewer", "browse_command", "terminal_command"]
 
 # terminal emulators and how each one takes a command to run
-_TERMINALS = (("x-terminal-emulator", ["-e"]), ("gnome-terminal", ["--"]),
-              ("konsole", ["-e"]), ("xfce4-terminal", ["-x"]), ("xterm", ["-e"]))
+_TERMINALS = (
+    ("x-terminal-emulator", ["-e"]),
+    ("gnome-terminal", ["--"]),
+    ("konsole", ["-e"]),
+    ("xfce4-terminal", ["-x"]),
+    ("xterm", ["-e"]),
+)
 
 
 def browse_command(job_dir: str) -> list[str]:
@@ -72,9 +76,11 @@ class TerminalView(View):
 
     def show(self) -> None:
         if self.command is None:
-            MessageView(f"No terminal emulator found. Run in a terminal:\n\n"
-                        f"{shlex.join(browse_command(self.job_dir))}",
-                        title="twodclass browse").show()
+            MessageView(
+                f"No terminal emulator found. Run in a terminal:\n\n"
+                f"{shlex.join(browse_command(self.job_dir))}",
+                title="twodclass browse",
+            ).show()
             return
         subprocess.Popen(self.command, start_new_session=True)
 
@@ -88,26 +94,47 @@ class TwoDClassifyViewer(ProtocolViewer):
 
     def _defineParams(self, form) -> None:
         form.addSection(label="Visualization")
-        form.addParam("showClasses", LabelParam, label="Classes (Scipion viewer)",
-                      help="The output SetOfClasses2D in Scipion's class viewer.")
-        form.addParam("showMontage", LabelParam, label="Class averages with counts",
-                      help="Every class average with its particle count and resolution "
-                           "(updates while the job runs).")
-        form.addParam("showDistribution", LabelParam, label="Class distribution",
-                      help="Particles per class and the soft class distribution.")
-        form.addParam("showConvergence", LabelParam, label="Convergence",
-                      help="Per-iteration changed fraction, log-likelihood, temperature "
-                           "and time.")
-        form.addParam("openBrowser", LabelParam, label="Open terminal class browser",
-                      help="Runs `twodclass browse JOBDIR` in a terminal window: browse the "
-                           "classes and select them with the keyboard (works over SSH).")
+        form.addParam(
+            "showClasses",
+            LabelParam,
+            label="Classes (Scipion viewer)",
+            help="The output SetOfClasses2D in Scipion's class viewer.",
+        )
+        form.addParam(
+            "showMontage",
+            LabelParam,
+            label="Class averages with counts",
+            help="Every class average with its particle count and resolution "
+            "(updates while the job runs).",
+        )
+        form.addParam(
+            "showDistribution",
+            LabelParam,
+            label="Class distribution",
+            help="Particles per class and the soft class distribution.",
+        )
+        form.addParam(
+            "showConvergence",
+            LabelParam,
+            label="Convergence",
+            help="Per-iteration changed fraction, log-likelihood, temperature and time.",
+        )
+        form.addParam(
+            "openBrowser",
+            LabelParam,
+            label="Open terminal class browser",
+            help="Runs `twodclass browse JOBDIR` in a terminal window: browse the "
+            "classes and select them with the keyboard (works over SSH).",
+        )
 
     def _getVisualizeDict(self) -> dict:
-        return {"showClasses": self._showClasses,
-                "showMontage": lambda *a: self._figure("montage"),
-                "showDistribution": lambda *a: self._figure("distribution"),
-                "showConvergence": lambda *a: self._figure("convergence"),
-                "openBrowser": self._openBrowser}
+        return {
+            "showClasses": self._showClasses,
+            "showMontage": lambda *a: self._figure("montage"),
+            "showDistribution": lambda *a: self._figure("distribution"),
+            "showConvergence": lambda *a: self._figure("convergence"),
+            "openBrowser": self._openBrowser,
+        }
 
     def getJobDir(self) -> str:
         return self.protocol.getJobDir()
@@ -115,8 +142,11 @@ class TwoDClassifyViewer(ProtocolViewer):
     def _figure(self, name: str) -> list[View]:
         job = self.getJobDir()
         if not os.path.exists(os.path.join(job, "run_model.star")):
-            return [MessageView("No results yet: the job has not finished an iteration.",
-                                title="twodclass")]
+            return [
+                MessageView(
+                    "No results yet: the job has not finished an iteration.", title="twodclass"
+                )
+            ]
         return [FigureView(job, name)]
 
     def _showClasses(self, *args) -> list[View]:

@@ -55,13 +55,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.io.jobfolder import load_job  # noqa: E402
 from engine.io.star import read_star  # noqa: E402
-from engine.select.selection import (  # noqa: E402
+from engine.select import (  # noqa: E402
     SelectionThresholds,
     auto_select,
     particle_outliers,
     view_coverage,
 )
-from engine.sim.simulate import JUNK_KINDS, simulate  # noqa: E402
+from engine.sim.junk import JUNK_KINDS  # noqa: E402
+from engine.sim.simulate import simulate  # noqa: E402
 
 # ``twodclass run`` without importing the other subcommands
 RUN_ONLY = (

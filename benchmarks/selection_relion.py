@@ -33,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.io.jobfolder import load_job  # noqa: E402
-from engine.select.selection import auto_select, particle_outliers, view_coverage  # noqa: E402
+from engine.select import auto_select, particle_outliers, view_coverage  # noqa: E402
 
 COLUMNS = ["class_number", "count", "resolution_A", "family", "selected", "reason"]
 

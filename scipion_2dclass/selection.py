@@ -5,7 +5,7 @@ returns one :class:`Decision` (keep or reject, with reasons). :func:`auto_decisi
 ``engine.select.selection.auto_select(job_dir)`` when the classes come from a twodclass job
 folder and gives its answer as ``{class number: (keep, reason)}``.
 :func:`particle_filter` applies the engine's per-particle filter
-(``engine.select.selection.particle_outliers``) to the selected classes of a job and names the
+(``engine.select.particle_outliers``) to the selected classes of a job and names the
 removed particles by their Scipion ids.
 """
 
@@ -143,7 +143,7 @@ def auto_decisions(job_dir: str | None) -> tuple[dict[int, tuple[bool, str]] | N
     (``{class number: (keep, reason)}``), or ``None`` and why."""
     if job_dir is None:
         return None, "the classes do not come from a twodclass job folder"
-    from engine.select.selection import auto_select
+    from engine.select import auto_select
 
     table = auto_select(job_dir)
     decisions = {
@@ -160,7 +160,7 @@ def saved_selection(job_dir: str | None) -> tuple[set[int] | None, str]:
     if job_dir is None:
         return None, "the classes do not come from a twodclass job folder"
     try:
-        from engine.select.selection import load_selection
+        from engine.select import load_selection
     except ImportError as exc:
         return None, f"engine.select.selection is not available ({exc})"
     info = load_selection(job_dir)
@@ -178,7 +178,7 @@ def saved_filter_thresholds(job_dir: str | None) -> Any:
     with the filter off (or before the filter existed, or nothing is saved)."""
     if job_dir is None:
         return None
-    from engine.select.selection import SelectionThresholds, load_selection
+    from engine.select import SelectionThresholds, load_selection
 
     info = load_selection(job_dir)
     pf = None if info is None else info.get("particle_filter")
@@ -225,7 +225,7 @@ def particle_filter(
     (:func:`scipion_2dclass.convert.row_scipion_ids`). Never raises for a job it cannot
     use: nothing is removed and ``note`` says why.
     """
-    from engine.select.selection import FILTER_OFF, particle_outliers
+    from engine.select import FILTER_OFF, particle_outliers
 
     from .convert import read_job, row_scipion_ids
 

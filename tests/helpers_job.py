@@ -119,7 +119,7 @@ def make_finished_job(
     ``tdcSignalLowRes``) lie within 2.5 robust standard deviations of their median, except for
     ``n_outliers`` particles (rows 0, 7, 14, ...): the first half of those get a residual
     far above (an aggregate), the rest a signal far below (an empty pick), so
-    :func:`engine.select.selection.particle_outliers` removes exactly those of the selected classes.
+    :func:`engine.select.particle_outliers` removes exactly those of the selected classes.
     """
     tmp_path = Path(tmp_path)
     rng = np.random.default_rng(seed)

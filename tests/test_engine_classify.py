@@ -20,7 +20,7 @@ from engine.core.pose import align_to_class
 from engine.io.mrc import open_stack
 from engine.io.particles import read_particles
 from engine.io.star import read_star
-from engine.select.selection import auto_select, particle_outliers
+from engine.select import auto_select, particle_outliers
 from engine.sim.evaluate import evaluate_job
 from engine.sim.simulate import simulate
 from tests.helpers_data import digest

@@ -26,7 +26,7 @@ from pwem.protocols import ProtImportParticles  # noqa: E402
 from pyworkflow.protocol.constants import STATUS_FINISHED  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
-from engine.select.selection import SelectionThresholds, particle_outliers  # noqa: E402
+from engine.select import SelectionThresholds, particle_outliers  # noqa: E402
 from scipion_2dclass.convert import read_job  # noqa: E402
 from scipion_2dclass.protocols import ProtTwoDClassify, ProtTwoDSelect  # noqa: E402
 from tests.helpers_scipion import write_particles_sqlite  # noqa: E402
@@ -139,7 +139,7 @@ class TestParticleFilter(BaseTest):
         th = SelectionThresholds()
         self.assertIn(f"more than {th.max_residual_z:g} robust standard deviations above", methods)
         self.assertIn(f"more than {th.min_signal_z:g} robust standard deviations below", methods)
-        # the same particles as `twodclass select` (engine.select.selection.particle_outliers)
+        # the same particles as `twodclass select` (engine.select.particle_outliers)
         data = read_job(str(self.job)).particles
         verdict = particle_outliers(data, range(1, K + 1), th)
         self.assertEqual({i + 1 for i in np.flatnonzero(~verdict.keep)}, set(self.why))

@@ -205,7 +205,7 @@ def test_select_form_has_the_particle_filter_of_twodclass_select():
     from pyworkflow.protocol import params as pwparams
     from pyworkflow.protocol.constants import LEVEL_ADVANCED, LEVEL_NORMAL
 
-    from engine.select.selection import SelectionThresholds
+    from engine.select import SelectionThresholds
     from scipion_2dclass.protocols import ProtTwoDSelect
     from scipion_2dclass.selection import FILTER_FIELDS
 
@@ -364,7 +364,7 @@ def _filter_job(path, ids, stats=True, k=3, n_per_class=20) -> None:
 def test_particle_filter_names_scipion_ids_and_says_why_not(tmp_path):
     import starfile
 
-    from engine.select.selection import SelectionThresholds
+    from engine.select import SelectionThresholds
     from scipion_2dclass.selection import particle_filter
 
     ids = np.arange(101, 161)  # Scipion ids are not row numbers

@@ -1,9 +1,9 @@
-"""The protocols in a real (headless) Scipion project, on simulated particles with CTF.
+"""ProtTwoDClassify in a real (headless) Scipion project, on simulated particles with CTF.
 
-One project: import 420 simulated particles (3 views, box 64, 3 Å/px, CTF) from a Scipion
-sqlite; check the engine's input STAR and the outputs made from a hand-made job folder
-(ground-truth classes and poses) without running the engine; then run ProtTwoDClassify end
-to end, ProtTwoDSelect on its classes, and a classification whose stack has gone.
+Import 420 simulated particles (3 views, box 64, 3 Å/px, CTF) from a Scipion sqlite; check the
+engine's input STAR and the outputs made from a hand-made job folder (ground-truth classes and
+poses) without running the engine; then run ProtTwoDClassify end to end, with MPI, and a
+classification whose stack has gone. The select protocol: tests/test_scipion_select.py.
 """
 
 from __future__ import annotations
@@ -20,18 +20,15 @@ import pytest
 pytest.importorskip("pwem")
 
 import starfile  # noqa: E402
-from pwem.protocols import ProtImportParticles  # noqa: E402
-from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402
 
 from engine.core.pose import align_to_class  # noqa: E402
 from engine.sim.simulate import simulate_arrays  # noqa: E402
 from scipion_2dclass.convert import (  # noqa: E402
-    align_with_matrix,
     matrix_to_pose,
     read_job,
     write_particles_star,
 )
-from scipion_2dclass.protocols import ProtTwoDClassify, ProtTwoDSelect  # noqa: E402
+from scipion_2dclass.protocols import ProtTwoDClassify  # noqa: E402
 from scipion_2dclass.protocols.protocol_classify import fill_classes  # noqa: E402
 from tests.helpers_scipion import (  # noqa: E402
     write_fake_job,
@@ -42,166 +39,22 @@ from tests.helpers_scipion import (  # noqa: E402
 pytestmark = pytest.mark.scipion
 log = logging.getLogger(__name__)
 
-N, VIEWS, BOX, APIX = 420, 3, 64, 3.0
-SMALL_BOX, SMALL_APIX = 48, 4.0  # class averages on a Fourier-cropped box
+
+from tests.helpers_scipion_project import (  # noqa: E402
+    APIX,
+    BOX,
+    SMALL_APIX,
+    SMALL_BOX,
+    VIEWS,
+    N,
+    ScipionProjectCase,
+    assignment,
+    class_alignment_scores,
+    fourier_crop,
+)
 
 
-# --------------------------------------------------------------------------- image helpers
-def fourier_crop(img: np.ndarray, b: int) -> np.ndarray:
-    n = img.shape[-1]
-    s = (n - b) // 2
-    f = np.fft.fftshift(np.fft.fft2(img))[s : s + b, s : s + b]
-    return np.real(np.fft.ifft2(np.fft.ifftshift(f))) * (b * b) / (n * n)
-
-
-def low_pass(img: np.ndarray, apix: float, res_A: float) -> np.ndarray:
-    f = np.fft.fftfreq(img.shape[-1], apix)
-    fx, fy = np.meshgrid(f, f)
-    return np.real(np.fft.ifft2(np.fft.fft2(img) * (np.hypot(fx, fy) < 1.0 / res_A)))
-
-
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
-
-def anisotropic(img: np.ndarray) -> np.ndarray:
-    """The image minus its rotational average: the part that tells rotations apart."""
-    n = img.shape[-1]
-    y, x = np.mgrid[0:n, 0:n] - n // 2
-    r = np.rint(np.hypot(x, y)).astype(int)
-    profile = np.bincount(r.ravel(), img.ravel()) / np.maximum(np.bincount(r.ravel()), 1)
-    return img - profile[r]
-
-
-def mirror_rotation(m: np.ndarray) -> np.ndarray:
-    """The same matrix with the opposite rotation (the wrong convention)."""
-    w = m.copy()
-    w[:2, :2] = m[:2, :2].T
-    return w
-
-
-def class_alignment_scores(
-    classes, clean: np.ndarray, averages: np.ndarray, avg_apix: float, res_A: float = 10.0
-) -> list[tuple[float, float]]:
-    """Per class: median over members of the correlation between the aligned noise-free
-    member and the class average (low-passed to ``res_A``, rotational averages removed), for
-    the Transform as stored and for the opposite rotation (the wrong convention)."""
-    out = []
-    for cls in classes.iterItems(orderBy="id"):
-        avg = averages[cls.getObjId() - 1]
-        b = avg.shape[-1]
-        ref = anisotropic(low_pass(avg, avg_apix, res_A))
-        right, wrong = [], []
-        for p in cls.iterItems():
-            m = p.getTransform().getMatrix()
-            img = clean[p.getObjId() - 1]
-            for mat, acc in ((m, right), (mirror_rotation(m), wrong)):
-                moved = fourier_crop(align_with_matrix(img, mat), b)
-                acc.append(corr(anisotropic(low_pass(moved, avg_apix, res_A)), ref))
-        out.append((float(np.median(right)), float(np.median(wrong))))
-    return out
-
-
-def assignment(classes) -> dict[int, int]:
-    return {
-        p.getObjId(): cls.getObjId()
-        for cls in classes.iterItems(orderBy="id")
-        for p in cls.iterItems()
-    }
-
-
-# --------------------------------------------------------------------------- tests
-class TestTwoDClassProtocols(BaseTest):
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls._cwd = os.getcwd()
-        setupTestProject(cls)
-        sim = simulate_arrays(
-            N, BOX, APIX, snr=0.1, junk_fraction=0.0, n_views=VIEWS, seed=5, return_clean=True
-        )
-        cls.sim = sim
-        cls.clean = sim.clean  # noise-free and CTF-free
-        truth = sim.truth
-        cls.view = truth.tdcViewId.to_numpy(int) + 1  # 1-based true view of each particle
-        cls.psi = truth.rlnAnglePsi.to_numpy(float)
-        cls.ox_A = truth.rlnOriginXAngst.to_numpy(float)
-        cls.oy_A = truth.rlnOriginYAngst.to_numpy(float)
-        data = os.path.join(cls.proj.getPath(), "simulated")
-        cls.stack = os.path.join(data, "particles.mrcs")
-        write_stack(cls.stack, sim.images, APIX)
-        cls.sqlite = os.path.join(data, "particles.sqlite")
-        ctf = sim.ctf
-        write_particles_sqlite(
-            cls.sqlite,
-            cls.stack,
-            N,
-            APIX,
-            defocus_u=ctf.defocus_u_A,
-            defocus_v=ctf.defocus_v_A,
-            defocus_angle=ctf.defocus_angle_deg,
-            voltage=300.0,
-            cs=2.7,
-            amp_contrast=0.1,
-        )
-        cls.protImport = cls._import(cls.sqlite, "import simulated")
-        cls._classify = None
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        os.chdir(cls._cwd)
-
-    @classmethod
-    def _import(cls, sqlite: str, label: str):
-        prot = cls.newProtocol(
-            ProtImportParticles,
-            objLabel=label,
-            importFrom=ProtImportParticles.IMPORT_FROM_SCIPION,
-            sqliteFile=sqlite,
-            samplingRate=APIX,
-            voltage=300.0,
-            sphericalAberration=2.7,
-            amplitudeContrast=0.1,
-            magnification=50000,
-        )
-        return cls.launchProtocol(prot)
-
-    def _new_classify(self, label: str, inputs) -> ProtTwoDClassify:
-        prot = self.newProtocol(
-            ProtTwoDClassify,
-            objLabel=label,
-            n_classes=VIEWS,
-            max_res_A=8.0,
-            online_iters=6,
-            batch_per_class=60,
-            full_passes=1,
-            numberOfThreads=2,
-        )
-        prot.inputParticles.set(inputs)
-        prot.inputParticles.setExtended("outputParticles")
-        return prot
-
-    @classmethod
-    def classified(cls) -> ProtTwoDClassify:
-        """The end-to-end classification (run once, shared by the tests that need it)."""
-        if cls._classify is None:
-            prot = cls.newProtocol(
-                ProtTwoDClassify,
-                objLabel="twodclass 2D",
-                n_classes=VIEWS,
-                max_res_A=8.0,
-                online_iters=6,
-                batch_per_class=60,
-                full_passes=1,
-                numberOfThreads=2,
-            )
-            prot.inputParticles.set(cls.protImport)
-            prot.inputParticles.setExtended("outputParticles")
-            cls._classify = cls.launchProtocol(prot)
-        return cls._classify
-
-    # ------------------------------------------------------------------ no engine needed
+class TestTwoDClassProtocols(ScipionProjectCase):
     def test_imported_particles_have_ctf(self):
         parts = self.protImport.outputParticles
         self.assertEqual(parts.getSize(), N)
@@ -363,112 +216,6 @@ class TestTwoDClassProtocols(BaseTest):
         self.assertIn(f"{VIEWS} classes from {N} particles", summary)
         self.assertIn(f"{N} particles were classified into {VIEWS}", "\n".join(prot.methods()))
 
-    def test_select_by_criteria(self):
-        cprot = self.classified()
-        classes = cprot.outputClasses
-        sizes = {c.getObjId(): c.getSize() for c in classes}
-        prot = self.newProtocol(
-            ProtTwoDSelect,
-            objLabel="select 1 3",
-            useAuto=False,
-            rejectIds="2",
-            minParticles=10,
-            removeOutliers=False,
-        )
-        prot.inputClasses.set(cprot)
-        prot.inputClasses.setExtended("outputClasses")
-        prot = self.launchProtocol(prot)
-        self.assertEqual(prot.outputParticles.getSize(), sizes[1] + sizes[3])
-        self.assertEqual({c.getObjId() for c in prot.outputClasses}, {1, 3})
-        self.assertEqual(sum(c.getSize() for c in prot.outputClasses), sizes[1] + sizes[3])
-        self.assertFalse(hasattr(prot, "outputRemovedParticles"))
-        avgs = prot.outputAverages
-        self.assertEqual(avgs.getSize(), 2)
-        self.assertNotAlmostEqual(avgs.getSamplingRate(), APIX)
-        self.assertEqual({a.getIndex() for a in avgs}, {1, 3})
-        kept_ids = {p.getObjId() for p in prot.outputParticles}
-        want = {pid for pid, k in assignment(classes).items() if k in (1, 3)}
-        self.assertEqual(kept_ids, want)
-        # the particles keep their alignment
-        self.assertTrue(prot.outputParticles.hasAlignment2D())
-        summary = "\n".join(prot.summary())
-        self.assertIn("Kept 2 of 3 classes", summary)
-        self.assertIn("class 2: rejected by id", summary)
-        self.assertIn("Particle filter: off", summary)
-
-    def test_select_filters_particles_as_twodclass_select(self):
-        """With the particle filter (the default) the protocol keeps and removes exactly the
-        particles that `twodclass select` writes to particles_selected/_removed.star."""
-        from engine.select.selection import SelectionThresholds, write_selection
-
-        cprot = self.classified()
-        prot = self.newProtocol(
-            ProtTwoDSelect, objLabel="select 1 3 filtered", useAuto=False, rejectIds="2"
-        )
-        prot.inputClasses.set(cprot)
-        prot.inputClasses.setExtended("outputClasses")
-        prot = self.launchProtocol(prot)
-        out = self.proj.getTmpPath("cli_selection")
-        paths = write_selection(
-            cprot.getJobDir(), [1, 3], out_dir=out, particle_filter=SelectionThresholds()
-        )
-        cli_kept = starfile.read(paths["particles"], always_dict=True)["particles"]
-        self.assertEqual(
-            {p.getObjId() for p in prot.outputParticles}, set(cli_kept.tdcScipionId.astype(int))
-        )
-        self.assertEqual(
-            {p.getObjId() for c in prot.outputClasses for p in c},
-            set(cli_kept.tdcScipionId.astype(int)),
-        )
-        members = {pid for pid, k in assignment(cprot.outputClasses).items() if k in (1, 3)}
-        summary = "\n".join(prot.summary())
-        if "removed" not in paths:  # the engine's filter did not run: nothing removed
-            self.assertEqual({p.getObjId() for p in prot.outputParticles}, members)
-            return
-        cli_gone = starfile.read(paths["removed"], always_dict=True)["particles"]
-        gone = (
-            {p.getObjId(): p._tdc_removedReason.get() for p in prot.outputRemovedParticles}
-            if hasattr(prot, "outputRemovedParticles")
-            else {}
-        )
-        self.assertEqual(
-            gone,
-            dict(zip(cli_gone.tdcScipionId.astype(int), cli_gone.tdcRemovedReason, strict=True)),
-        )
-        self.assertEqual(set(gone) | {p.getObjId() for p in prot.outputParticles}, members)
-        with open(paths["json"]) as f:
-            counts = json.load(f)["particle_filter"]["removed"]
-        parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        log.info("particle filter on the engine's classes 1, 3: %s", counts)
-        self.assertIn(
-            f"Particle filter: {len(gone)} of {len(members)} particles of the "
-            f"selected classes removed" + (f" ({parts})" if parts else ""),
-            summary,
-        )
-
-    def test_select_automatic_and_resolution(self):
-        cprot = self.classified()
-        from scipion_2dclass.selection import auto_decisions
-
-        decisions, _ = auto_decisions(cprot.getJobDir())
-        self.assertIsNotNone(decisions)
-        res = {c.getObjId(): c._tdc_resolution.get() for c in cprot.outputClasses}
-        limit = sorted(res.values())[1] + 0.01  # two best classes pass
-        prot = self.newProtocol(
-            ProtTwoDSelect, objLabel="select auto", useAuto=True, maxResolution=limit
-        )
-        prot.inputClasses.set(cprot)
-        prot.inputClasses.setExtended("outputClasses")
-        want = {k for k in res if res[k] <= limit and decisions[k][0]}
-        if not want:
-            self.skipTest("automatic selection rejects every class of this small job")
-        prot = self.launchProtocol(prot)
-        self.assertEqual({c.getObjId() for c in prot.outputClasses}, want)
-        summary = "\n".join(prot.summary())
-        self.assertIn("automatic selection of", summary)
-        for k in set(res) - want:
-            self.assertIn(f"class {k}:", summary)
-
     def test_failing_engine_fails_the_protocol_with_its_message(self):
         data = os.path.join(self.proj.getPath(), "doomed")
         stack = os.path.join(data, "doomed.mrcs")
@@ -564,66 +311,6 @@ class TestTwoDClassProtocols(BaseTest):
         prot = self.newProtocol(ProtTwoDClassify, n_classes=1)
         prot.inputParticles.set(parts)
         self.assertIn("no pixel size", "\n".join(prot.validate()))
-
-    def test_select_from_terminal_browser_selection(self):
-        """Classes saved in `twodclass browse` (selection.json in the job) are kept exactly."""
-        cprot = self.classified()
-        prot = self.newProtocol(
-            ProtTwoDSelect, objLabel="select saved", useSaved=True, minParticles=100000
-        )  # criteria are ignored
-        prot.inputClasses.set(cprot)
-        prot.inputClasses.setExtended("outputClasses")
-        job = cprot.getJobDir()
-        if not os.path.exists(os.path.join(job, "selection.json")):
-            self.assertIn("no selection saved", "\n".join(prot.validate()))
-        from engine.io.star import read_star
-        from engine.select.selection import SelectionThresholds, write_selection
-
-        sizes = {c.getObjId(): c.getSize() for c in cprot.outputClasses}
-        # saved with the browser's particle filter (strict, so that it removes some): the
-        # output holds exactly the particles the browser saved, whatever the form says
-        paths = write_selection(
-            job, [2, 3], particle_filter=SelectionThresholds(max_residual_z=1.0, min_signal_z=1.0)
-        )
-        saved = read_star(paths["particles"])["particles"]
-        prot.removeOutliers.set(False)
-        try:
-            self.assertEqual(prot.validate(), [])
-            prot = self.launchProtocol(prot)
-            # saved without the filter: every particle of the classes, form filter or not
-            write_selection(job, [2, 3])
-            prot2 = self.newProtocol(
-                ProtTwoDSelect,
-                objLabel="select saved, no filter",
-                useSaved=True,
-                removeOutliers=True,
-            )
-            prot2.inputClasses.set(cprot)
-            prot2.inputClasses.setExtended("outputClasses")
-            prot2 = self.launchProtocol(prot2)
-        finally:
-            for name in (
-                "selection.json",
-                "particles_selected.star",
-                "particles_removed.star",
-                "classes_selected.mrcs",
-                "classes_selected.star",
-            ):
-                if os.path.exists(os.path.join(job, name)):
-                    os.remove(os.path.join(job, name))
-        self.assertEqual({c.getObjId() for c in prot.outputClasses}, {2, 3})
-        self.assertLess(len(saved), sizes[2] + sizes[3])
-        self.assertEqual(
-            {int(p.getObjId()) for p in prot.outputParticles},
-            set(saved["tdcScipionId"].astype(int)),
-        )
-        self.assertEqual(
-            prot.outputParticles.getSize() + prot.outputRemovedParticles.getSize(),
-            sizes[2] + sizes[3],
-        )
-        self.assertIn("class 1: not selected in the terminal browser", "\n".join(prot.summary()))
-        self.assertEqual(prot2.outputParticles.getSize(), sizes[2] + sizes[3])
-        self.assertFalse(hasattr(prot2, "outputRemovedParticles"))
 
     def test_disabled_particles_are_left_out(self):
         parts = self.protImport._createSetOfParticles(suffix="_some_disabled")

@@ -15,8 +15,7 @@ from engine.errors import InputError, ParameterError
 from engine.io.jobfolder import load_job
 from engine.io.mrc import open_stack
 from engine.io.star import read_star
-from engine.select.class_stats import class_statistics
-from engine.select.selection import (
+from engine.select import (
     SelectionThresholds,
     auto_select,
     load_selection,
@@ -25,6 +24,7 @@ from engine.select.selection import (
     view_coverage,
     write_selection,
 )
+from engine.select.class_stats import class_statistics
 
 
 def _model(names, counts, res):

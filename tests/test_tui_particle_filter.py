@@ -16,7 +16,7 @@ import starfile
 from helpers_job import make_finished_job
 from helpers_tui import browser_ready
 
-from engine.select.selection import SelectionThresholds, particle_outliers
+from engine.select import SelectionThresholds, particle_outliers
 from tui.app import TwodclassApp
 from tui.screen_browser import BrowserScreen
 from tui.screen_detail import ClassDetailScreen

@@ -1,6 +1,6 @@
 """The class browser: all class averages, sort, select, inspect one class, save.
 
-The particle filter (``engine.select.selection.particle_outliers``, on by default as in
+The particle filter (``engine.select.particle_outliers``, on by default as in
 ``twodclass select``; ``f`` toggles it) needs three columns of ``run_data.star``: they are
 read once in a thread after the classes are shown (0.3 s for 100,000 particles), and the
 filter runs in a thread for each new selection (one at a time, the latest selection wins),

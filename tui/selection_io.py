@@ -76,7 +76,7 @@ class AutoSelection:
 def auto_suggest(job: JobData) -> AutoSelection:
     """Run the engine's explained automatic selection (slow-ish: call from a thread)."""
     try:
-        from engine.select.selection import auto_select
+        from engine.select import auto_select
 
         table = auto_select(job.engine_job if job.engine_job is not None else job.job_dir)
         sug = {
@@ -115,7 +115,7 @@ def coverage_summary(auto: AutoSelection | None, selected: set[int]) -> tuple[st
     if auto is None or auto.table is None:
         return "", []
     try:
-        from engine.select.selection import view_coverage
+        from engine.select import view_coverage
 
         cov = view_coverage(auto.table, sorted(selected))
     except Exception:  # noqa: BLE001
@@ -128,7 +128,7 @@ def filter_thresholds(auto: AutoSelection | None) -> Any:
 
     Returns an ``engine.select.selection.SelectionThresholds``.
     """
-    from engine.select.selection import SelectionThresholds
+    from engine.select import SelectionThresholds
 
     th = None if auto is None or auto.table is None else auto.table.attrs.get("thresholds")
     if th:
@@ -182,7 +182,7 @@ class FilterSummary:
 
     @classmethod
     def from_verdict(cls, verdict: Any, classes: np.ndarray) -> FilterSummary:
-        """Digest an ``engine.select.selection.ParticleVerdict``; ``classes`` is the class number
+        """Digest an ``engine.select.ParticleVerdict``; ``classes`` is the class number
         of every row it judged."""
         in_cls = np.asarray(verdict.in_classes, bool)
         nums, cnt = np.unique(classes[in_cls], return_counts=True)
@@ -203,7 +203,7 @@ class FilterSummary:
 
 
 class ParticleFilter:
-    """The particle filter over one job's particles (``engine.select.selection.particle_outliers``).
+    """The particle filter over one job's particles (``engine.select.particle_outliers``).
 
     Keeps only :data:`FILTER_COLUMNS` of ``run_data.star`` and the last few summaries
     (thread-safe). Built with ``data=None`` and a ``note`` when the particles cannot be read:
@@ -258,7 +258,7 @@ class ParticleFilter:
             s = FilterSummary(0, 0, {}, self.note)
         else:
             try:
-                from engine.select.selection import particle_outliers
+                from engine.select import particle_outliers
 
                 verdict = particle_outliers(self._data, ids, thresholds)
                 s = FilterSummary.from_verdict(verdict, self._classes)
@@ -279,7 +279,7 @@ def save_selection(
     auto: AutoSelection | None = None,
     particle_filter: bool = True,
 ) -> dict[str, Any]:
-    """Write the selection files (``engine.select.selection.write_selection``) and summarise.
+    """Write the selection files (``engine.select.write_selection``) and summarise.
 
     When the selection equals the automatic suggestion, its thresholds and resolution limit
     are recorded too (``selection.json`` ``mode: auto``); reasons are recorded in any case.
@@ -288,7 +288,7 @@ def save_selection(
     instead of ``particles_selected.star``.
     """
     from engine.errors import InputError
-    from engine.select.selection import (
+    from engine.select import (
         SelectionThresholds,
         load_selection,
         view_coverage,

@@ -4,7 +4,7 @@ Prints one line per class (sorted by particle count): number, particles, resolut
 key statistics, view family, decision and reason; writes ``particles_selected.star``,
 ``classes_selected.mrcs``, ``classes_selected.star`` and ``selection.json`` (into the job
 folder or ``-o DIR``), and ``particles_removed.star`` with the particles of the selected
-classes that the particle filter removed (:func:`engine.select.selection.particle_outliers`); warns
+classes that the particle filter removed (:func:`engine.select.particle_outliers`); warns
 when the selection drops the last class of a view family.
 """
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from engine.errors import InputError, ParameterError
 from engine.io.jobfolder import load_job
-from engine.select.selection import (
+from engine.select import (
     FILTER_OFF,
     SelectionThresholds,
     auto_select,

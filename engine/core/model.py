@@ -35,6 +35,7 @@ from engine.core.mstep import (
     resolution_A,
     wiener_averages,
 )
+from engine.core.schedule import batch_indices, n_iterations, step_size, temperature
 from engine.params import ClassifyParams
 
 __all__ = [
@@ -134,40 +135,6 @@ class State:
     resolution_A: np.ndarray | None = None  # (K,)
     ssnr: np.ndarray | None = None  # (K, n_shells)
     ess: np.ndarray | None = None  # (K,) effective sample size of the last full pass
-
-
-def n_iterations(p: ClassifyParams) -> int:
-    return p.online_iters + p.full_passes
-
-
-def temperature(p: ClassifyParams, it: int) -> float:
-    """Annealing factor A of iteration ``it`` (1-based): ``uncertainty`` -> 1 while online."""
-    if it > p.online_iters or p.online_iters <= 1:
-        return 1.0 if it > p.online_iters else float(p.uncertainty)
-    f = (it - 1) / (p.online_iters - 1)
-    return float(p.uncertainty) ** (1.0 - f)
-
-
-def step_size(it: int) -> float:
-    """Online-EM step eta of iteration ``it``: 1, 0.66, 0.52, ... (it^-0.6)."""
-    return float(it) ** -0.6
-
-
-def batch_indices(p: ClassifyParams, n: int, it: int) -> np.ndarray:
-    """Particles of online iteration ``it``: consecutive slices of per-epoch permutations."""
-    size = p.batch_per_class * p.n_classes
-    if size >= n:
-        return np.arange(n)
-    start = (it - 1) * size
-    out = []
-    pos = start
-    while pos < start + size:
-        epoch, off = divmod(pos, n)
-        perm = np.random.default_rng([p.seed, 7919, epoch]).permutation(n)
-        take = min(n - off, start + size - pos)
-        out.append(perm[off : off + take])
-        pos += take
-    return np.sort(np.concatenate(out))
 
 
 def _block_size(K: int, T: int, n_psi: int) -> int:

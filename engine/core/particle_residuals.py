@@ -14,7 +14,7 @@ particle, an ice blob or a carbon edge puts most of its power):
     (``sum Re(x m*) / sqrt(sum |m|^2 sigma2)``): an empty pick or an off-centre particle
     that landed in a good class sits well below its class-mates.
 
-:func:`engine.select.selection.particle_outliers` turns them into robust z-scores among the
+:func:`engine.select.particle_outliers` turns them into robust z-scores among the
 particles of the selected classes.
 """
 

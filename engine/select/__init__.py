@@ -1,1 +1,43 @@
-"""Class selection: per-class statistics, automatic decisions, the particle filter."""
+"""Class selection: per-class statistics, automatic decisions, the particle filter, the files.
+
+The public API of selection, used by the CLI (``twodclass select``), the terminal browser and
+the Scipion select protocol:
+
+- :mod:`engine.select.class_stats`      per-class image statistics and view families
+- :mod:`engine.select.selection`        thresholds, :func:`auto_select`, :func:`view_coverage`
+- :mod:`engine.select.particle_filter`  :func:`particle_outliers` (junk inside good classes)
+- :mod:`engine.select.files`            :func:`write_selection`, :func:`load_selection`
+"""
+
+from engine.select.files import SELECTION_FILES, load_selection, parse_class_list, write_selection
+from engine.select.particle_filter import (
+    EXCESS,
+    FILTER_OFF,
+    MIN_FILTER_POPULATION,
+    WEAK,
+    ParticleVerdict,
+    particle_outliers,
+)
+from engine.select.selection import (
+    SelectionThresholds,
+    ViewCoverage,
+    auto_select,
+    view_coverage,
+)
+
+__all__ = [
+    "EXCESS",
+    "FILTER_OFF",
+    "MIN_FILTER_POPULATION",
+    "SELECTION_FILES",
+    "WEAK",
+    "ParticleVerdict",
+    "SelectionThresholds",
+    "ViewCoverage",
+    "auto_select",
+    "load_selection",
+    "parse_class_list",
+    "particle_outliers",
+    "view_coverage",
+    "write_selection",
+]

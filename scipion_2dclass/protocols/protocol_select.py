@@ -13,7 +13,7 @@ from pyworkflow.object import String
 from pyworkflow.protocol import params as pwparams
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
-from engine.select.selection import SelectionThresholds
+from engine.select import SelectionThresholds
 
 from ..constants import ATTR_REMOVED_REASON, ATTR_RESOLUTION
 from ..selection import (

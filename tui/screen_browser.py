@@ -22,11 +22,11 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from engine.io.star import read_star_columns
 from tui.class_grid import SORT_KEYS, ClassGrid
 from tui.jobfiles import (
     JobData,
     load_job,
-    read_particle_columns,
     read_selection,
     read_selection_filter,
 )
@@ -154,13 +154,13 @@ class BrowserScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="particles")
     def _load_particles(self, job: JobData) -> None:
-        from engine.io.jobfolder import job_files
+        from engine.io.jobfolder import JobFiles
 
         ej = job.engine_job
         full = optics = None
         pf: ParticleFilter
         try:
-            path = job_files(job.job_dir)["data"]
+            path = JobFiles.of(job.job_dir).data
             if ej is not None and getattr(ej, "data", None) is not None:
                 pf = ParticleFilter(ej.data)  # read already (a RELION job)
             elif not path.exists():
@@ -168,7 +168,7 @@ class BrowserScreen(Screen[None]):
                     None, f"no {path.name} (the job has not finished): nothing removed"
                 )
             else:
-                slim = read_particle_columns(path, FILTER_COLUMNS)
+                slim = read_star_columns(path, FILTER_COLUMNS)
                 if slim is None:  # an unusual file: the engine's reader
                     from engine.io.jobfolder import load_job as engine_load_job
 

@@ -43,12 +43,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.io.jobfolder import JobFiles
     from engine.params import ClassifyParams
     from engine.run.job import run_job
     from engine.sim.simulate import simulate
 
     out = Path(args.output)
-    if (out / "job.json").exists():
+    if JobFiles(out).job.exists():
         raise ParameterError(f"{out} already holds a demo job; choose another -o")
     mode = args.progress or ("bar" if sys.stderr.isatty() else "none")
     if mode != "none":

@@ -51,19 +51,19 @@ def residual_statistics(
     signal = np.zeros(data.n, np.float32)
     mine = data.owned(np.arange(data.n))
     mine = mine[state.cls[mine] >= 0]
-    use = bool(use_ctf and data.ctfm is not None)
+    ctf_table = data.ctfm if use_ctf else None
     window = geo.mask * gridding_correction(b, PAD)  # unbiased bilinear samples
     for s in range(0, len(mine), BLOCK):
         idx = mine[s : s + BLOCK]
         F = centred_rfft2(data.images_of(idx) * window[None], PAD)
-        ctfm = data.ctfm[idx] if use else np.zeros((len(idx), 8))
+        ctfm = ctf_table[idx] if ctf_table is not None else np.zeros((len(idx), 8))
         psi = -np.deg2rad(state.psi_deg[idx].astype(np.float64))  # RELION psi -> internal
         sums = residual_band_sums(
             F,
             PAD,
             b,
             np.ascontiguousarray(ctfm),
-            use,
+            ctf_table is not None,
             a,
             state.cls[idx].astype(np.int64),
             psi,

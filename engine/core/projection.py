@@ -38,7 +38,9 @@ def euler_matrix(rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray)
     return m
 
 
-def slice_matrices(rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
+def slice_matrices(
+    rot_deg: np.ndarray, tilt_deg: np.ndarray, psi_deg: np.ndarray | float
+) -> np.ndarray:
     """``M = A(rot, tilt, psi)``, RELION's matrix (README pose convention), ``(n, 3, 3)``."""
     rot = np.atleast_1d(np.asarray(rot_deg, dtype=np.float64))
     psi = np.broadcast_to(np.asarray(psi_deg, dtype=np.float64), rot.shape)
@@ -162,9 +164,9 @@ class VolumeProjector(Projector):
         self,
         rot_deg: np.ndarray,
         tilt_deg: np.ndarray,
-        psi_deg: np.ndarray,
-        origin_x_px: np.ndarray,
-        origin_y_px: np.ndarray,
+        psi_deg: np.ndarray | float,
+        origin_x_px: np.ndarray | float,
+        origin_y_px: np.ndarray | float,
     ) -> np.ndarray:
         """Fourier transforms (``np.fft.rfft2`` layout) of posed projections.
 

@@ -1,4 +1,5 @@
-"""The job folder: run_data.star, run_model.star, run_classes.mrcs, job.json, checkpoint/.
+"""Writing the job folder: run_data.star, run_model.star, run_classes.mrcs, job.json, checkpoint/
+(file names: :class:`engine.io.jobfolder.JobFiles`).
 
 Formats are documented in the README ("Output files"). Every file is written atomically.
 Classes are renumbered 1..K by decreasing hard particle count when results are written.
@@ -17,40 +18,23 @@ import pandas as pd
 from engine import __version__
 from engine.core.model import Dataset, Geometry, State, class_counts
 from engine.io.atomic import atomic_write, atomic_write_text
+from engine.io.jobfolder import JobFiles
 from engine.io.mrc import write_stack
 from engine.io.particles import ParticleSet, particles_to_blocks
 from engine.io.star import write_star
 from engine.params import ClassifyParams
 
 __all__ = [
-    "JobFiles",
     "class_order",
     "write_model",
     "write_data",
     "write_job_json",
-    "read_job_json",
     "save_checkpoint",
     "load_checkpoint",
     "class_table",
 ]
 
-DATA = "run_data.star"
-MODEL = "run_model.star"
-CLASSES = "run_classes.mrcs"
-JOB = "job.json"
-CHECKPOINT = "checkpoint/state.npz"
-
-
-class JobFiles:
-    """Paths of a job folder."""
-
-    def __init__(self, job_dir: str | Path) -> None:
-        self.dir = Path(job_dir)
-        self.data = self.dir / DATA
-        self.model = self.dir / MODEL
-        self.classes = self.dir / CLASSES
-        self.job = self.dir / JOB
-        self.checkpoint = self.dir / CHECKPOINT
+_NAMES = JobFiles(Path("."))  # file names (rlnReferenceImage points into the classes stack)
 
 
 def class_order(state: State, K: int) -> np.ndarray:
@@ -75,7 +59,7 @@ def class_table(
     a = data.apix_small_A
     df = pd.DataFrame(
         {
-            "rlnReferenceImage": [f"{k + 1:06d}@{CLASSES}" for k in range(K)],
+            "rlnReferenceImage": [f"{k + 1:06d}@{_NAMES.classes.name}" for k in range(K)],
             "rlnClassDistribution": frac[order],
             "rlnAccuracyRotations": np.full(K, 0.5 * geo.grid.psi_step_deg),
             "rlnAccuracyTranslationsAngst": np.full(K, 0.5 * a),
@@ -183,10 +167,6 @@ def write_job_json(files: JobFiles, info: dict[str, Any]) -> None:
     info["twodclass_version"] = __version__
     info["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_text(files.job, json.dumps(info, indent=2, sort_keys=True) + "\n")
-
-
-def read_job_json(files: JobFiles) -> dict[str, Any]:
-    return json.loads(files.job.read_text(encoding="utf-8"))
 
 
 _STATE_ARRAYS = ("sigma2", "refs", "cls", "psi_deg", "shift_px", "maxprob", "loglik", "nsig")

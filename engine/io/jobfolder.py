@@ -1,8 +1,11 @@
-"""Reading a job folder (the README's output-file contract) into one :class:`Job`.
+"""The job folder: its file names (:class:`JobFiles`, the one place they are spelled out) and
+its reader (:func:`load_job` -> one :class:`Job`), for the engine, the terminal UI and Scipion.
 
 A twodclass job folder holds ``job.json``, ``run_model.star``, ``run_classes.mrcs`` and,
-once finished, ``run_data.star``. A RELION Class2D job folder (``run_itNNN_model.star``,
+once finished, ``run_data.star``; ``checkpoint/`` while it runs; the selection files once a
+selection is saved. A RELION Class2D job folder (``run_itNNN_model.star``,
 ``run_itNNN_classes.mrcs``, ``run_itNNN_data.star``) is read too: its last iteration.
+The writer is :mod:`engine.io.job_writer` (README "Output files").
 
 Tables are pandas DataFrames named as starfile reads them (``rlnClassNumber``,
 ``tdcParticleCount``: the STAR labels without the leading underscore).
@@ -11,6 +14,7 @@ Tables are pandas DataFrames named as starfile reads them (``rlnClassNumber``,
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,87 @@ from engine.errors import InputError
 from engine.io.mrc import open_stack
 from engine.io.star import read_star
 
-__all__ = ["Job", "load_job", "job_files"]
+__all__ = ["Job", "JobFiles", "load_job", "read_job_info"]
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Paths of the files of a job folder (README "Output files").
+
+    ``JobFiles(job_dir)`` names a twodclass job's files; :meth:`of` also finds the last
+    iteration of a RELION Class2D folder (``prefix="run_itNNN"``) for reading.
+    """
+
+    dir: Path
+    prefix: str = "run"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dir", Path(self.dir))
+
+    @classmethod
+    def of(cls, job_dir: str | os.PathLike[str]) -> JobFiles:
+        """The files of a twodclass job folder, or of a RELION Class2D one's last iteration."""
+        d = Path(job_dir)
+        if (d / "run_model.star").exists():
+            return cls(d)
+        return cls(d, _relion_prefix(d) or "run")
+
+    # results (written after every iteration / at the end)
+    @property
+    def model(self) -> Path:
+        return self.dir / f"{self.prefix}_model.star"
+
+    @property
+    def classes(self) -> Path:
+        return self.dir / f"{self.prefix}_classes.mrcs"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / f"{self.prefix}_data.star"
+
+    @property
+    def job(self) -> Path:
+        return self.dir / "job.json"
+
+    # working files of a run
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoint" / "state.npz"
+
+    @property
+    def cache(self) -> Path:
+        """Folder of the on-disk cache of cropped particles (when they do not fit in RAM)."""
+        return self.dir / "cache"
+
+    # the selection (engine.select.files)
+    @property
+    def selection(self) -> Path:
+        return self.dir / "selection.json"
+
+    @property
+    def particles_selected(self) -> Path:
+        return self.dir / "particles_selected.star"
+
+    @property
+    def particles_removed(self) -> Path:
+        return self.dir / "particles_removed.star"
+
+    @property
+    def classes_selected(self) -> Path:
+        return self.dir / "classes_selected.mrcs"
+
+    @property
+    def classes_selected_star(self) -> Path:
+        return self.dir / "classes_selected.star"
+
+    def selection_files(self) -> tuple[Path, ...]:
+        return (
+            self.particles_selected,
+            self.classes_selected,
+            self.classes_selected_star,
+            self.selection,
+            self.particles_removed,
+        )
 
 
 @dataclass
@@ -70,7 +154,7 @@ class Job:
     input_path: str | None = None
     status: str = "unknown"
     info: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, Path] = field(default_factory=dict)
+    files: JobFiles | None = None
 
     @property
     def n_classes(self) -> int:
@@ -145,21 +229,28 @@ def _relion_prefix(job_dir: Path) -> str | None:
     return None if best is None else best[1]
 
 
-def job_files(job_dir: str | Path) -> dict[str, Path]:
-    """Paths of ``model``, ``classes``, ``data`` and ``job`` (job.json) of a job folder."""
-    d = Path(job_dir)
-    prefix = "run"
-    if not (d / "run_model.star").exists():
-        prefix = _relion_prefix(d) or "run"
-    return {
-        "model": d / f"{prefix}_model.star",
-        "classes": d / f"{prefix}_classes.mrcs",
-        "data": d / f"{prefix}_data.star",
-        "job": d / "job.json",
-    }
+def read_job_info(job_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``job.json`` of a job folder (parameters, input, status, counters); ``{}`` when the
+    folder has none (a RELION job, or a run that has not started).
+
+    Raises
+    ------
+    InputError
+        ``job.json`` exists but cannot be read or is not a JSON object.
+    """
+    path = JobFiles(Path(job_dir)).job
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read job.json ({exc})") from None
+    if not isinstance(info, dict):
+        raise InputError(path, "not a JSON object")
+    return info
 
 
-def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
+def load_job(job_dir: str | os.PathLike[str], read_data: bool = True) -> Job:
     """Read a job folder.
 
     Parameters
@@ -179,52 +270,46 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
     d = Path(job_dir)
     if not d.is_dir():
         raise InputError(d, "job folder not found" if not d.exists() else "not a folder")
-    files = job_files(d)
-    info: dict[str, Any] = {}
-    if files["job"].exists():
-        try:
-            info = dict(json.loads(files["job"].read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(files["job"], f"cannot read job.json ({exc})") from None
-    if not files["model"].exists():
+    files = JobFiles.of(d)
+    info = read_job_info(d)
+    if not files.model.exists():
         st = info.get("status")
         hint = (
             f" (job status: {st}; no iteration finished yet)"
             if st
             else "; is this a twodclass job folder?"
         )
-        raise InputError(d, f"no run_model.star{hint}")
-    blocks = read_star(files["model"])
-    model = blocks.get("model_classes")
+        raise InputError(d, f"no {files.model.name}{hint}")
+    blocks = read_star(files.model)
+    model = _clean(blocks.get("model_classes"))
     if model is None:
-        raise InputError(files["model"], "no data_model_classes block")
-    model = _clean(model)
+        raise InputError(files.model, "no data_model_classes block")
     general_df = _clean(blocks.get("model_general"))
     general = {} if general_df is None else {c: general_df[c].iloc[0] for c in general_df.columns}
-    if not files["classes"].exists():
-        raise InputError(files["classes"], "class averages not found")
-    arr, apix = open_stack(files["classes"])
+    if not files.classes.exists():
+        raise InputError(files.classes, "class averages not found")
+    arr, apix = open_stack(files.classes)
     classes = np.array(arr, dtype=np.float32)
     if classes.shape[0] != len(model):
         raise InputError(
-            files["classes"],
-            f"{classes.shape[0]} images but {len(model)} classes in {files['model'].name}",
+            files.classes,
+            f"{classes.shape[0]} images but {len(model)} classes in {files.model.name}",
         )
     if not apix:
         apix = float(general.get("rlnPixelSize", 0.0) or 0.0)
     data = optics = None
     need_counts = "tdcParticleCount" not in model.columns  # e.g. RELION: count the particles
-    if (read_data or need_counts) and files["data"].exists():
-        dblocks = read_star(files["data"])
+    if (read_data or need_counts) and files.data.exists():
+        dblocks = read_star(files.data)
         data = _clean(dblocks.get("particles"))
         optics = dblocks.get("optics")
         if data is None:
-            raise InputError(files["data"], "no data_particles block")
+            raise InputError(files.data, "no data_particles block")
     status = str(info.get("status", "unknown"))
-    if not files["job"].exists() and files["data"].exists():
+    if not files.job.exists() and files.data.exists():
         status = "finished"  # a RELION job: the data file is written per iteration
-    params = info.get("params") or info.get("parameters") or {}
-    input_path = info.get("input") or info.get("input_path") or info.get("particles")
+    params = info.get("params") or {}
+    input_path = info.get("input")
     return Job(
         job_dir=d,
         classes=classes,

@@ -122,10 +122,10 @@ def open_stack(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
                 return hit
     shape, dtype, offset, apix = _header(p)
     try:
-        arr = np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape)
+        mapped = np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape)
     except (OSError, ValueError) as exc:
         raise InputError(p, f"cannot map MRC data ({exc})") from None
-    arr = arr.view(np.ndarray)  # plain read-only ndarray (keeps the map alive)
+    arr = mapped.view(np.ndarray)  # plain read-only ndarray (keeps the map alive)
     arr.flags.writeable = False
     if key is not None:
         with _lock:
@@ -144,7 +144,7 @@ def release_pages() -> None:
     with _lock:
         arrays = [a for a, _ in _cache.values()]
     for a in arrays:
-        base = a
+        base: np.ndarray | None = a
         while base is not None and not isinstance(base, np.memmap):
             base = base.base
         mm = getattr(base, "_mmap", None)

@@ -44,14 +44,13 @@ def run_job(
     from engine.core.model import classify, gather_state, geometry_for, n_iterations
     from engine.core.particle_residuals import residual_statistics
     from engine.io.job_writer import (
-        JobFiles,
         load_checkpoint,
-        read_job_json,
         save_checkpoint,
         write_data,
         write_job_json,
         write_model,
     )
+    from engine.io.jobfolder import JobFiles, read_job_info
     from engine.io.particles import read_particles
     from engine.params import resolve_threads
     from engine.run.preprocess import prepare_dataset
@@ -66,7 +65,7 @@ def run_job(
     if resume:
         if not files.job.exists():
             raise TwodclassError(f"{files.job}: no job to resume here")
-        info = read_job_json(files)
+        info = read_job_info(job_dir)
         params = ClassifyParams.from_dict(info["params"])
         if overrides is not None and getattr(overrides, "threads", None):
             params.threads = overrides.threads
@@ -130,7 +129,7 @@ def run_job(
         state = load_checkpoint(files)
     try:
         prog.stage("reading", f"reading and Fourier-cropping {len(pset)} particles")
-        data = prepare_dataset(pset, params, files.dir / "cache", red.rank, red.size)
+        data = prepare_dataset(pset, params, files.cache, red.rank, red.size)
         geo = geometry_for(params, data)
         job_info.update(
             box_small=data.b, apix_small_A=data.apix_small_A, n_iterations=n_iterations(params)

@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
+from engine.io.jobfolder import JobFiles
+
 __all__ = ["Progress"]
+
+_NAMES = JobFiles(Path("."))  # file names the iteration events point to
 
 
 def _fmt_s(s: float) -> str:
@@ -128,8 +133,8 @@ class Progress:
             n_iterations=self.n_iterations,
             elapsed_s=round(self.elapsed(), 2),
             eta_s=None if eta is None else round(eta, 1),
-            classes_file="run_classes.mrcs",
-            model_file="run_model.star",
+            classes_file=_NAMES.classes.name,
+            model_file=_NAMES.model.name,
         )
         if self.mode == "jsonl":
             self.emit("iteration", **fields)

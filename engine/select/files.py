@@ -20,19 +20,14 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError, ParameterError
-from engine.io.jobfolder import Job, load_job
+from engine.io.jobfolder import Job, JobFiles, load_job
 from engine.select.particle_filter import ParticleVerdict, particle_outliers
 from engine.select.selection import SelectionThresholds, ViewCoverage
 
 __all__ = ["SELECTION_FILES", "write_selection", "load_selection", "parse_class_list"]
 
-SELECTION_FILES = (
-    "particles_selected.star",
-    "classes_selected.mrcs",
-    "classes_selected.star",
-    "selection.json",
-    "particles_removed.star",
-)
+#: names of the files a saved selection writes (all in one folder)
+SELECTION_FILES = tuple(p.name for p in JobFiles(Path(".")).selection_files())
 
 
 def parse_class_list(text: str) -> list[int]:
@@ -115,7 +110,7 @@ def write_selection(
     job = job_dir if isinstance(job_dir, Job) else load_job(job_dir, read_data=True)
     if job.data is None:
         raise InputError(
-            job.files.get("data", job.job_dir),
+            JobFiles.of(job.job_dir).data,
             "no particle file: the job has not finished "
             f"(status: {job.status}); wait for it or resume it",
         )
@@ -132,11 +127,12 @@ def write_selection(
         raise ParameterError("no classes selected")
     out = Path(out_dir) if out_dir is not None else job.job_dir
     out.mkdir(parents=True, exist_ok=True)
+    names = JobFiles(out)
     paths = {
-        "particles": out / "particles_selected.star",
-        "classes_mrcs": out / "classes_selected.mrcs",
-        "classes_star": out / "classes_selected.star",
-        "json": out / "selection.json",
+        "particles": names.particles_selected,
+        "classes_mrcs": names.classes_selected,
+        "classes_star": names.classes_selected_star,
+        "json": names.selection,
     }
 
     data = job.data
@@ -151,7 +147,7 @@ def write_selection(
     keep = in_cls if verdict is None else verdict.keep
     optics = {"optics": job.optics} if job.optics is not None else {}
     write_star(paths["particles"], {**optics, "particles": data.loc[keep].reset_index(drop=True)})
-    removed_path = out / "particles_removed.star"
+    removed_path = names.particles_removed
     if verdict is not None and not verdict.note:
         gone = verdict.in_classes & ~verdict.keep
         rows = data.loc[gone].reset_index(drop=True)
@@ -202,7 +198,7 @@ def load_selection(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     ``class_ids`` is a list of int; ``thresholds`` a dict or None (manual selection).
     """
-    p = Path(job_dir) / "selection.json"
+    p = JobFiles(Path(job_dir)).selection
     if not p.exists():
         return None
     try:

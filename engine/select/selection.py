@@ -267,7 +267,7 @@ def auto_select(
             )
         recompute_families = False
     k = len(st)
-    number = _col(st, "tdcClassNumber", np.arange(1, k + 1)).astype(np.int64)
+    number = np.asarray(_col(st, "tdcClassNumber", np.arange(1, k + 1))).astype(np.int64)
     counts = _col(st, "tdcParticleCount")
     if counts is None:
         counts = np.zeros(k)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.io.jobfolder import JobFiles
 from engine.io.star import read_star
 
 __all__ = ["Evaluation", "evaluate_job", "evaluate_arrays"]
@@ -146,7 +147,7 @@ def evaluate_arrays(
 
 def evaluate_job(job_dir: str | Path, truth_star: str | Path) -> Evaluation:
     """Read ``run_data.star`` of ``job_dir`` and score it against ``truth_star``."""
-    data = read_star(Path(job_dir) / "run_data.star")["particles"]
+    data = read_star(JobFiles(Path(job_dir)).data)["particles"]
     truth = read_star(truth_star)["particles"]
     if len(data) != len(truth):
         raise ValueError(f"{job_dir}: {len(data)} particles but the truth has {len(truth)}")

@@ -95,9 +95,9 @@ class GaussianProjector(Projector):
         self,
         rot_deg: np.ndarray,
         tilt_deg: np.ndarray,
-        psi_deg: np.ndarray,
-        origin_x_px: np.ndarray,
-        origin_y_px: np.ndarray,
+        psi_deg: np.ndarray | float,
+        origin_x_px: np.ndarray | float,
+        origin_y_px: np.ndarray | float,
     ) -> np.ndarray:
         """``(n, box, box//2 + 1)`` complex64 transforms (``np.fft.rfft2`` layout)."""
         from engine.core.projection import slice_matrices

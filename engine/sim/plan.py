@@ -18,7 +18,11 @@ __all__ = [
     "fibonacci_views",
     "PER_MICROGRAPH",
     "N_REFERENCE_VIEWS",
+    "ViewWeights",
 ]
+
+#: relative frequency of each of the ``n_views`` views (None: all equal)
+ViewWeights = np.ndarray | list[float] | None
 
 N_REFERENCE_VIEWS = 20  # random views: _tdcViewId = nearest of this many Fibonacci views
 PER_MICROGRAPH = 100
@@ -66,7 +70,7 @@ def validate_settings(
     snr: float,
     junk_fraction: float,
     n_views: int | None,
-    view_weights: object,
+    view_weights: ViewWeights,
     junk_kinds: tuple[str, ...],
 ) -> None:
     errs = []
@@ -97,7 +101,7 @@ def make_plan(
     n: int,
     box: int,
     n_views: int | None,
-    view_weights: object,
+    view_weights: ViewWeights,
     junk_fraction: float,
     junk_kinds: tuple[str, ...],
     defocus_range_um: tuple[float, float],
@@ -115,7 +119,7 @@ def make_plan(
         w = (
             np.full(k, 1.0 / k)
             if view_weights is None
-            else np.asarray(view_weights, np.float64) / np.sum(view_weights)
+            else np.asarray(view_weights, np.float64) / np.sum(np.asarray(view_weights, np.float64))
         )
         view_id = rng.choice(k, size=n, p=w)
         d = vdirs[view_id] + np.deg2rad(2.0) * rng.standard_normal((n, 3))  # ~2 deg jitter
@@ -148,10 +152,10 @@ def make_plan(
             e[:, 1] = np.rad2deg(np.arccos(rng.uniform(-1.0, 1.0, m)))
             e[:, 0] = rng.uniform(0.0, 360.0, m)
             e[:, 2] = rng.uniform(0.0, 360.0, m)
-            dist = rng.uniform(0.2, 0.35, m) * box
-            b = rng.uniform(0.0, 2.0 * np.pi, m)
-            e[:, 3] = ox[i] + dist * np.cos(b)
-            e[:, 4] = oy[i] + dist * np.sin(b)
+            dists = rng.uniform(0.2, 0.35, m) * box
+            bearings = rng.uniform(0.0, 2.0 * np.pi, m)
+            e[:, 3] = ox[i] + dists * np.cos(bearings)
+            e[:, 4] = oy[i] + dists * np.sin(bearings)
             extras[int(i)] = e
 
     mic = np.arange(n) // PER_MICROGRAPH
@@ -165,10 +169,10 @@ def make_plan(
         dfm + 0.5 * ast_mic[mic],
         dfm - 0.5 * ast_mic[mic],
         ang_mic[mic],
-        voltage_kV,
-        cs_mm,
-        amp_contrast,
-        0.0,
-        0.0,
+        np.full(n, voltage_kV),
+        np.full(n, cs_mm),
+        np.full(n, amp_contrast),
+        np.zeros(n),
+        np.zeros(n),
     )
     return Plan(rot, tilt, psi, ox, oy, view_id, kind, extras, ctf, views)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 try:  # float32 transforms, several times faster than numpy's (optional dependency)
     from scipy import fft as _fft
 except ImportError:  # pragma: no cover
-    _fft = np.fft  # type: ignore[assignment]
+    _fft = np.fft
 
 __all__ = ["ctf_half_plane", "apply_ctf", "make_projector", "Renderer", "MapSource"]
 

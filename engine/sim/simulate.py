@@ -31,7 +31,7 @@ from engine.core.ctf import CtfParams
 from engine.io.mrc import new_stack
 from engine.io.star import write_star
 from engine.sim.junk import JUNK_KINDS
-from engine.sim.plan import PER_MICROGRAPH, Plan, make_plan, validate_settings
+from engine.sim.plan import PER_MICROGRAPH, Plan, ViewWeights, make_plan, validate_settings
 from engine.sim.render import MapSource, Renderer, make_projector
 
 __all__ = [
@@ -160,7 +160,7 @@ def _setup(
     snr: float,
     junk_fraction: float,
     n_views: int | None,
-    view_weights: object,
+    view_weights: ViewWeights,
     junk_kinds: tuple[str, ...],
     defocus_range_um: tuple[float, float],
     astig_A: float,
@@ -213,7 +213,7 @@ def simulate_arrays(
     snr: float = 0.05,
     junk_fraction: float = 0.15,
     n_views: int | None = None,
-    view_weights: object = None,
+    view_weights: ViewWeights = None,
     junk_kinds: tuple[str, ...] = JUNK_KINDS,
     defocus_range_um: tuple[float, float] = (1.0, 2.5),
     astig_A: float = 300.0,
@@ -285,7 +285,7 @@ def simulate(
     snr: float = 0.05,
     junk_fraction: float = 0.15,
     n_views: int | None = None,
-    view_weights: object = None,
+    view_weights: ViewWeights = None,
     junk_kinds: tuple[str, ...] = JUNK_KINDS,
     defocus_range_um: tuple[float, float] = (1.0, 2.5),
     astig_A: float = 300.0,

@@ -19,7 +19,13 @@ from typing import Any
 
 from engine.fields import from_dict_strict, range_problems
 
-__all__ = ["ClassifyParams", "ParamSpec", "param_specs", "resolve_threads"]
+__all__ = [
+    "ClassifyParams",
+    "ParamSpec",
+    "param_specs",
+    "resolve_threads",
+    "mask_diameters_A",
+]
 
 
 def _p(
@@ -38,6 +44,10 @@ def _p(
         flag=flag, label=label, help=help, unit=unit, level=level, min=min, max=max, choices=choices
     )
     return field(default=default, metadata=meta)
+
+
+#: default inner mask diameter as a fraction of the box
+DEFAULT_MASK_FRACTION = 0.85
 
 
 @dataclass
@@ -262,6 +272,44 @@ class ClassifyParams:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def mask_diameters_A(self, box_px: int, apix_A: float) -> tuple[float, float]:
+        """The run's circular mask, ``(inner, outer)`` diameters in Å, defaults filled in
+        (:func:`mask_diameters_A`)."""
+        return mask_diameters_A(box_px, apix_A, self.diameter_A, self.diameter_outer_A)
+
+    def to_cli_args(self, changed_only: bool = False) -> list[str]:
+        """``twodclass run`` arguments that give these parameters: booleans as ``--flag`` /
+        ``--no-flag``, floats in full precision; ``changed_only``: only those that differ
+        from the defaults. The one way the faces turn parameters into a command line."""
+        out: list[str] = []
+        for spec in param_specs():
+            value = getattr(self, spec.name)
+            if value is None or (changed_only and value == spec.default):
+                continue
+            if spec.type is bool:
+                out.append(spec.flag if value else "--no-" + spec.flag[2:])
+            elif isinstance(value, float):
+                text = repr(value)
+                out += [spec.flag, text[:-2] if text.endswith(".0") else text]
+            else:
+                out += [spec.flag, str(value)]
+        return out
+
+
+def mask_diameters_A(
+    box_px: int,
+    apix_A: float,
+    diameter_A: float | None = None,
+    diameter_outer_A: float | None = None,
+) -> tuple[float, float]:
+    """Circular mask ``(inner, outer)`` diameters in Å with the defaults of
+    :class:`ClassifyParams`: inner 85% of the box, outer 1.2 x inner capped at the box, and
+    never inside the inner one. The one place these defaults are computed."""
+    box_A = box_px * apix_A
+    inner = float(diameter_A) if diameter_A else DEFAULT_MASK_FRACTION * box_A
+    outer = float(diameter_outer_A) if diameter_outer_A else min(1.2 * inner, box_A)
+    return inner, max(outer, inner)
 
 
 @dataclass(frozen=True)

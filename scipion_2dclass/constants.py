@@ -4,11 +4,11 @@ from __future__ import annotations
 
 ENGINE_SCRIPT = "twodclass"
 
-# files of an engine job folder (README: "Output files")
-DATA_STAR = "run_data.star"
-MODEL_STAR = "run_model.star"
-CLASSES_MRCS = "run_classes.mrcs"
-JOB_JSON = "job.json"
+# files of an engine job folder: engine.io.jobfolder.JobFiles names them
+
+# the select protocol's record of its decisions and removed particles (in its extra folder;
+# not the engine's selection.json, which has another format)
+DECISIONS_JSON = "select_decisions.json"
 
 # the input STAR the protocol writes for the engine (in the run's extra folder)
 INPUT_STAR = "input_particles.star"

@@ -4,8 +4,8 @@
   table and a particles table) from a ``SetOfParticles``: image locations as ``index@stack``
   (links in the run's folder), CTF, existing 2D alignment and the Scipion id of every
   particle (column ``_tdcScipionId``) so that the results map back.
-* :func:`read_job` reads an engine job folder (``run_data.star``, ``run_model.star``,
-  ``run_classes.mrcs``), see the README's output-file contract.
+* :func:`read_job` reads an engine job folder with the engine's reader
+  (:func:`engine.io.jobfolder.load_job`), its particle rows ordered by Scipion id.
 * :func:`pose_to_matrix` / :func:`matrix_to_pose` convert RELION's in-plane pose
   (``rlnAnglePsi``, ``rlnOriginX/YAngst``) to and from a Scipion ``ALIGN_2D`` transform matrix
   exactly as scipion-em-relion does (reader: ``M = euler_matrix(0, 0, radians(psi), 'szyz')``,
@@ -25,21 +25,20 @@ scipion-em-relion and extract-coordinates.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-import mrcfile
 import numpy as np
 import pandas as pd
 import starfile
 from pwem.convert import transformations as tfs
 
 from engine.core.pose import sample_bilinear
+from engine.errors import InputError
+from engine.io.jobfolder import Job, JobFiles, load_job
 
-from .constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
+from .constants import SCIPION_ID_COLUMN
 
 __all__ = [
-    "JobResult",
+    "class_rows",
     "align_with_matrix",
     "matrix_to_pose",
     "pose_to_matrix",
@@ -213,126 +212,28 @@ def write_particles_star(
 
 
 # --------------------------------------------------------------------------- reader
-@dataclass
-class JobResult:
-    """The results of an engine job folder."""
+def read_job(job_dir: str, need_data: bool = True) -> Job:
+    """An engine job folder, read by the engine (:func:`engine.io.jobfolder.load_job`), with
+    the particle rows in increasing Scipion id (the order ``classifyItems`` visits them).
 
-    job_dir: str
-    particles: pd.DataFrame  # run_data.star particles, sorted by Scipion id if present
-    optics: pd.DataFrame | None
-    classes: pd.DataFrame  # data_model_classes, one row per class (1..K)
-    iterations: pd.DataFrame  # data_model_iterations (may be empty)
-    general: dict = field(default_factory=dict)
-    classes_path: str = ""
-    classes_apix: float = 0.0
-    classes_box: int = 0
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    def class_numbers(self) -> np.ndarray:
-        if "tdcClassNumber" in self.classes:
-            return self.classes["tdcClassNumber"].to_numpy(dtype=int)
-        return np.arange(1, len(self.classes) + 1)
-
-    def class_rows(self) -> dict[int, dict]:
-        """Class number -> its ``data_model_classes`` row (as a dict)."""
-        return {
-            int(k): row
-            for k, row in zip(self.class_numbers(), self.classes.to_dict("records"), strict=True)
-        }
-
-    def particle_rows(self) -> Iterator[dict]:
-        """``run_data`` rows as dicts, in increasing Scipion id (the ``classifyItems`` order)."""
-        yield from self.particles.to_dict("records")
-
-    def averages(self) -> np.ndarray:
-        """``(K, b, b)`` float32 class averages."""
-        with mrcfile.mmap(self.classes_path, permissive=True) as m:
-            data = np.asarray(m.data, dtype=np.float32)
-        return data.reshape(-1, data.shape[-2], data.shape[-1])
-
-
-def _clean_names(v: pd.DataFrame | dict) -> pd.DataFrame | dict:
-    """Column names without leading underscores (``_tdcX`` and ``__tdcX`` read alike)."""
-    if isinstance(v, pd.DataFrame):
-        v = v.copy()
-        v.columns = [str(c).lstrip("_") for c in v.columns]
-        return v
-    return {str(k).lstrip("_"): x for k, x in v.items()}
-
-
-def _read_star(path: str) -> dict[str, pd.DataFrame | dict]:
-    out = starfile.read(path, always_dict=True)
-    return {str(k): _clean_names(v) for k, v in out.items()}
-
-
-def _block(blocks: dict, name: str) -> pd.DataFrame | dict | None:
-    for key in (name, f"data_{name}"):
-        if key in blocks:
-            return blocks[key]
-    return None
-
-
-def read_model(job_dir: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """``(classes, iterations, general)`` of ``run_model.star`` (may be read while running)."""
-    path = os.path.join(job_dir, MODEL_STAR)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: missing (did the twodclass job run?)")
-    blocks = _read_star(path)
-    classes = _block(blocks, "model_classes")
-    if not isinstance(classes, pd.DataFrame) or classes.empty:
-        raise ValueError(f"{path}: no data_model_classes table")
-    iters = _block(blocks, "model_iterations")
-    if not isinstance(iters, pd.DataFrame):
-        iters = pd.DataFrame()
-    general = _block(blocks, "model_general")
-    if isinstance(general, pd.DataFrame):
-        general = general.iloc[0].to_dict() if len(general) else {}
-    return classes.reset_index(drop=True), iters.reset_index(drop=True), dict(general or {})
-
-
-def classes_file_info(path: str) -> tuple[float, int, int]:
-    """``(pixel size Å, box, number of images)`` of a class-average stack's MRC header."""
-    with mrcfile.mmap(path, permissive=True) as m:
-        apix = float(m.voxel_size.x)
-        shape = m.data.shape
-    n = shape[0] if len(shape) == 3 else 1
-    return apix, int(shape[-1]), int(n)
-
-
-def read_job(job_dir: str, need_data: bool = True) -> JobResult:
-    """Read an engine job folder (see README: output files)."""
-    job_dir = os.path.abspath(job_dir)
-    classes, iters, general = read_model(job_dir)
-    data_path = os.path.join(job_dir, DATA_STAR)
-    particles = pd.DataFrame()
-    optics = None
+    ``need_data``: ``run_data.star`` must exist (a finished job) and is read."""
+    job = load_job(os.path.abspath(job_dir), read_data=need_data)
     if need_data:
-        if not os.path.exists(data_path):
-            raise FileNotFoundError(f"{data_path}: missing (the twodclass job did not finish)")
-        blocks = _read_star(data_path)
-        particles = _block(blocks, "particles")
-        if not isinstance(particles, pd.DataFrame):
-            raise ValueError(f"{data_path}: no data_particles table")
-        optics = _block(blocks, "optics")
-        if SCIPION_ID_COLUMN in particles:
-            particles = particles.sort_values(SCIPION_ID_COLUMN, kind="stable")
-        particles = particles.reset_index(drop=True)
-    classes_path = os.path.join(job_dir, CLASSES_MRCS)
-    apix, box, _ = classes_file_info(classes_path)
-    return JobResult(
-        job_dir=job_dir,
-        particles=particles,
-        optics=optics if isinstance(optics, pd.DataFrame) else None,
-        classes=classes,
-        iterations=iters,
-        general=general,
-        classes_path=classes_path,
-        classes_apix=apix,
-        classes_box=box,
-    )
+        if job.data is None:
+            raise InputError(
+                JobFiles.of(job_dir).data, "missing (the twodclass job did not finish)"
+            )
+        if SCIPION_ID_COLUMN in job.data:
+            rows = job.data.sort_values(SCIPION_ID_COLUMN, kind="stable")
+            job.data = rows.reset_index(drop=True)
+    return job
+
+
+def class_rows(job: Job) -> dict[int, dict]:
+    """Class number -> its ``data_model_classes`` row (as a dict)."""
+    return {
+        int(k): row for k, row in zip(job.class_numbers, job.model.to_dict("records"), strict=True)
+    }
 
 
 def row_scipion_ids(particles: pd.DataFrame, enabled_ids) -> np.ndarray | None:
@@ -350,8 +251,8 @@ def row_scipion_ids(particles: pd.DataFrame, enabled_ids) -> np.ndarray | None:
     return ids if len(ids) == len(particles) else None
 
 
-def particle_pixel_size(result: JobResult) -> float:
+def particle_pixel_size(job: Job) -> float:
     """Pixel size of the particles (the optics table of ``run_data.star``)."""
-    if result.optics is not None and "rlnImagePixelSize" in result.optics:
-        return float(result.optics["rlnImagePixelSize"].iloc[0])
-    raise ValueError(f"{result.job_dir}/{DATA_STAR}: no rlnImagePixelSize in data_optics")
+    if job.optics is not None and "rlnImagePixelSize" in job.optics:
+        return float(job.optics["rlnImagePixelSize"].iloc[0])
+    raise InputError(JobFiles.of(job.job_dir).data, "no rlnImagePixelSize in data_optics")

@@ -1,6 +1,6 @@
 """Class selection by criteria, and the bridge to the engine's automatic selection.
 
-Pure Python (no Scipion objects): :func:`decide` takes one :class:`ClassInfo` per class and
+Pure Python (no Scipion objects): :func:`decide` takes one :class:`ClassSummary` per class and
 returns one :class:`Decision` (keep or reject, with reasons). :func:`auto_decisions` calls
 ``engine.select.selection.auto_select(job_dir)`` when the classes come from a twodclass job
 folder and gives its answer as ``{class number: (keep, reason)}``.
@@ -16,13 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .constants import DATA_STAR, MODEL_STAR
+from engine.errors import TwodclassError
+from engine.io.jobfolder import JobFiles
 
 __all__ = [
     "FILTER_FIELDS",
-    "ClassInfo",
+    "ClassSummary",
     "Decision",
-    "ParticleFilter",
+    "FilterOutcome",
     "auto_decisions",
     "decide",
     "find_job_dir",
@@ -37,7 +38,7 @@ FILTER_FIELDS = ("max_residual_z", "min_signal_z")
 
 
 @dataclass(frozen=True)
-class ClassInfo:
+class ClassSummary:
     class_id: int
     size: int
     resolution_A: float | None = None
@@ -69,7 +70,7 @@ def parse_ids(text: str | None) -> set[int]:
 
 
 def decide(
-    classes: Iterable[ClassInfo],
+    classes: Iterable[ClassSummary],
     *,
     min_particles: int = 0,
     max_resolution_A: float = 0.0,
@@ -133,7 +134,8 @@ def find_job_dir(classes_file: str | None) -> str | None:
     if not classes_file:
         return None
     d = os.path.dirname(os.path.abspath(classes_file))
-    if all(os.path.exists(os.path.join(d, f)) for f in (MODEL_STAR, DATA_STAR)):
+    files = JobFiles(d)
+    if files.model.exists() and files.data.exists():
         return d
     return None
 
@@ -189,7 +191,7 @@ def saved_filter_thresholds(job_dir: str | None) -> Any:
 
 # ---------------------------------------------------------------------- particle filter
 @dataclass
-class ParticleFilter:
+class FilterOutcome:
     """The particle filter's answer for the selected classes of a job.
 
     ``removed``: Scipion particle id -> why it was removed; ``summary``: one line (how many
@@ -207,15 +209,15 @@ class ParticleFilter:
         return dict(self.info.get("removed", {}))
 
 
-def _not_run(note: str, info: Mapping[str, Any]) -> ParticleFilter:
-    return ParticleFilter(
+def _not_run(note: str, info: Mapping[str, Any]) -> FilterOutcome:
+    return FilterOutcome(
         False, f"particle filter: {note}", note, info={**info, "applied": False, "note": note}
     )
 
 
 def particle_filter(
     job_dir: str | None, class_ids: Iterable[int], thresholds: Any, enabled_ids: Any
-) -> ParticleFilter:
+) -> FilterOutcome:
     """Outlier particles of the classes ``class_ids`` of a twodclass job, by Scipion id.
 
     ``thresholds``: an ``engine.select.selection.SelectionThresholds`` (its :data:`FILTER_FIELDS`
@@ -230,7 +232,7 @@ def particle_filter(
     from .convert import read_job, row_scipion_ids
 
     if thresholds is None:
-        return ParticleFilter(False, FILTER_OFF, "off", info={"applied": False, "note": "off"})
+        return FilterOutcome(False, FILTER_OFF, "off", info={"applied": False, "note": "off"})
     limits = {name: float(getattr(thresholds, name)) for name in FILTER_FIELDS}
     if job_dir is None:
         return _not_run(
@@ -238,8 +240,8 @@ def particle_filter(
         )
 
     try:
-        data = read_job(job_dir).particles
-    except (OSError, ValueError) as exc:
+        data = read_job(job_dir).data
+    except (OSError, ValueError, TwodclassError) as exc:
         return _not_run(f"cannot read the particles of {job_dir} ({exc}): nothing removed", limits)
     verdict = particle_outliers(data, [int(c) for c in class_ids], thresholds)
     info = verdict.to_dict()  # with the thresholds it applied
@@ -248,10 +250,10 @@ def particle_filter(
     ids = row_scipion_ids(data, enabled_ids)
     if ids is None:
         return _not_run(
-            f"the {len(data)} rows of {DATA_STAR} do not match the input "
+            f"the {len(data)} rows of {JobFiles(job_dir).data.name} do not match the input "
             f"particles of the classes: nothing removed",
             limits,
         )
     gone = verdict.in_classes & ~verdict.keep
     removed = {int(i): str(r) for i, r in zip(ids[gone], verdict.reason[gone], strict=True)}
-    return ParticleFilter(True, verdict.summary(), "", removed, info)
+    return FilterOutcome(True, verdict.summary(), "", removed, info)

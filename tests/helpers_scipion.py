@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from scipion_2dclass.constants import CLASSES_MRCS, DATA_STAR, MODEL_STAR, SCIPION_ID_COLUMN
+from engine.io.jobfolder import JobFiles
+from scipion_2dclass.constants import SCIPION_ID_COLUMN
 
 __all__ = ["write_fake_job", "write_particles_sqlite", "write_stack"]
 
@@ -133,16 +134,14 @@ def write_fake_job(
     )
     for column, values in (particle_stats or {}).items():
         data[column] = np.asarray(values, float)[order]
-    starfile.write(
-        {"optics": optics, "particles": data}, os.path.join(job_dir, DATA_STAR), overwrite=True
-    )
+    starfile.write({"optics": optics, "particles": data}, JobFiles(job_dir).data, overwrite=True)
     counts = np.array([(np.asarray(class_number) == j + 1).sum() for j in range(k)])
     res = (
         np.asarray(resolution_A, float) if resolution_A is not None else np.linspace(10.0, 20.0, k)
     )
     classes = pd.DataFrame(
         {
-            "rlnReferenceImage": [f"{j + 1}@{CLASSES_MRCS}" for j in range(k)],
+            "rlnReferenceImage": [f"{j + 1}@{JobFiles(job_dir).classes.name}" for j in range(k)],
             "rlnClassDistribution": counts / max(n, 1),
             "rlnEstimatedResolution": res,
             "rlnAccuracyRotations": 2.0,
@@ -168,7 +167,7 @@ def write_fake_job(
     )
     starfile.write(
         {"model_general": general, "model_classes": classes, "model_iterations": iters},
-        os.path.join(job_dir, MODEL_STAR),
+        JobFiles(job_dir).model,
         overwrite=True,
     )
-    write_stack(os.path.join(job_dir, CLASSES_MRCS), averages, classes_apix)
+    write_stack(JobFiles(job_dir).classes, averages, classes_apix)

@@ -22,3 +22,32 @@ def test_run_help_lists_every_parameter(capsys):
     out = capsys.readouterr().out
     for s in param_specs():
         assert s.flag in out, s.flag
+
+
+def test_parameters_round_trip_through_the_command_line():
+    """ClassifyParams.to_cli_args (the faces' one way to build a command line) parses back to
+    the same parameters, floats in full precision, booleans both ways."""
+    import argparse
+
+    from engine.cli import run
+    from engine.params import ClassifyParams
+
+    p = ClassifyParams(
+        n_classes=7, max_res_A=6.123456789, diameter_A=0.1 + 0.2, force_max=False, ctf=True
+    )
+    parser = argparse.ArgumentParser()
+    run.add_parser(parser.add_subparsers())
+    for changed_only in (False, True):
+        args = p.to_cli_args(changed_only=changed_only)
+        assert run.params_from_args(parser.parse_args(["run", "in.star", "-o", "j", *args])) == p
+    assert "--ctf" not in p.to_cli_args(changed_only=True)  # the default
+    assert "--ctf" in p.to_cli_args()
+
+
+def test_mask_defaults_are_computed_once():
+    from engine.params import ClassifyParams, mask_diameters_A
+
+    assert mask_diameters_A(100, 2.0) == (170.0, 200.0)  # 85% of 200 Å; 1.2x capped at box
+    assert mask_diameters_A(100, 2.0, 100.0) == (100.0, 120.0)
+    assert mask_diameters_A(100, 2.0, 100.0, 90.0) == (100.0, 100.0)  # never inside
+    assert ClassifyParams(diameter_A=80.0).mask_diameters_A(64, 2.0) == (80.0, 96.0)

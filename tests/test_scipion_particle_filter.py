@@ -140,7 +140,7 @@ class TestParticleFilter(BaseTest):
         self.assertIn(f"more than {th.max_residual_z:g} robust standard deviations above", methods)
         self.assertIn(f"more than {th.min_signal_z:g} robust standard deviations below", methods)
         # the same particles as `twodclass select` (engine.select.particle_outliers)
-        data = read_job(str(self.job)).particles
+        data = read_job(str(self.job)).data
         verdict = particle_outliers(data, range(1, K + 1), th)
         self.assertEqual({i + 1 for i in np.flatnonzero(~verdict.keep)}, set(self.why))
 

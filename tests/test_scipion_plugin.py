@@ -246,9 +246,10 @@ def test_select_form_has_the_particle_filter_of_twodclass_select():
 
 def test_form_values_reach_the_engine_cli():
     """The form's values -> ClassifyParams -> CLI args parse back to the same parameters."""
+    from engine.cli import run
     from engine.params import ClassifyParams
     from scipion_2dclass.protocols import ProtTwoDClassify
-    from scipion_2dclass.protocols.engine_form import classify_params, cli_args
+    from scipion_2dclass.protocols.engine_form import classify_params
 
     prot = ProtTwoDClassify()
     prot.n_classes.set(7)
@@ -260,11 +261,10 @@ def test_form_values_reach_the_engine_cli():
     assert params == ClassifyParams(
         n_classes=7, max_res_A=9.5, diameter_A=150.0, force_max=False, online_iters=12, threads=3
     )
-    args = cli_args(params)
+    args = params.to_cli_args()
     assert args[args.index("--classes") + 1] == "7"
     assert "--no-force-max" in args and "--ctf" in args
     assert "--diameter-outer" not in args  # None = automatic: not passed
-    run = pytest.importorskip("engine.cli.run")
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -287,16 +287,16 @@ def test_validation_messages_use_form_labels():
 
 # --------------------------------------------------------------------------- selection
 def test_selection_criteria_and_reasons():
-    from scipion_2dclass.selection import ClassInfo, decide, parse_ids
+    from scipion_2dclass.selection import ClassSummary, decide, parse_ids
 
     assert parse_ids("1 3-5, 8") == {1, 3, 4, 5, 8}
     assert parse_ids("") == set()
     classes = [
-        ClassInfo(1, 120, 8.0),
-        ClassInfo(2, 15, 9.0),
-        ClassInfo(3, 200, 25.0),
-        ClassInfo(4, 90, None),
-        ClassInfo(5, 10, 30.0),
+        ClassSummary(1, 120, 8.0),
+        ClassSummary(2, 15, 9.0),
+        ClassSummary(3, 200, 25.0),
+        ClassSummary(4, 90, None),
+        ClassSummary(5, 10, 30.0),
     ]
     d = {
         x.class_id: x
@@ -318,9 +318,9 @@ def test_selection_criteria_and_reasons():
 
 
 def test_saved_selection_and_job_folder_detection(tmp_path):
-    from scipion_2dclass.selection import ClassInfo, decide, find_job_dir
+    from scipion_2dclass.selection import ClassSummary, decide, find_job_dir
 
-    classes = [ClassInfo(1, 100, 8.0), ClassInfo(2, 5, 40.0), ClassInfo(3, 80, 9.0)]
+    classes = [ClassSummary(1, 100, 8.0), ClassSummary(2, 5, 40.0), ClassSummary(3, 80, 9.0)]
     d = decide(classes, min_particles=50, saved={2, 3}, reject_ids={3})
     assert [(x.class_id, x.keep, x.reasons[0]) for x in d] == [
         (1, False, "not selected in the terminal browser"),

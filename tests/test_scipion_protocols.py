@@ -22,6 +22,7 @@ pytest.importorskip("pwem")
 import starfile  # noqa: E402
 
 from engine.core.pose import align_to_class  # noqa: E402
+from engine.io.jobfolder import JobFiles  # noqa: E402
 from engine.sim.simulate import simulate_arrays  # noqa: E402
 from scipion_2dclass.convert import (  # noqa: E402
     matrix_to_pose,
@@ -130,7 +131,7 @@ class TestTwoDClassProtocols(ScipionProjectCase):
         for cls in classes.iterItems(orderBy="id"):
             k = cls.getObjId()
             rep = cls.getRepresentative()
-            self.assertEqual(rep.getLocation(), (k, result.classes_path))
+            self.assertEqual(rep.getLocation(), (k, str(JobFiles.of(result.job_dir).classes)))
             self.assertAlmostEqual(rep.getSamplingRate(), SMALL_APIX)
             self.assertAlmostEqual(cls._tdc_resolution.get(), [9.0, 11.0, 13.0][k - 1])
             self.assertEqual(cls._tdc_particleCount.get(), int((self.view == k).sum()))
@@ -179,11 +180,11 @@ class TestTwoDClassProtocols(ScipionProjectCase):
         self.assertEqual(len({int(np.argmax(table[v])) for v in range(1, VIEWS + 1)}), VIEWS)
         # representatives: k@run_classes.mrcs at the averages' own pixel size
         result = read_job(prot.getJobDir())
-        self.assertNotAlmostEqual(result.classes_apix, APIX)
+        self.assertNotAlmostEqual(result.apix_A, APIX)
         # every particle carries the particle filter's statistics of run_data.star
         stats = {
             int(r["tdcScipionId"]): (r["tdcResidualLowRes"], r["tdcSignalLowRes"])
-            for r in result.particle_rows()
+            for r in result.data.to_dict("records")
         }
         got = {
             p.getObjId(): (p._tdc_residualLowRes.get(), p._tdc_signalLowRes.get())
@@ -197,12 +198,14 @@ class TestTwoDClassProtocols(ScipionProjectCase):
             rep = cls.getRepresentative()
             self.assertEqual(rep.getIndex(), cls.getObjId())
             self.assertFalse(os.path.isabs(rep.getFileName()))  # project-relative
-            self.assertEqual(os.path.realpath(rep.getFileName()), result.classes_path)
-            self.assertAlmostEqual(rep.getSamplingRate(), result.classes_apix, places=4)
+            self.assertEqual(
+                os.path.realpath(rep.getFileName()), str(JobFiles.of(result.job_dir).classes)
+            )
+            self.assertAlmostEqual(rep.getSamplingRate(), result.apix_A, places=4)
             self.assertEqual(cls._tdc_particleCount.get(), cls.getSize())
             self.assertGreater(cls._tdc_resolution.get(), 2 * APIX)
         # every member's Transform maps it onto its class average
-        scores = class_alignment_scores(classes, self.clean, result.averages(), result.classes_apix)
+        scores = class_alignment_scores(classes, self.clean, result.classes, result.apix_A)
         log.info("end to end: purity %.3f, alignment scores (right, wrong) %s", purity, scores)
         for right, wrong in scores:
             self.assertGreater(right, 0.8, scores)

@@ -18,7 +18,7 @@ from helpers_job import make_finished_job
 from engine.params import ClassifyParams
 from tui.app import TwodclassApp
 from tui.class_grid import ClassGrid
-from tui.engine_process import params_to_args, parse_line
+from tui.engine_process import parse_line
 from tui.param_form import ParamForm, field_id
 from tui.screen_browser import BrowserScreen
 from tui.screen_job import JobScreen
@@ -42,8 +42,14 @@ async def _until(pilot, cond, timeout: float = 30.0, step: float = 0.05) -> None
 
 def test_params_to_args_only_changed_values():
     p = ClassifyParams(n_classes=4, force_max=False, diameter_A=120.0)
-    assert params_to_args(p) == ["--classes", "4", "--diameter", "120", "--no-force-max"]
-    assert params_to_args(ClassifyParams()) == []
+    assert p.to_cli_args(changed_only=True) == [
+        "--classes",
+        "4",
+        "--diameter",
+        "120",
+        "--no-force-max",
+    ]
+    assert ClassifyParams().to_cli_args(changed_only=True) == []
 
 
 def test_parse_line():

@@ -17,14 +17,13 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.params import ClassifyParams, param_specs
+from engine.params import ClassifyParams
 
 __all__ = [
     "EngineEvent",
     "EngineLog",
     "EngineExited",
     "parse_line",
-    "params_to_args",
     "run_argv",
     "resume_argv",
     "engine_command",
@@ -70,23 +69,6 @@ def parse_line(line: str) -> tuple[str, dict[str, Any]] | None:
     return str(d["event"]), d
 
 
-def params_to_args(params: ClassifyParams) -> list[str]:
-    """CLI flags for the parameters that differ from their defaults.
-
-    Booleans use ``--flag`` / ``--no-flag`` (argparse ``BooleanOptionalAction``).
-    """
-    args: list[str] = []
-    for spec in param_specs():
-        value = getattr(params, spec.name)
-        if value == spec.default:
-            continue
-        if spec.type is bool:
-            args.append(spec.flag if value else "--no-" + spec.flag[2:])
-        elif value is not None:
-            args += [spec.flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return args
-
-
 def engine_command() -> list[str]:
     """How the engine is started: this Python, ``-m engine`` (no console script needed)."""
     return [sys.executable, "-m", "engine"]
@@ -104,7 +86,7 @@ def run_argv(
         str(job_dir),
         "--progress",
         "jsonl",
-        *params_to_args(params),
+        *params.to_cli_args(changed_only=True),
     ]
 
 

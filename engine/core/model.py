@@ -103,10 +103,7 @@ class Geometry:
 
 def geometry_for(p: ClassifyParams, data: Dataset) -> Geometry:
     b, a = data.b, data.apix_small_A
-    box_A = data.box * data.apix_A
-    d_in = p.diameter_A if p.diameter_A else 0.85 * box_A
-    d_out = p.diameter_outer_A if p.diameter_outer_A else min(1.2 * d_in, box_A)
-    d_out = max(d_out, d_in)
+    d_in, d_out = p.mask_diameters_A(data.box, data.apix_A)
     mask = soft_circular_mask(b, 0.5 * d_in / a, 0.5 * d_out / a)
     rng_px = (p.offset_range_A / a) if p.offset_range_A is not None else 2.5
     step_px = (p.offset_step_A / a) if p.offset_step_A else 1.0

@@ -52,7 +52,7 @@ def prepare_dataset(
     """Stream ``pset`` into a :class:`Dataset` on the small box set by ``p.max_res_A``."""
     box, apix = pset.box, pset.apix_A
     b = small_box_size(box, apix, p.max_res_A)
-    d_A = p.diameter_A if p.diameter_A else 0.85 * box * apix
+    d_A, _ = p.mask_diameters_A(box, apix)
     bg_radius_px = 0.5 * d_A / apix
     mine = np.arange(rank, len(pset), size)
     images = _allocate(len(mine), b, cache_dir)

@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.params import mask_diameters_A
+
 __all__ = [
     "STAT_COLUMNS",
     "class_similarity",
     "class_statistics",
     "class_statistics_for_state",
-    "default_diameters_A",
     "similarity_matrix",
     "view_families",
 ]
@@ -63,22 +64,6 @@ STAT_COLUMNS = (
 
 #: default similarity above which two classes show the same view
 FAMILY_SIMILARITY = 0.85
-
-
-def default_diameters_A(
-    box_px: int,
-    apix_A: float,
-    diameter_A: float | None = None,
-    diameter_outer_A: float | None = None,
-) -> tuple[float, float]:
-    """The run's mask diameters with the defaults of :class:`engine.params.ClassifyParams`.
-
-    Inner: 85% of the box; outer: 1.2 x inner, capped at the box (both in Å).
-    """
-    box_A = box_px * apix_A
-    inner = 0.85 * box_A if diameter_A is None else float(diameter_A)
-    outer = min(1.2 * inner, box_A) if diameter_outer_A is None else float(diameter_outer_A)
-    return inner, max(outer, inner)
 
 
 def _lowpass(imgs: np.ndarray, apix_A: float, res_A: float) -> np.ndarray:
@@ -225,7 +210,7 @@ def class_similarity(
     """
     imgs = np.asarray(classes, dtype=np.float64)
     k, b, _ = imgs.shape
-    d_in, _ = default_diameters_A(b, float(apix_A), diameter_A, None)
+    d_in, _ = mask_diameters_A(b, float(apix_A), diameter_A, None)
     r_in = min(d_in / 2 / float(apix_A), b / 2)
     g = _lowpass(imgs, float(apix_A), max(lowpass_A, 2.5 * float(apix_A)))
     cx, cy = _centre_of_mass(g, _radius(b) < r_in)
@@ -321,7 +306,7 @@ def class_statistics(
         raise ValueError(f"classes must be (K, b, b), got {imgs.shape}")
     k, b, _ = imgs.shape
     apix_A = float(apix_A)
-    d_in, d_out = default_diameters_A(b, apix_A, diameter_A, diameter_outer_A)
+    d_in, d_out = mask_diameters_A(b, apix_A, diameter_A, diameter_outer_A)
     r_in = min(d_in / 2 / apix_A, b / 2)
     r_out = min(d_out / 2 / apix_A, b / 2)
     r_edge_hi = min(max((r_in + r_out) / 2, r_in + 1.0), b / 2 - 0.5)

@@ -27,6 +27,7 @@ import pandas as pd
 from engine.errors import InputError, ParameterError
 from engine.fields import from_dict_strict, range_problems
 from engine.io.jobfolder import Job, load_job
+from engine.params import mask_diameters_A
 from engine.select import class_stats as _stats
 
 __all__ = ["SelectionThresholds", "ViewCoverage", "auto_select", "view_coverage"]
@@ -191,7 +192,7 @@ def _col(df: pd.DataFrame, name: str, default: Any = None) -> np.ndarray | None:
 def _table_from_job(job: Job, th: SelectionThresholds) -> tuple[pd.DataFrame, float]:
     """Statistics of a job's classes (recomputed from the images) and the mask radius (Å)."""
     b = job.classes.shape[-1]
-    d_in, d_out = _stats.default_diameters_A(b, job.apix_A, job.diameter_A, job.diameter_outer_A)
+    d_in, d_out = mask_diameters_A(b, job.apix_A, job.diameter_A, job.diameter_outer_A)
     counts = job.counts
     st = _stats.class_statistics(
         job.classes, job.apix_A, d_in, d_out, counts=counts, family_similarity=th.family_similarity

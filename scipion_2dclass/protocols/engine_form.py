@@ -4,7 +4,7 @@ Every engine parameter (``engine.params.param_specs()``) becomes one form parame
 same name, label (plus unit), help, default and expert level, so that the Scipion form cannot
 drift from the CLI and the terminal UI. The ``threads`` parameter comes from the parallel
 section instead. :func:`classify_params` reads the form back into a ``ClassifyParams``, and
-:func:`cli_args` turns that into ``twodclass run`` arguments.
+``ClassifyParams.to_cli_args`` turns that into ``twodclass run`` arguments.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ..constants import PARALLEL_SPECS
 __all__ = [
     "add_engine_params",
     "classify_params",
-    "cli_args",
     "form_label",
     "form_specs",
     "spec_level",
@@ -96,17 +95,3 @@ def classify_params(protocol, threads: int | None = None) -> ClassifyParams:
     if threads is not None:
         values["threads"] = int(threads)
     return ClassifyParams(**values)
-
-
-def cli_args(params: ClassifyParams) -> list[str]:
-    """``twodclass run`` arguments for ``params`` (booleans as ``--flag`` / ``--no-flag``)."""
-    out: list[str] = []
-    for spec in param_specs():
-        v = getattr(params, spec.name)
-        if v is None:
-            continue
-        if spec.type is bool:
-            out.append(spec.flag if v else "--no-" + spec.flag[2:])
-        else:
-            out += [spec.flag, f"{v:g}" if isinstance(v, float) else str(v)]
-    return out

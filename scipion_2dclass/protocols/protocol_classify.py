@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 
@@ -10,6 +9,8 @@ from pwem.objects import Float, Integer, SetOfClasses2D, Transform
 from pwem.protocols import ProtClassify2D
 from pyworkflow.protocol import params as pwparams
 
+from engine.errors import InputError
+from engine.io.jobfolder import Job, JobFiles, read_job_info
 from engine.params import ClassifyParams, param_specs
 
 from .. import engine_executable
@@ -21,13 +22,12 @@ from ..constants import (
     ATTR_MEAN_MAX_PROB,
     ATTR_PARTICLE_COUNT,
     ATTR_RESOLUTION,
-    CLASSES_MRCS,
     INPUT_STACKS_DIR,
     INPUT_STAR,
     PARTICLE_STAT_ATTRS,
 )
-from ..convert import JobResult, pose_to_matrix, read_job, row_scipion_ids, write_particles_star
-from .engine_form import add_engine_params, classify_params, cli_args
+from ..convert import class_rows, pose_to_matrix, read_job, row_scipion_ids, write_particles_star
+from .engine_form import add_engine_params, classify_params
 
 __all__ = ["ProtTwoDClassify", "engine_arguments", "engine_messages"]
 
@@ -39,12 +39,11 @@ def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> l
     running / cancelled / failed and a checkpoint exists), the engine resumes from its last
     finished iteration; a finished or unusable job folder is overwritten.
     """
-    info_path = os.path.join(job_dir, "job.json")
-    if os.path.exists(info_path) and os.path.isdir(os.path.join(job_dir, "checkpoint")):
+    files = JobFiles(job_dir)
+    if files.job.exists() and files.checkpoint.parent.is_dir():
         try:
-            with open(info_path) as f:
-                status = json.load(f).get("status")
-        except (OSError, ValueError):
+            status = read_job_info(job_dir).get("status")
+        except InputError:
             status = None
         if status in ("running", "cancelled", "failed"):
             return [
@@ -57,9 +56,9 @@ def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> l
                 str(params.threads),
             ]
     args = ["run", input_star, "-o", job_dir, "--progress", "jsonl"]
-    if os.path.exists(info_path):
+    if files.job.exists():
         args.append("--overwrite")
-    return args + cli_args(params)
+    return args + params.to_cli_args()
 
 
 def engine_messages(errors: list[str]) -> list[str]:
@@ -152,7 +151,7 @@ class ProtTwoDClassify(ProtClassify2D):
             classes,
             result,
             self.inputParticles.get().getSamplingRate(),
-            classes_path=self._getExtraPath(CLASSES_MRCS),
+            classes_path=self._getExtraPath(JobFiles(self.getJobDir()).classes.name),
         )
         self._defineOutputs(outputClasses=classes)
         self._defineSourceRelation(self.inputParticles, classes)
@@ -226,21 +225,21 @@ def _set_float(obj, name: str, value) -> None:
     setattr(obj, name, Float(v))
 
 
-def _rows_in_item_order(images, result: JobResult) -> list[dict | None]:
+def _rows_in_item_order(images, result: Job) -> list[dict | None]:
     """``run_data`` rows in the order ``classifyItems`` visits the input items (by id):
     the row of each particle, ``None`` for particles the engine did not see (disabled).
     Rows map to particles by :func:`row_scipion_ids`.
 
     Built eagerly: a query on the input set while ``classifyItems`` iterates it would
     disturb that iteration."""
-    rows = list(result.particle_rows())
+    rows = result.data.to_dict("records")
     ids = row_scipion_ids(
-        result.particles,
+        result.data,
         lambda: [p.getObjId() for p in images.iterItems(orderBy="id") if p.isEnabled()],
     )
     if ids is None:
         raise ValueError(
-            f"{result.job_dir}/run_data.star: {len(rows)} rows for a different "
+            f"{JobFiles.of(result.job_dir).data}: {len(rows)} rows for a different "
             f"number of enabled input particles (was the input changed after "
             f"the run?)"
         )
@@ -251,7 +250,7 @@ def _rows_in_item_order(images, result: JobResult) -> list[dict | None]:
 
 def fill_classes(
     classes: SetOfClasses2D,
-    result: JobResult,
+    result: Job,
     particle_apix: float,
     classes_path: str | None = None,
 ) -> None:
@@ -259,15 +258,15 @@ def fill_classes(
 
     ``classes_path``: how the representatives name the class-average stack (default: the
     absolute path; protocols pass their project-relative ``extra/run_classes.mrcs``)."""
-    class_rows = result.class_rows()
-    stack = classes_path or result.classes_path
+    rows_of_class = class_rows(result)
+    stack = classes_path or str(JobFiles.of(result.job_dir).classes)
     rows = iter(_rows_in_item_order(classes.getImages(), result))
     apix = float(particle_apix)
 
     def update_item(item, row: dict | None) -> None:
         if row is None:
             raise ValueError(
-                f"{result.job_dir}/run_data.star: no row for particle "
+                f"{JobFiles.of(result.job_dir).data}: no row for particle "
                 f"{item.getObjId()} (was the input changed after the run?)"
             )
         item.setClassId(int(row["rlnClassNumber"]))
@@ -289,9 +288,9 @@ def fill_classes(
         k = int(cls.getObjId())
         rep = cls.getRepresentative()
         rep.setLocation(k, stack)
-        rep.setSamplingRate(result.classes_apix)
+        rep.setSamplingRate(result.apix_A)
         cls.setAlignment2D()
-        row = class_rows.get(k, {})
+        row = rows_of_class.get(k, {})
         _set_float(cls, ATTR_RESOLUTION, row.get("rlnEstimatedResolution"))
         _set_float(cls, ATTR_DISTRIBUTION, row.get("rlnClassDistribution"))
         _set_float(cls, ATTR_ESS, row.get("tdcEffectiveSampleSize"))

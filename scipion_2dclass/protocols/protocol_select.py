@@ -15,12 +15,12 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from engine.select import SelectionThresholds
 
-from ..constants import ATTR_REMOVED_REASON, ATTR_RESOLUTION
+from ..constants import ATTR_REMOVED_REASON, ATTR_RESOLUTION, DECISIONS_JSON
 from ..selection import (
     FILTER_FIELDS,
-    ClassInfo,
+    ClassSummary,
     Decision,
-    ParticleFilter,
+    FilterOutcome,
     auto_decisions,
     decide,
     find_job_dir,
@@ -195,9 +195,9 @@ class ProtTwoDSelect(Prot2D):
         rep = first.getRepresentative() if first is not None else None
         return find_job_dir(rep.getFileName() if rep is not None else None)
 
-    def _classInfos(self) -> list[ClassInfo]:
+    def _classInfos(self) -> list[ClassSummary]:
         return [
-            ClassInfo(int(c.getObjId()), int(c.getSize()), class_resolution(c))
+            ClassSummary(int(c.getObjId()), int(c.getSize()), class_resolution(c))
             for c in self.inputClasses.get().iterItems(orderBy="id")
         ]
 
@@ -230,7 +230,7 @@ class ProtTwoDSelect(Prot2D):
             return None
         return SelectionThresholds(**{n: float(getattr(self, n).get()) for n in FILTER_FIELDS})
 
-    def computeParticleFilter(self, class_ids) -> ParticleFilter:
+    def computeParticleFilter(self, class_ids) -> FilterOutcome:
         """The particle filter on the classes ``class_ids`` (Scipion ids = job class numbers)."""
         thresholds = self.filterThresholds()
         images = self.inputClasses.get().getImages()
@@ -258,7 +258,7 @@ class ProtTwoDSelect(Prot2D):
             ],
             "particle_filter": {**pfilter.info, "summary": pfilter.summary},
         }
-        with open(self._getExtraPath("selection.json"), "w") as f:
+        with open(self._getExtraPath(DECISIONS_JSON), "w") as f:
             json.dump(
                 {
                     **record,
@@ -272,7 +272,7 @@ class ProtTwoDSelect(Prot2D):
 
     def removedParticles(self) -> dict[int, str]:
         """Scipion id -> reason of the particles the particle filter removed."""
-        path = self._getExtraPath("selection.json")
+        path = self._getExtraPath(DECISIONS_JSON)
         try:
             with open(path) as f:
                 removed = json.load(f).get("removed_particles", {})

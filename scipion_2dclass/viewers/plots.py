@@ -135,21 +135,22 @@ def job_figure(job_dir: str, name: str, fig: Figure | None = None) -> Figure:
     from ..convert import read_job
 
     res = read_job(job_dir, need_data=False)
-    cls = res.classes
+    cls = res.model
     counts = (
         cls["tdcParticleCount"].to_numpy() if "tdcParticleCount" in cls else np.zeros(len(cls), int)
     )
-    numbers = res.class_numbers()
+    numbers = res.class_numbers
     if name == "montage":
         resol = (
             cls["rlnEstimatedResolution"].to_numpy() if "rlnEstimatedResolution" in cls else None
         )
-        return montage_figure(res.averages(), counts, resol, numbers, fig=fig)
+        return montage_figure(res.classes, counts, resol, numbers, fig=fig)
     if name == "distribution":
         dist = cls["rlnClassDistribution"].to_numpy() if "rlnClassDistribution" in cls else None
         return distribution_figure(numbers, counts, dist, fig=fig)
     if name == "convergence":
-        return convergence_figure(res.iterations, fig=fig)
+        iterations = res.iterations if res.iterations is not None else pd.DataFrame()
+        return convergence_figure(iterations, fig=fig)
     raise ValueError(f"unknown figure {name!r} (montage, distribution, convergence)")
 
 

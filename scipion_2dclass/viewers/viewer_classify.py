@@ -10,6 +10,8 @@ import subprocess
 from pyworkflow.protocol.params import LabelParam
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO, MessageView, ProtocolViewer, View
 
+from engine.io.jobfolder import JobFiles
+
 from .. import engine_executable
 from ..protocols import ProtTwoDClassify
 from .plots import job_figure
@@ -141,7 +143,7 @@ class TwoDClassifyViewer(ProtocolViewer):
 
     def _figure(self, name: str) -> list[View]:
         job = self.getJobDir()
-        if not os.path.exists(os.path.join(job, "run_model.star")):
+        if not JobFiles(job).model.exists():
             return [
                 MessageView(
                     "No results yet: the job has not finished an iteration.", title="twodclass"

@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cli import SUBCOMMANDS, main
+from engine.cli import main, subcommand_modules
 from engine.params import param_specs
 
 
-@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_the_terminal_ui_registers_its_subcommands():
+    """The TUI's subcommands come from the installed package's entry points (the engine
+    imports no face)."""
+    mods = subcommand_modules()
+    assert mods["tui"] == "tui.cli" and mods["browse"] == "tui.cli_browse"
+    assert {"run", "demo", "simulate", "select"} <= set(mods)
+
+
+def test_the_engine_imports_no_face():
+    import ast
+    from pathlib import Path
+
+    import engine
+
+    root = Path(engine.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                assert name.split(".")[0] not in ("tui", "scipion_2dclass"), (path, name)
+
+
+@pytest.mark.parametrize("name", sorted(subcommand_modules()))
 def test_help(name, capsys):
     with pytest.raises(SystemExit) as exc:
         main([name, "--help"])

@@ -1,9 +1,10 @@
 """The ``twodclass`` command: one entry point, one subcommand per job.
 
-Subcommands live in their own modules (``engine.cli.*``); the terminal UI's
-subcommands (``tui``, ``browse``) are imported lazily so that the headless engine never
-needs Textual at import time. Errors of :class:`engine.errors.TwodclassError` print one
-line ``twodclass: error: ...`` and exit with status 2 (no traceback).
+The engine's subcommands live in their own modules (``engine.cli.*``). Other packages add
+theirs through the ``twodclass.commands`` entry-point group (the terminal UI registers
+``tui`` and ``browse`` in pyproject.toml), so the engine never imports a face. Errors of
+:class:`engine.errors.TwodclassError` print one line ``twodclass: error: ...`` and exit with
+status 2 (no traceback).
 """
 
 from __future__ import annotations
@@ -24,9 +25,19 @@ SUBCOMMANDS = {
     "demo": "engine.cli.demo",
     "simulate": "engine.cli.simulate",
     "select": "engine.cli.select",
-    "tui": "tui.cli",
-    "browse": "tui.cli_browse",
 }
+#: entry-point group through which installed packages add subcommands (same interface)
+ENTRY_POINT_GROUP = "twodclass.commands"
+
+
+def subcommand_modules() -> dict[str, str]:
+    """Every subcommand: the engine's, then those registered by installed packages."""
+    from importlib.metadata import entry_points
+
+    out = dict(SUBCOMMANDS)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        out.setdefault(ep.name, ep.value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"twodclass {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for modname in SUBCOMMANDS.values():
+    for modname in subcommand_modules().values():
         mod = importlib.import_module(modname)
         p = mod.add_parser(sub)
         p.set_defaults(_module=modname)

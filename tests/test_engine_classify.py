@@ -152,14 +152,14 @@ def test_interrupted_run_resumes_to_the_same_result(job, sim, tmp_path):
         *FAST[:-1],
         "jsonl",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        ev = json.loads(line)
-        if ev["event"] == "iteration" and ev["iteration"] == 3:
-            proc.send_signal(signal.SIGTERM)
-            break
-    proc.wait(timeout=60)
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            ev = json.loads(line)
+            if ev["event"] == "iteration" and ev["iteration"] == 3:
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.wait(timeout=60)
     info = json.loads((out / "job.json").read_text())
     assert info["status"] == "cancelled" and 3 <= info["iteration"] < 9
     assert main(["run", "--resume", str(out), "--progress", "none"]) == 0

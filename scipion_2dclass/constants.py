@@ -13,7 +13,6 @@ DECISIONS_JSON = "select_decisions.json"
 # the input STAR the protocol writes for the engine (in the run's extra folder)
 INPUT_STAR = "input_particles.star"
 INPUT_STACKS_DIR = "input_stacks"
-JOB_DIR = "job"
 
 # STAR column (without the leading underscore) that carries the Scipion particle id
 SCIPION_ID_COLUMN = "tdcScipionId"

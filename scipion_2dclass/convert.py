@@ -249,10 +249,3 @@ def row_scipion_ids(particles: pd.DataFrame, enabled_ids) -> np.ndarray | None:
         return particles[SCIPION_ID_COLUMN].to_numpy(dtype=np.int64)
     ids = np.asarray(list(enabled_ids() if callable(enabled_ids) else enabled_ids), np.int64)
     return ids if len(ids) == len(particles) else None
-
-
-def particle_pixel_size(job: Job) -> float:
-    """Pixel size of the particles (the optics table of ``run_data.star``)."""
-    if job.optics is not None and "rlnImagePixelSize" in job.optics:
-        return float(job.optics["rlnImagePixelSize"].iloc[0])
-    raise InputError(JobFiles.of(job.job_dir).data, "no rlnImagePixelSize in data_optics")

@@ -160,7 +160,6 @@ def member_samples(
     class_number: int,
     n: int = 6,
     job: dict[str, Any] | None = None,
-    seed: int = 0,
 ) -> list[np.ndarray]:
     """Up to ``n`` member particles of a class, aligned onto the class (best-first order).
 

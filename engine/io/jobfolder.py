@@ -206,10 +206,6 @@ class Job:
         v = self.general.get("tdcMaskOuterDiameter", self.params.get("diameter_outer_A"))
         return None if v is None or not np.isfinite(float(v)) or float(v) <= 0 else float(v)
 
-    @property
-    def finished(self) -> bool:
-        return self.status == "finished" and self.data is not None
-
 
 def _clean(df: pd.DataFrame | None) -> pd.DataFrame | None:
     """Column names as starfile reads ``_tdcX`` labels: ``tdcX`` (also from ``__tdcX``)."""

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.class_grid import ClassGrid
-from tui.image import HalfBlockImage, make_image
+from tui.image import ImageView
 from tui.jobfiles import JobData, member_samples, read_run_data
 from tui.selection_io import FilterSummary, ParticleFilter, Suggestion
 
@@ -82,7 +82,7 @@ class ClassDetailScreen(Screen[None]):
         self.sub_title = f"class {self.number}"
         box = self.query_one("#detail-image", Vertical)
         box.remove_children()
-        box.mount(make_image(self.job.images[self._index()], classes="detail-big"))
+        box.mount(ImageView(self.job.images[self._index()], classes="detail-big"))
         self._request_filter()
         self._update_stats()
         self.query_one("#detail-samples", Horizontal).remove_children()
@@ -214,7 +214,7 @@ class ClassDetailScreen(Screen[None]):
         self.query_one("#samples-title", Static).update(
             f"Member particles (best {len(samples)}, aligned to the class):"
         )
-        row.mount_all([HalfBlockImage(s, classes="sample") for s in samples])
+        row.mount_all([ImageView(s, classes="sample") for s in samples])
 
     def action_toggle(self) -> None:
         sel = self.grid.selected

@@ -13,6 +13,7 @@ stay fast. Cursor and selection changes repaint only the label lines.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
+from textual.filter import LineFilter
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -27,7 +29,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui import kitty
-from tui.image import graphics_active
+from tui.image import graphics_active, keep_controls
 from tui.jobfiles import ClassInfo
 from tui.pictures import Drawn, draw, sixel_control
 from tui.terminal import Setup, current
@@ -193,6 +195,8 @@ class ClassGrid(ScrollView, can_focus=True):
     @property
     def columns(self) -> int:
         width = self.scrollable_content_region.width or self.size.width
+        if self.setup.renderer.pixels:
+            width -= 1  # a free last column: see render_line
         return max(1, width // self.tile_w)
 
     def _update_virtual_size(self) -> None:
@@ -250,6 +254,9 @@ class ClassGrid(ScrollView, can_focus=True):
             )
         return self._style_cache
 
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        return keep_controls(self, super().get_line_filters())
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._style_cache = None
@@ -297,11 +304,18 @@ class ClassGrid(ScrollView, can_focus=True):
                     style = label_style
                 segs.append(Segment(text, style))
         used = sum(s.cell_length for s in segs)
-        if used < width:
-            segs.append(Segment(" " * (width - used), base))
-        # Sixel slices after every cell of the line: the cells are written first, then the
-        # slices paint over them (a line cut short by an overlay drops them whole)
-        return Strip(segs + controls, max(width, used))
+        if not controls:
+            if used < width:
+                segs.append(Segment(" " * (width - used), base))
+            return Strip(segs, max(width, used))
+        # Sixel slices after the tiles' cells, before the line's last cell (a free column):
+        # the cells are written first, then the slices paint over them. The compositor cuts
+        # the line where the scrollbar starts and keeps what comes before that cut, so the
+        # slices must not trail the last cell (a line cut short by an overlay drops them).
+        if used < width - 1:
+            segs.append(Segment(" " * (width - 1 - used), base))
+        tail = Segment(" ", base) if used < width else Segment("", base)
+        return Strip([*segs, *controls, tail], max(width, used))
 
     def has_focus_within_screen(self) -> bool:
         """The cursor is drawn whenever the grid is the focused widget of its screen."""

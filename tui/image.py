@@ -7,15 +7,24 @@ without distorting it (whole-factor scaling when it fits: pixel for pixel).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from textual.filter import LineFilter
 from textual.strip import Strip
 from textual.widget import Widget
 
 from tui import kitty
 from tui.pictures import Drawn, draw, sixel_control
-from tui.terminal import FORCE_HALFBLOCK_ENV, Setup, current
+from tui.terminal import FORCE_HALFBLOCK_ENV, Renderer, Setup, current
 
-__all__ = ["ImageView", "HalfBlockImage", "FORCE_HALFBLOCK_ENV", "graphics_active"]
+__all__ = [
+    "ImageView",
+    "HalfBlockImage",
+    "FORCE_HALFBLOCK_ENV",
+    "graphics_active",
+    "keep_controls",
+]
 
 
 def graphics_active(widget: Widget) -> bool:
@@ -25,6 +34,18 @@ def graphics_active(widget: Widget) -> bool:
         return bool(widget.screen.is_active)
     except Exception:  # noqa: BLE001 - not mounted
         return False
+
+
+def keep_controls(widget: Widget, filters: Sequence[LineFilter]) -> Sequence[LineFilter]:
+    """The line filters of a widget that draws Sixel: none.
+
+    Textual's ANSI-to-truecolor filter rebuilds every segment without its control flag,
+    after which the compositor counts the Sixel data as cells and cuts it apart where a
+    line is divided (at a scrollbar). This widget's colours are truecolor already.
+    """
+    if current().renderer is Renderer.SIXEL:
+        return []
+    return filters
 
 
 class ImageView(Widget):
@@ -85,6 +106,9 @@ class ImageView(Widget):
                 self._drawn = draw(self._image, w, h, setup, self.rich_style, integer=self.integer)
                 kitty.send(self._drawn.kitty_send)
         return self._drawn
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        return keep_controls(self, super().get_line_filters())
 
     def render_line(self, y: int) -> Strip:
         width = self.content_size.width

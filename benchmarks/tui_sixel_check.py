@@ -81,6 +81,16 @@ class Screen:
         self.x11.XFree(img)
         return hashlib.blake2b(data, digest_size=16).digest()
 
+    def colours(self, x: int, y: int, w: int, h: int) -> int:
+        """Number of distinct pixel values in the region (1 for a blank area)."""
+        img = self.x11.XGetImage(self.dpy, self.root, x, y, w, h, 0xFFFFFFFF, 2)
+        im = img.contents
+        data = ctypes.string_at(im.data, im.bytes_per_line * im.height)
+        self.x11.XFree(im.data)
+        self.x11.XFree(img)
+        step = max(1, im.bits_per_pixel // 8)
+        return len({data[i : i + step] for i in range(0, len(data), step * 7)})
+
     def settle(
         self, box: tuple[int, int, int, int], t0: float, quiet: float, timeout: float
     ) -> tuple[float | None, bytes]:
@@ -151,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
             "-fa", "DejaVu Sans Mono", "-fs", args.font_size,
             "-e", "bash", "-c", inner,
         ]  # fmt: skip
-        blank = screen.digest(0, 0, 400, 300)
         t0 = time.perf_counter()
         procs.append(subprocess.Popen(xterm, env=env))
         wid = ""
@@ -168,10 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         w_px, h_px = min(w_px, 1600), min(h_px, 1000)
         cell_w, cell_h = w_px // cols, h_px // rows
         grid_box = (0, 2 * cell_h, w_px, (rows - 6) * cell_h)
-        whole = (0, 0, w_px, h_px)
-        while screen.digest(0, 0, 400, 300) == blank and time.perf_counter() - t0 < 30:
+        # the grid holds images (many greys; "Loading classes…" leaves it blank), then
+        # it stops changing: the time of its last change
+        while screen.colours(*grid_box) < 32 and time.perf_counter() - t0 < 60:
             time.sleep(0.005)
         first, _ = screen.settle(grid_box, t0, quiet=1.5, timeout=60)
+        time.sleep(3.0)  # the automatic suggestion and the particle filter finish
         timings: dict[str, object] = {
             "job": str(args.job_dir),
             "terminal": f"xterm -ti vt340, {args.geometry} cells of {cell_w}x{cell_h} px",
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         shot = lambda name: _run(["import", "-window", "root", str(args.out / name)], env=env)  # noqa: E731
         shot("grid.png")
 
-        def key(name: str, box=whole, quiet: float = 0.3) -> float | None:
+        def key(name: str, box=grid_box, quiet: float = 0.3) -> float | None:
             t = time.perf_counter()
             _run(["xdotool", "key", "--window", wid, name], env=env)
             lat, _ = screen.settle(box, t, quiet=quiet, timeout=10)

@@ -89,6 +89,6 @@ def placeholder_line(image_id: int, row: int, cols: int) -> Segment:
 def send(sequence: str) -> None:
     """Write a graphics command to the terminal now (before Textual's next frame)."""
     out = sys.__stdout__
-    if out is not None and sequence:
+    if out is not None and sequence and out.isatty():
         out.write(sequence)
         out.flush()

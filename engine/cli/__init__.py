@@ -1,7 +1,7 @@
 """The ``twodclass`` command: one entry point, one subcommand per job.
 
 Subcommands live in their own modules (``engine.cli.*``); the terminal UI's
-subcommands (``tui``, ``browse``) are imported lazily so that the headless engine never
+subcommands (``tui``, ``browse``, ``report``) are imported lazily so that the headless engine never
 needs Textual at import time. Errors of :class:`engine.errors.TwodclassError` print one
 line ``twodclass: error: ...`` and exit with status 2 (no traceback).
 """
@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "select": "engine.cli.select",
     "tui": "tui.cli",
     "browse": "tui.cli_browse",
+    "report": "tui.report",
 }
 
 

@@ -92,11 +92,17 @@ class Screen:
         return len({data[i : i + step] for i in range(0, len(data), step * 7)})
 
     def settle(
-        self, box: tuple[int, int, int, int], t0: float, quiet: float, timeout: float
+        self,
+        box: tuple[int, int, int, int],
+        t0: float,
+        quiet: float,
+        timeout: float,
+        before: bytes | None = None,
     ) -> tuple[float | None, bytes]:
         """Poll until ``box`` has not changed for ``quiet`` s; (time of the last change
-        after ``t0`` or None if none, final digest)."""
-        last = self.digest(*box)
+        after ``t0`` or None if none, final digest). ``before``: the digest before ``t0``
+        (a change that happened before the first poll counts)."""
+        last = self.digest(*box) if before is None else before
         changed_at = None
         still_since = time.perf_counter()
         while time.perf_counter() - t0 < timeout:
@@ -192,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         shot("grid.png")
 
         def key(name: str, box=grid_box, quiet: float = 0.3) -> float | None:
+            before = screen.digest(*box)
             t = time.perf_counter()
             _run(["xdotool", "key", "--window", wid, name], env=env)
-            lat, _ = screen.settle(box, t, quiet=quiet, timeout=10)
+            lat, _ = screen.settle(box, t, quiet=quiet, timeout=10, before=before)
             return lat
 
         lat: dict[str, list[float]] = {"right": [], "left": [], "pagedown": [], "pageup": []}

@@ -13,6 +13,7 @@ def test_the_terminal_ui_registers_its_subcommands():
     imports no face)."""
     mods = subcommand_modules()
     assert mods["tui"] == "tui.cli" and mods["browse"] == "tui.cli_browse"
+    assert mods["report"] == "tui.report"
     assert {"run", "demo", "simulate", "select"} <= set(mods)
 
 

@@ -65,36 +65,3 @@ def test_grey_levels_shape_and_range():
     lv = to_grey_levels(rng.normal(size=(64, 64)), 14, 7)
     assert lv.shape == (14, 14) and lv.dtype == np.uint8
     assert lv.min() >= 0 and lv.max() <= 255 and lv.max() > lv.min()
-
-
-def _fake_textual_image(monkeypatch, auto: str) -> type:
-    import sys
-    import types
-
-    rend = types.ModuleType("textual_image.renderable")
-    for n in ("TGPImage", "SixelImage", "HalfcellImage", "UnicodeImage"):
-        setattr(rend, n, type(n, (), {}))
-    rend.Image = getattr(rend, auto)
-    widget = types.ModuleType("textual_image.widget")
-    widget.Image = type("AutoImage", (), {})
-    pkg = types.ModuleType("textual_image")
-    pkg.renderable, pkg.widget = rend, widget
-    monkeypatch.setitem(sys.modules, "textual_image", pkg)
-    monkeypatch.setitem(sys.modules, "textual_image.renderable", rend)
-    monkeypatch.setitem(sys.modules, "textual_image.widget", widget)
-    return widget.Image
-
-
-def test_graphics_renderer_only_for_kitty_or_sixel(monkeypatch):
-    from tui.image import FORCE_HALFBLOCK_ENV, graphics_renderer
-
-    monkeypatch.delenv(FORCE_HALFBLOCK_ENV, raising=False)
-    cls = _fake_textual_image(monkeypatch, "TGPImage")
-    assert graphics_renderer() is cls
-    _fake_textual_image(monkeypatch, "SixelImage")
-    assert graphics_renderer() is not None
-    _fake_textual_image(monkeypatch, "HalfcellImage")
-    assert graphics_renderer() is None  # our own half blocks instead
-    _fake_textual_image(monkeypatch, "TGPImage")
-    monkeypatch.setenv(FORCE_HALFBLOCK_ENV, "1")
-    assert graphics_renderer() is None

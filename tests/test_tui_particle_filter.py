@@ -179,14 +179,14 @@ async def _test_class_detail_shows_what_the_filter_removes(tmp_path):
             assert isinstance(detail, ClassDetailScreen) and detail.number == number
             text = str(detail.query_one("#detail-stats").render())
             when = "" if number == chosen else " if selected"
-            assert f"particle filter     {len(mine)} removed{when}\n" in text
+            assert f"{'Particle filter':<28} {len(mine)} removed{when}\n" in text
             n_ex = sum(_expected_reason(outliers, i) == EXCESS for i in mine)
             for n, label in ((n_ex, EXCESS), (len(mine) - n_ex, WEAK)):
                 assert (f"  {n} {label}" in text) is (n > 0), text
             await pilot.press("escape")
         await pilot.press("f", "enter")
         await _settle(pilot, app)
-        assert "particle filter     off" in str(app.screen.query_one("#detail-stats").render())
+        assert f"{'Particle filter':<28} off" in str(app.screen.query_one("#detail-stats").render())
 
 
 def test_job_without_the_particle_columns(tmp_path):
@@ -397,10 +397,10 @@ async def _test_detail_before_particles(tmp_path, monkeypatch):
         detail = app.screen
         assert isinstance(detail, ClassDetailScreen)
         stats = detail.query_one("#detail-stats")
-        assert "particle filter     reading the particles…" in str(stats.render())
+        assert f"{'Particle filter':<28} reading the particles…" in str(stats.render())
         gate.set()
         await _settle(pilot, app)
-        assert "particle filter     0 removed\n" in str(stats.render())
+        assert f"{'Particle filter':<28} 0 removed\n" in str(stats.render())
         await pilot.press("escape")
         await _settle(pilot, app)
         assert "0 of the " in _status(screen)

@@ -24,6 +24,7 @@ SIZE = (80, 24)
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TWODCLASS_HALFBLOCK", "1")
+    monkeypatch.setenv("TWODCLASS_RENDERER", "24bit")  # the same greys whatever TERM is
     monkeypatch.chdir(tmp_path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -59,6 +60,21 @@ class TwodclassApp(App[int]):
             from tui.screen_job import JobScreen
 
             self.push_screen(JobScreen(self.particles, self.job_dir, self.start_dir))
+
+    def notify(self, message: str, **kwargs: Any) -> None:
+        """As :meth:`App.notify`; with Kitty/Sixel images, the images under the toast are
+        drawn again once it has gone (an overlay's removal repaints only the cells)."""
+        super().notify(message, **kwargs)
+        from tui.terminal import current
+
+        if current().renderer.pixels:
+            timeout = kwargs.get("timeout") or self.NOTIFICATION_TIMEOUT
+            self.set_timer(float(timeout) + 0.5, self.repaint_images)
+
+    def repaint_images(self) -> None:
+        """Draw every image of the current screen again."""
+        for widget in self.screen.query("ClassGrid, ImageView"):
+            widget.refresh()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -1,13 +1,19 @@
 """The class-average grid: one line-API widget draws every tile, lazily.
 
-Each tile is ``tile_w`` cells wide: a one-cell margin (highlighted at the cursor), the image
-(half-block cells, two pixels per cell) and two label lines under it (class number, particle
-count, resolution, a tick when selected). Only visible lines are drawn; each class's image
-segments are computed once per tile size and cached, so 200+ classes stay fast.
+Each tile is ``tile_w`` cells wide: a one-cell margin (highlighted at the cursor with
+half-blocks), the image and two label lines under it (class number, particle count,
+resolution, a tick when selected; highlighted at the cursor). Images use the terminal's
+renderer (:mod:`tui.terminal`): with Kitty or Sixel graphics every tile shows the class
+average pixel for pixel (at least 64 x 64 screen pixels, 1:1, ``z`` doubles the size); with
+half-blocks the tile is sized from the cell shape so that the image stays square. Only
+visible lines are drawn; each class's image is laid out once per tile size and cached
+(Sixel: one slice per cell row, appended to the line after its cells), so 200+ classes
+stay fast. Cursor and selection changes repaint only the label lines.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,14 +21,18 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
+from textual.filter import LineFilter
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.halfblock import halfblock_segments, to_grey_levels
+from tui import kitty
+from tui.image import graphics_active, keep_controls
 from tui.jobfiles import ClassInfo
+from tui.pictures import Drawn, draw, sixel_control
+from tui.terminal import Setup, current
 
 __all__ = ["ClassGrid", "SORT_KEYS"]
 
@@ -51,6 +61,7 @@ class ClassGrid(ScrollView, can_focus=True):
         Binding("end", "jump(-1)", show=False),
         Binding("space", "toggle", "Toggle"),
         Binding("enter", "open", "Open"),
+        Binding("z", "toggle_size", "Tile size"),
         Binding("plus,equals_sign", "zoom(1)", "Bigger", show=False),
         Binding("minus", "zoom(-1)", "Smaller", show=False),
     ]
@@ -72,7 +83,11 @@ class ClassGrid(ScrollView, can_focus=True):
         grid: ClassGrid
         number: int
 
-    ZOOMS = ((14, 7), (20, 10), (28, 14), (10, 5))
+    HALF_WIDTHS = (10, 14, 20, 28)
+    """Half-block tile widths (cells), smallest first; the height follows the cell shape."""
+    PIXEL_FACTORS = (1, 2, 3)
+    """Pixel tiles: multiples of the base size (the class box, at least 64 px)."""
+    MIN_TILE_PX = 64
 
     def __init__(
         self,
@@ -89,8 +104,8 @@ class ClassGrid(ScrollView, can_focus=True):
         self.selected: set[int] = set()
         self.order: list[int] = []  # indices into infos
         self.sort_key = "number"
-        self._zoom = 0
-        self._cache: dict[tuple[int, int, int], list[list[Segment]]] = {}
+        self._zoom: int | None = None  # index into zoom_levels(); None = the default
+        self._cache: dict[tuple, Drawn] = {}
         self._style_cache: tuple[Style, Style, Style, Style, Style] | None = None
 
     # ---------------------------------------------------------------- data
@@ -99,7 +114,7 @@ class ClassGrid(ScrollView, can_focus=True):
         keep = self.current_number
         self.infos = list(infos)
         self.images = images
-        self._cache.clear()
+        self._clear_cache()
         self._sort(keep)
 
     def sort_by(self, key: str) -> None:
@@ -140,12 +155,34 @@ class ClassGrid(ScrollView, can_focus=True):
 
     # ---------------------------------------------------------------- geometry
     @property
+    def setup(self) -> Setup:
+        return current()
+
+    def zoom_levels(self) -> list[tuple[int, int]]:
+        """Image boxes (cells w, h) from smallest to largest, for the current renderer."""
+        setup = self.setup
+        cw, ch = setup.cell_px
+        if setup.renderer.pixels:
+            b = int(self.images.shape[-1]) if self.images.size else self.MIN_TILE_PX
+            base = b * max(1, -(-self.MIN_TILE_PX // b))
+            return [(-(-base * f // cw), -(-base * f // ch)) for f in self.PIXEL_FACTORS]
+        return [(w, max(1, round(w * cw / ch))) for w in self.HALF_WIDTHS]
+
+    @property
+    def zoom(self) -> int:
+        """Index into :meth:`zoom_levels` (pixels: 1x; half-blocks: 14 cells wide)."""
+        levels = self.zoom_levels()
+        default = 0 if self.setup.renderer.pixels else 1
+        z = default if self._zoom is None else self._zoom
+        return min(max(z, 0), len(levels) - 1)
+
+    @property
     def img_w(self) -> int:
-        return self.ZOOMS[self._zoom][0]
+        return max(self.zoom_levels()[self.zoom][0], 8)
 
     @property
     def img_h(self) -> int:
-        return self.ZOOMS[self._zoom][1]
+        return self.zoom_levels()[self.zoom][1]
 
     @property
     def tile_w(self) -> int:
@@ -158,6 +195,8 @@ class ClassGrid(ScrollView, can_focus=True):
     @property
     def columns(self) -> int:
         width = self.scrollable_content_region.width or self.size.width
+        if self.setup.renderer.pixels:
+            width -= 1  # a free last column: see render_line
         return max(1, width // self.tile_w)
 
     def _update_virtual_size(self) -> None:
@@ -169,14 +208,26 @@ class ClassGrid(ScrollView, can_focus=True):
         self._scroll_to_cursor()
 
     # ---------------------------------------------------------------- drawing
-    def _image_rows(self, index: int) -> list[list[Segment]]:
-        key = (index, self.img_w, self.img_h)
-        rows = self._cache.get(key)
-        if rows is None:
-            levels = to_grey_levels(self.images[index], self.img_w, self.img_h)
-            rows = halfblock_segments(levels)
-            self._cache[key] = rows
-        return rows
+    def _clear_cache(self) -> None:
+        for d in self._cache.values():
+            if d.kitty_id is not None:
+                kitty.send(kitty.delete_sequence(d.kitty_id))
+        self._cache.clear()
+
+    def on_unmount(self) -> None:
+        self._clear_cache()
+
+    def drawn(self, index: int) -> Drawn:
+        """Class ``index``'s image laid out in the tile (cached per size and renderer)."""
+        base = self._styles()[0]
+        setup = self.setup
+        key = (index, self.img_w, self.img_h, setup, base)
+        d = self._cache.get(key)
+        if d is None:
+            d = draw(self.images[index], self.img_w, self.img_h, setup, base)
+            kitty.send(d.kitty_send)
+            self._cache[key] = d
+        return d
 
     def _label(self, info: ClassInfo, line: int) -> str:
         w = self.img_w
@@ -184,6 +235,8 @@ class ClassGrid(ScrollView, can_focus=True):
             mark = "✓" if info.number in self.selected else " "
             text = f"{mark}#{info.number}"
             count = f"{info.count:,}"
+            if len(text) + len(count) > w:
+                count = _compact(info.count)
             return (text + count.rjust(max(w - len(text), 0)))[:w].ljust(w)
         res = info.resolution_A
         res_s = f"{res:.1f} Å" if np.isfinite(res) else "– Å"
@@ -201,6 +254,9 @@ class ClassGrid(ScrollView, can_focus=True):
             )
         return self._style_cache
 
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        return keep_controls(self, super().get_line_filters())
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._style_cache = None
@@ -214,7 +270,11 @@ class ClassGrid(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width or self.size.width
         base, label_style, sel_style, cur_style, cur_label = self._styles()
         focused = self.has_focus_within_screen()
+        pixels = self.setup.renderer.pixels
+        sixels = pixels and graphics_active(self)
         segs: list[Segment] = []
+        controls: list[Segment] = []
+        x0, y0 = self.content_region.x, self.content_region.y + y
         for c in range(cols):
             p = row * cols + c
             if p >= len(self.order) or p < 0:
@@ -222,11 +282,16 @@ class ClassGrid(ScrollView, can_focus=True):
             index = self.order[p]
             info = self.infos[index]
             is_cur = p == self.cursor and focused
-            margin = Segment(" ", cur_style if is_cur else base)
-            segs.append(margin)
+            # with pixels the margin stays plain: repainting it would cut into the images
+            margin_cur = is_cur and not (pixels and line < self.img_h)
+            segs.append(Segment(" ", cur_style if margin_cur else base))
             if line < self.img_h:
                 if index < len(self.images):
-                    segs.extend(self._image_rows(index)[line])
+                    d = self.drawn(index)
+                    segs.extend(d.rows[line])
+                    if sixels and d.slices[line]:
+                        x = x0 + c * self.tile_w + 1
+                        controls.append(sixel_control(d.slices[line], x, y0))
                 else:
                     segs.append(Segment(" " * self.img_w, base))
             else:
@@ -239,9 +304,18 @@ class ClassGrid(ScrollView, can_focus=True):
                     style = label_style
                 segs.append(Segment(text, style))
         used = sum(s.cell_length for s in segs)
-        if used < width:
-            segs.append(Segment(" " * (width - used), base))
-        return Strip(segs, max(width, used))
+        if not controls:
+            if used < width:
+                segs.append(Segment(" " * (width - used), base))
+            return Strip(segs, max(width, used))
+        # Sixel slices after the tiles' cells, before the line's last cell (a free column):
+        # the cells are written first, then the slices paint over them. The compositor cuts
+        # the line where the scrollbar starts and keeps what comes before that cut, so the
+        # slices must not trail the last cell (a line cut short by an overlay drops them).
+        if used < width - 1:
+            segs.append(Segment(" " * (width - 1 - used), base))
+        tail = Segment(" ", base) if used < width else Segment("", base)
+        return Strip([*segs, *controls, tail], max(width, used))
 
     def has_focus_within_screen(self) -> bool:
         """The cursor is drawn whenever the grid is the focused widget of its screen."""
@@ -279,9 +353,11 @@ class ClassGrid(ScrollView, can_focus=True):
             r = self._tile_region(pos).translate(
                 (-int(self.scroll_offset.x), -int(self.scroll_offset.y))
             )
-            margin = Region(r.x, r.y, 1, r.height)
             labels = Region(r.x, r.y + self.img_h, r.width, LABEL_ROWS)
-            self.refresh(margin, labels)
+            if self.setup.renderer.pixels:
+                self.refresh(labels)
+            else:
+                self.refresh(Region(r.x, r.y, 1, r.height), labels)
 
     def _scroll_to_cursor(self) -> None:
         if self.order and self.size.height:
@@ -316,9 +392,16 @@ class ClassGrid(ScrollView, can_focus=True):
             self.post_message(self.Opened(self, number))
 
     def action_zoom(self, step: int) -> None:
-        order = (3, 0, 1, 2)  # smallest .. largest
-        i = order.index(self._zoom)
-        self._zoom = order[min(max(i + step, 0), len(order) - 1)]
+        n = len(self.zoom_levels())
+        self._set_zoom(min(max(self.zoom + step, 0), n - 1))
+
+    def action_toggle_size(self) -> None:
+        """Switch between the default tile size and the next larger one."""
+        default = 0 if self.setup.renderer.pixels else 1
+        self._set_zoom(default + 1 if self.zoom == default else default)
+
+    def _set_zoom(self, z: int) -> None:
+        self._zoom = z
         self._update_virtual_size()
         self.refresh()
         self._scroll_to_cursor()
@@ -340,3 +423,14 @@ class ClassGrid(ScrollView, can_focus=True):
         self.cursor = p
         if event.chain >= 2:
             self.action_open()
+
+
+def _compact(n: int) -> str:
+    """``1234`` -> ``1.2k``, ``123456`` -> ``123k``, ``2345678`` -> ``2.3M``."""
+    if n < 1000:
+        return str(n)
+    for div, unit in ((1_000_000, "M"), (1000, "k")):
+        if n >= div:
+            v = n / div
+            return f"{v:.1f}{unit}" if v < 10 else f"{v:.0f}{unit}"
+    return str(n)  # pragma: no cover

@@ -41,26 +41,43 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="JOBDIR",
         help="continue a cancelled job and watch it",
     )
+    add_image_options(p)
+    return p
+
+
+RENDERER_CHOICES = ("auto", "kitty", "sixel", "24bit", "256", "16")
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """``--renderer`` and ``--halfblock`` (shared by ``tui`` and ``browse``)."""
+    p.add_argument(
+        "--renderer",
+        choices=RENDERER_CHOICES,
+        default="auto",
+        help="how to draw images: auto (default: Kitty or Sixel graphics when the terminal "
+        "answers that it has them and the `graphics` extra is installed, else half-block "
+        "characters in the colours the terminal announces), or force one: kitty, sixel, "
+        "or half-blocks in 24bit, 256 or 16 colours",
+    )
     p.add_argument(
         "--halfblock",
         action="store_true",
         help="draw images with half-block characters even if the terminal "
         "supports Kitty/Sixel graphics",
     )
-    return p
 
 
-def prepare_graphics(force_halfblock: bool) -> None:
-    """Pick the image renderer before the app starts (textual-image probes the terminal once)."""
-    from tui.image import FORCE_HALFBLOCK_ENV, graphics_renderer
+def prepare_graphics(force_halfblock: bool, renderer: str = "auto") -> None:
+    """Pick the image renderer before the app starts (the terminal is asked once)."""
+    from tui.terminal import RENDERER_ENV, prepare
 
-    if force_halfblock:
-        os.environ[FORCE_HALFBLOCK_ENV] = "1"
-    graphics_renderer()
+    if renderer != "auto":
+        os.environ[RENDERER_ENV] = renderer
+    prepare(force_halfblock)
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_graphics(args.halfblock)
+    prepare_graphics(args.halfblock, getattr(args, "renderer", "auto"))
     from tui.app import TwodclassApp
 
     if args.resume is not None:

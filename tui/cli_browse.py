@@ -29,12 +29,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="DIR",
         help="write the selection here instead of into JOBDIR",
     )
-    p.add_argument(
-        "--halfblock",
-        action="store_true",
-        help="draw images with half-block characters even if the terminal "
-        "supports Kitty/Sixel graphics",
-    )
+    from tui.cli import add_image_options
+
+    add_image_options(p)
     return p
 
 
@@ -53,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             "not a twodclass job folder (run_model.star and "
             "run_classes.mrcs are missing); run `twodclass run` first",
         )
-    prepare_graphics(args.halfblock)
+    prepare_graphics(args.halfblock, args.renderer)
     from tui.app import TwodclassApp
 
     app = TwodclassApp("browse", job_dir=job_dir, out_dir=args.output)

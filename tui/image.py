@@ -1,47 +1,75 @@
-"""One image in the best way the terminal can show it.
+"""One image in the best way the terminal can show it, keeping its aspect ratio.
 
-:class:`HalfBlockImage` (the default, always available) fills its content region with
-half-block cells. :func:`make_image` returns a ``textual_image`` widget (Kitty / Sixel) when
-the optional ``graphics`` extra is importable, the terminal answers to a graphics protocol and
-the half-block renderer is not forced; otherwise a :class:`HalfBlockImage`.
+:class:`ImageView` draws with the renderer :mod:`tui.terminal` chose (Kitty graphics, Sixel,
+or half-block cells in 24-bit, 256 or 16 colours) and fits the image into its content region
+without distorting it (whole-factor scaling when it fits: pixel for pixel).
 """
 
 from __future__ import annotations
 
-import os
-import warnings
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
+from textual.filter import LineFilter
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.halfblock import halfblock_strips, stretch, to_grey_levels
+from tui import kitty
+from tui.pictures import Drawn, draw, sixel_control
+from tui.terminal import FORCE_HALFBLOCK_ENV, Renderer, Setup, current
 
-__all__ = ["HalfBlockImage", "make_image", "graphics_renderer", "FORCE_HALFBLOCK_ENV"]
+__all__ = [
+    "ImageView",
+    "HalfBlockImage",
+    "FORCE_HALFBLOCK_ENV",
+    "graphics_active",
+    "keep_controls",
+]
 
-FORCE_HALFBLOCK_ENV = "TWODCLASS_HALFBLOCK"
+
+def graphics_active(widget: Widget) -> bool:
+    """Whether a widget may draw Sixel images now: its screen is the one on top (a modal
+    screen or the command palette would be painted over)."""
+    try:
+        return bool(widget.screen.is_active)
+    except Exception:  # noqa: BLE001 - not mounted
+        return False
 
 
-class HalfBlockImage(Widget):
-    """A grey-level image drawn with ``▀`` cells (fg = top pixel, bg = bottom pixel)."""
+def keep_controls(widget: Widget, filters: Sequence[LineFilter]) -> Sequence[LineFilter]:
+    """The line filters of a widget that draws Sixel: none.
+
+    Textual's ANSI-to-truecolor filter rebuilds every segment without its control flag,
+    after which the compositor counts the Sixel data as cells and cuts it apart where a
+    line is divided (at a scrollbar). This widget's colours are truecolor already.
+    """
+    if current().renderer is Renderer.SIXEL:
+        return []
+    return filters
+
+
+class ImageView(Widget):
+    """A grey-level image (``(h, w)`` float array), fitted into the widget."""
 
     DEFAULT_CSS = """
-    HalfBlockImage { width: 28; height: 14; }
+    ImageView { width: 28; height: 14; }
     """
 
     def __init__(
         self,
         image: np.ndarray | None = None,
         *,
+        integer: bool = True,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """``integer``: with pixels, scale by whole factors when the image fits."""
         super().__init__(name=name, id=id, classes=classes)
         self._image = None if image is None else np.asarray(image, dtype=np.float32)
-        self._strips: list[Strip] = []
-        self._key: tuple[int, int] | None = None
+        self.integer = integer
+        self._drawn: Drawn | None = None
+        self._key: tuple | None = None
 
     @property
     def image(self) -> np.ndarray | None:
@@ -50,67 +78,49 @@ class HalfBlockImage(Widget):
     @image.setter
     def image(self, value: np.ndarray | None) -> None:
         self._image = None if value is None else np.asarray(value, dtype=np.float32)
-        self._key = None
+        self._forget()
         self.refresh()
 
-    def _ensure(self) -> None:
-        w, h = self.size.width, self.size.height
-        if self._key == (w, h):
-            return
-        self._key = (w, h)
-        if self._image is None or w <= 0 or h <= 0:
-            self._strips = []
-            return
-        # keep the aspect: a square image needs h cells for 2h pixel rows and w = 2h columns
-        ih, iw = self._image.shape
-        cells_h = min(h, max(1, int(round(w * ih / iw / 2))))
-        cells_w = min(w, max(1, int(round(cells_h * 2 * iw / ih))))
-        self._strips = halfblock_strips(
-            to_grey_levels(stretch(self._image), cells_w, cells_h, stretched=True)
-        )
+    @property
+    def setup(self) -> Setup:
+        return current()
+
+    def _forget(self) -> None:
+        if self._drawn is not None and self._drawn.kitty_id is not None:
+            kitty.send(kitty.delete_sequence(self._drawn.kitty_id))
+        self._drawn = None
+        self._key = None
+
+    def on_unmount(self) -> None:
+        self._forget()
+
+    def drawn(self) -> Drawn | None:
+        """The image as laid out for the current size (None before the first layout)."""
+        w, h = self.content_size.width, self.content_size.height
+        setup = self.setup
+        key = (w, h, setup, self.rich_style)
+        if self._key != key:
+            self._forget()
+            self._key = key
+            if self._image is not None and w > 0 and h > 0:
+                self._drawn = draw(self._image, w, h, setup, self.rich_style, integer=self.integer)
+                kitty.send(self._drawn.kitty_send)
+        return self._drawn
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        return keep_controls(self, super().get_line_filters())
 
     def render_line(self, y: int) -> Strip:
-        self._ensure()
-        width = self.size.width
-        if y < len(self._strips):
-            strip = self._strips[y]
-            pad = max(0, (width - strip.cell_length) // 2)
-            return Strip.blank(pad, self.rich_style) + strip if pad else strip
-        return Strip.blank(width, self.rich_style)
+        width = self.content_size.width
+        d = self.drawn()
+        if d is None or y >= len(d.rows):
+            return Strip.blank(width, self.rich_style)
+        segs = list(d.rows[y])
+        if d.slices[y] and graphics_active(self):
+            r = self.content_region
+            segs.append(sixel_control(d.slices[y], r.x, r.y + y))
+        return Strip(segs, width)
 
 
-def graphics_renderer() -> Any | None:
-    """The ``textual_image`` widget class when Kitty (TGP) or Sixel graphics work, else None.
-
-    ``textual_image`` probes the terminal once, at import: call this before ``App.run()``.
-    Its half-cell / unicode fallbacks are not used: our cached half-block renderer is the same
-    idea and faster with many images.
-    """
-    if os.environ.get(FORCE_HALFBLOCK_ENV):
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import textual_image.renderable as ti_renderable  # type: ignore[import-not-found]
-            import textual_image.widget as ti_widget  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 - optional extra (``pip install scipion-em-2dclass[graphics]``)
-        return None
-    auto = getattr(ti_renderable, "Image", None)
-    graphics = {getattr(ti_renderable, n, None) for n in ("TGPImage", "SixelImage")} - {None}
-    if auto in graphics:
-        return getattr(ti_widget, "Image", None)
-    return None
-
-
-def make_image(image: np.ndarray, *, id: str | None = None, classes: str | None = None) -> Widget:
-    """The best image widget for this terminal (see module docstring)."""
-    cls = graphics_renderer()
-    if cls is not None:
-        try:
-            from PIL import Image as PILImage
-
-            grey = (stretch(image) * 255).astype(np.uint8)
-            return cls(PILImage.fromarray(grey), id=id, classes=classes)
-        except Exception:  # noqa: BLE001 - fall back to half blocks
-            pass
-    return HalfBlockImage(image, id=id, classes=classes)
+HalfBlockImage = ImageView
+"""The former name (the widget draws half-blocks where graphics are not available)."""

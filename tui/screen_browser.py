@@ -58,6 +58,7 @@ class BrowserScreen(Screen[None]):
             tooltip="Particle filter on/off: remove the particles that do not look like "
             "their class-mates when saving",
         ),
+        Binding("g", "plots", "Plots", tooltip="Class distribution and convergence"),
         Binding("x", "clear", "Clear", show=False),
         Binding("i", "invert", "Invert", show=False),
         Binding("escape,q", "back", "Back"),
@@ -340,6 +341,12 @@ class BrowserScreen(Screen[None]):
             f"{len(self.auto.suggestions)} classes"
         )
 
+    def action_plots(self) -> None:
+        from tui.screen_plots import PlotsScreen
+
+        if self.job is not None:
+            self.app.push_screen(PlotsScreen(self.job, set(self.grid.selected)))
+
     def action_clear(self) -> None:
         self.grid.set_selected([])
 
@@ -421,6 +428,11 @@ class BrowserScreen(Screen[None]):
             yield SystemCommand(
                 f"Sort by {key}", f"Order the classes by {key}", lambda k=key: self.sort_by(k)
             )
+        yield SystemCommand(
+            "Plots",
+            "Particles per class (sorted), changed assignments and log-likelihood per iteration",
+            self.action_plots,
+        )
         yield SystemCommand("Clear selection", "Deselect every class", self.action_clear)
         yield SystemCommand("Invert selection", "Select the unselected classes", self.action_invert)
         yield SystemCommand(
@@ -434,4 +446,7 @@ class BrowserScreen(Screen[None]):
         )
         yield SystemCommand(
             "Smaller tiles", "Zoom the class images out", lambda: self.grid.action_zoom(-1)
+        )
+        yield SystemCommand(
+            "Toggle tile size", "Default or double-size tiles", self.grid.action_toggle_size
         )

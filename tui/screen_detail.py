@@ -1,5 +1,7 @@
-"""One class in detail: a larger image, its statistics, member particles aligned to it, and
-how many of its particles the particle filter removes (when it is on)."""
+"""One class in detail: a larger image, its statistics (labels with units), its resolution
+curve (SSNR against 1/Å), member particles aligned to it (low-passed to the class's
+resolution; ``r`` shows them raw), and how many of its particles the particle filter
+removes (when it is on)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,18 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui.class_grid import ClassGrid
-from tui.image import HalfBlockImage, make_image
+from tui.image import ImageView
+from tui.job_extras import ClassCurve, read_class_curves
 from tui.jobfiles import JobData, member_samples, read_run_data
+from tui.lowpass import lowpass, particle_apix
+from tui.plots import PlotextPlot, plot_resolution_curve
 from tui.selection_io import FilterSummary, ParticleFilter, Suggestion
+from tui.stat_labels import STAT_LABELS, stat_lines
 
 __all__ = ["ClassDetailScreen"]
 
 N_SAMPLES = 6
+LABEL_W = 28
 
 
 class ClassDetailScreen(Screen[None]):
@@ -33,10 +40,12 @@ class ClassDetailScreen(Screen[None]):
         Binding("space", "toggle", "Toggle"),
         Binding("left,p", "step(-1)", "Previous"),
         Binding("right,n", "step(1)", "Next"),
+        Binding("r", "toggle_raw", "Raw/filtered"),
         Binding("escape,q,enter", "back", "Back"),
     ]
 
     _run_data_cache: dict[str, dict] = {}
+    _curves_cache: dict[str, dict[int, ClassCurve]] = {}
 
     def __init__(
         self,
@@ -55,6 +64,9 @@ class ClassDetailScreen(Screen[None]):
         self.suggestions = suggestions or {}
         self.filter_state = filter_state
         self._filter: tuple[int, FilterSummary] | None = None
+        self.raw = False
+        """Show member particles unfiltered (else low-passed to the class's resolution)."""
+        self._samples: tuple[int, list[np.ndarray]] | None = None
 
     @classmethod
     def prime_run_data(cls, job_dir: Any, particles: Any, optics: Any) -> None:
@@ -66,7 +78,9 @@ class ClassDetailScreen(Screen[None]):
         yield Header()
         with Horizontal(id="detail-top"):
             yield Vertical(id="detail-image")
-            yield Static("", id="detail-stats")
+            with Vertical(id="detail-side"):
+                yield Static("", id="detail-stats")
+                yield PlotextPlot(id="detail-ssnr")
         yield Static("Member particles (aligned to the class):", id="samples-title")
         yield Horizontal(id="detail-samples")
         yield Footer()
@@ -82,47 +96,36 @@ class ClassDetailScreen(Screen[None]):
         self.sub_title = f"class {self.number}"
         box = self.query_one("#detail-image", Vertical)
         box.remove_children()
-        box.mount(make_image(self.job.images[self._index()], classes="detail-big"))
+        box.mount(ImageView(self.job.images[self._index()], classes="detail-big"))
         self._request_filter()
         self._update_stats()
         self.query_one("#detail-samples", Horizontal).remove_children()
+        self._samples = None
         self._load_samples(self.number)
+        self._show_curve()
 
     def _update_stats(self) -> None:
         c = self.job.classes[self._index()]
         total = max(self.job.n_particles, 1)
+        res = f"{c.resolution_A:.1f} Å" if np.isfinite(c.resolution_A) else "–"
         lines = [
             f"[b]Class {c.number}[/b]  "
             + ("[reverse] selected [/]" if c.number in self.grid.selected else "not selected"),
-            f"{'particles':<19} {c.count:,} ({100 * c.count / total:.1f} %)",
+            f"{'Particles':<{LABEL_W}} {c.count:,} ({100 * c.count / total:.1f} %)",
             *self._filter_lines(),
-            f"{'resolution':<19} {c.resolution_A:.1f} Å",
-            f"{'distribution':<19} {c.distribution:.4f}",
+            f"{'Resolution':<{LABEL_W}} {res}",
         ]
-        for key, label in (
-            ("tdcEffectiveSampleSize", "eff. samples"),
-            ("tdcMeanMaxProb", "mean max prob"),
-            ("rlnAccuracyRotations", "acc. rotation"),
-            ("rlnAccuracyTranslationsAngst", "acc. shift Å"),
-        ):
-            v = c.stats.get(key)
-            if isinstance(v, (int, float)):
-                lines.append(f"{label:<19} {v:.3g}")
-        for key, v in sorted(c.stats.items()):
-            if key.startswith("tdc") and key not in (
-                "tdcClassNumber",
-                "tdcParticleCount",
-                "tdcEffectiveSampleSize",
-                "tdcMeanMaxProb",
-            ):
-                lines.append(
-                    f"{key[3:]:<19} {v:.3g}" if isinstance(v, float) else f"{key[3:]:<19} {v}"
-                )
+        for label, value, _ in stat_lines(c.stats):
+            lines.append(f"{escape(label):<{LABEL_W}} {escape(value)}")
         sug = self.suggestions.get(self.number)
         if sug is not None:
             lines.append("")
-            lines.append(f"auto: {'keep' if sug.keep else 'drop'} — {sug.reason}")
-        self.query_one("#detail-stats", Static).update("\n".join(lines))
+            lines.append(f"auto: {'keep' if sug.keep else 'drop'} — {escape(sug.reason)}")
+        stats = self.query_one("#detail-stats", Static)
+        stats.update("\n".join(lines))
+        stats.tooltip = "\n".join(
+            f"{v[0]} ({v[1] or 'no unit'}): {v[3]}" for v in STAT_LABELS.values()
+        )
 
     # ------------------------------------------------------------------ particle filter
     def _filter_ids(self) -> list[int]:
@@ -166,7 +169,7 @@ class ClassDetailScreen(Screen[None]):
         if self.filter_state is None:
             return []
         pf, on, _ = self.filter_state()
-        head = f"{'particle filter':<19} "
+        head = f"{'Particle filter':<{LABEL_W}} "
         if not on:
             return [head + "off"]
         if pf is None:
@@ -204,6 +207,7 @@ class ClassDetailScreen(Screen[None]):
     def _show_samples(self, number: int, samples: list[np.ndarray]) -> None:
         if number != self.number:
             return
+        self._samples = (number, samples)
         row = self.query_one("#detail-samples", Horizontal)
         row.remove_children()
         if not samples:
@@ -211,10 +215,60 @@ class ClassDetailScreen(Screen[None]):
                 "Member particles: none found (images not reachable from here)"
             )
             return
-        self.query_one("#samples-title", Static).update(
-            f"Member particles (best {len(samples)}, aligned to the class):"
+        res = self.job.classes[self._index()].resolution_A
+        shown = samples if self.raw else [self._filtered(s, res) for s in samples]
+        how = (
+            "unfiltered (r: low-pass)"
+            if self.raw or not np.isfinite(res) or res >= 999
+            else f"low-passed to {res:.1f} Å (r: raw)"
         )
-        row.mount_all([HalfBlockImage(s, classes="sample") for s in samples])
+        self.query_one("#samples-title", Static).update(
+            f"Member particles (best {len(samples)}, aligned to the class, {how}):"
+        )
+        row.mount_all([ImageView(s, integer=False, classes="sample") for s in shown])
+
+    def _filtered(self, img: np.ndarray, res_A: float) -> np.ndarray:
+        cls_box = int(self.job.images.shape[-1])
+        apix = particle_apix(self.job.apix_A, cls_box, int(img.shape[-1]))
+        return lowpass(img, apix, res_A)
+
+    def action_toggle_raw(self) -> None:
+        self.raw = not self.raw
+        if self._samples is not None and self._samples[0] == self.number:
+            self._show_samples(*self._samples)
+
+    # ------------------------------------------------------------------ resolution curve
+    def _show_curve(self) -> None:
+        key = str(self.job.job_dir)
+        curves = self._curves_cache.get(key)
+        if curves is None:
+            self._load_curves(key)
+            return
+        plot = self.query_one("#detail-ssnr", PlotextPlot)
+        curve = curves.get(self.number)
+        c = self.job.classes[self._index()]
+        if curve is None:
+            plot.display = False
+            return
+        plot.display = True
+        plot_resolution_curve(plot, self.number, curve.inv_A, curve.ssnr, c.resolution_A)
+
+    @work(thread=True, exclusive=True, group="curves")
+    def _load_curves(self, key: str) -> None:
+        try:
+            curves = read_class_curves(self.job.job_dir)
+        except Exception:  # noqa: BLE001 - the plot is optional
+            curves = {}
+        self.app.call_from_thread(self._curves_ready, key, curves)
+
+    def _curves_ready(self, key: str, curves: dict[int, ClassCurve]) -> None:
+        self._curves_cache.clear()
+        self._curves_cache[key] = curves
+        if self.is_attached:
+            try:
+                self._show_curve()
+            except NoMatches:
+                pass
 
     def action_toggle(self) -> None:
         sel = self.grid.selected
@@ -244,4 +298,9 @@ class ClassDetailScreen(Screen[None]):
         yield SystemCommand("Next class", "Show the next class", lambda: self.action_step(1))
         yield SystemCommand(
             "Previous class", "Show the previous class", lambda: self.action_step(-1)
+        )
+        yield SystemCommand(
+            "Raw / low-passed particles",
+            "Show the member particles unfiltered or low-passed to the class's resolution",
+            self.action_toggle_raw,
         )

@@ -2,7 +2,7 @@
 
 The engine's subcommands live in their own modules (``engine.cli.*``). Other packages add
 theirs through the ``twodclass.commands`` entry-point group (the terminal UI registers
-``tui`` and ``browse`` in pyproject.toml), so the engine never imports a face. Errors of
+``tui``, ``browse`` and ``report`` in pyproject.toml), so the engine never imports a face. Errors of
 :class:`engine.errors.TwodclassError` print one line ``twodclass: error: ...`` and exit with
 status 2 (no traceback).
 """

@@ -73,6 +73,24 @@ def class_table(
     return df
 
 
+def _class_ssnr_table(state: State, b: int, apix_A: float, order: np.ndarray) -> pd.DataFrame:
+    """Per class (new numbering) and Fourier shell 1 .. b/2: the SSNR of the class average
+    (what its resolution is read from), long format for the class's resolution curve."""
+    ssnr = np.asarray(state.ssnr)[order]
+    K, n_sh = ssnr.shape
+    shells = np.arange(1, n_sh)
+    inv_A = shells / (b * apix_A)
+    return pd.DataFrame(
+        {
+            "tdcClassNumber": np.repeat(np.arange(1, K + 1), n_sh - 1),
+            "rlnSpectralIndex": np.tile(shells, K),
+            "rlnResolution": np.tile(inv_A, K),
+            "rlnAngstromResolution": np.tile(1.0 / inv_A, K),
+            "rlnSsnrMap": ssnr[:, 1:].reshape(-1),
+        }
+    )
+
+
 def _iterations_table(state: State) -> pd.DataFrame:
     h = state.history
     return pd.DataFrame(
@@ -122,14 +140,14 @@ def write_model(
     if extra_columns is not None:
         for col in extra_columns.columns:
             classes[col] = extra_columns[col].to_numpy()
-    write_star(
-        files.model,
-        {
-            "model_general": general,
-            "model_classes": classes,
-            "model_iterations": _iterations_table(state),
-        },
-    )
+    blocks = {
+        "model_general": general,
+        "model_classes": classes,
+        "model_iterations": _iterations_table(state),
+    }
+    if state.ssnr is not None:
+        blocks["model_class_ssnr"] = _class_ssnr_table(state, data.b, data.apix_small_A, order)
+    write_star(files.model, blocks)
     return order
 
 

@@ -4,7 +4,6 @@ and the saved selection."""
 from __future__ import annotations
 
 import base64
-import json
 import re
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from helpers_job import make_finished_job
 
 from engine.cli import main as cli_main
+from engine.select import write_selection
 from tui.halfblock import stretch
 from tui.png import decode_png
 from tui.report import build_report
@@ -54,7 +54,7 @@ def test_report_holds_every_class_image_and_the_plots(tmp_path):
 
 def test_report_shows_the_saved_selection(tmp_path):
     job = make_finished_job(tmp_path, n_classes=5, n_particles=100, box=32)
-    (job / "selection.json").write_text(json.dumps({"classes": [2, 4]}))
+    write_selection(job, [2, 4])  # as `twodclass select` and the browser save it
     html = build_report(job)
     assert "2 of 5 classes selected" in html
     assert len(re.findall(r'<figure class="selected"', html)) == 2

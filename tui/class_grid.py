@@ -59,7 +59,7 @@ class ClassGrid(ScrollView, can_focus=True):
         Binding("pagedown", "move(0, 3)", show=False),
         Binding("home", "jump(0)", show=False),
         Binding("end", "jump(-1)", show=False),
-        Binding("space", "toggle", "Toggle"),
+        Binding("space", "toggle_class", "Toggle"),
         Binding("enter", "open", "Open"),
         Binding("z", "toggle_size", "Tile size"),
         Binding("plus,equals_sign", "zoom(1)", "Bigger", show=False),
@@ -106,10 +106,10 @@ class ClassGrid(ScrollView, can_focus=True):
         self.sort_key = "number"
         self._zoom: int | None = None  # index into zoom_levels(); None = the default
         self._cache: dict[tuple, Drawn] = {}
-        self._style_cache: tuple[Style, Style, Style, Style, Style] | None = None
+        self._style_cache: tuple[Style, ...] | None = None
 
     # ---------------------------------------------------------------- data
-    def set_classes(self, infos: list[ClassInfo], images: np.ndarray) -> None:
+    def show_classes(self, infos: list[ClassInfo], images: np.ndarray) -> None:
         """Replace the classes (e.g. after each iteration of a run); keeps the cursor's class."""
         keep = self.current_number
         self.infos = list(infos)
@@ -242,7 +242,7 @@ class ClassGrid(ScrollView, can_focus=True):
         res_s = f"{res:.1f} Å" if np.isfinite(res) else "– Å"
         return res_s.rjust(w)[:w]
 
-    def _styles(self) -> tuple[Style, Style, Style, Style, Style]:
+    def _styles(self) -> tuple[Style, ...]:
         if self._style_cache is None:
             base = self.rich_style
             self._style_cache = (
@@ -375,7 +375,7 @@ class ClassGrid(ScrollView, can_focus=True):
         if self.order:
             self.cursor = pos % len(self.order)
 
-    def action_toggle(self) -> None:
+    def action_toggle_class(self) -> None:
         number = self.current_number
         if number is None or not self.selectable:
             return

@@ -30,10 +30,10 @@ class ClassCurve:
 
 def read_class_curves(job_dir: Path) -> dict[int, ClassCurve]:
     """Class number -> its SSNR curve; empty when the job folder has none (older runs)."""
-    from engine.io.jobfolder import job_files
-    from tui.jobfiles import read_star
+    from engine.io.jobfolder import JobFiles
+    from engine.io.star import read_star
 
-    path = job_files(Path(job_dir))["model"]
+    path = JobFiles.of(job_dir).model
     if not path.exists():
         return {}
     blocks = read_star(path)

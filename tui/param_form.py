@@ -9,7 +9,7 @@ a :class:`~engine.params.ClassifyParams` or a list of problems.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from textual import on
 from textual.app import ComposeResult
@@ -53,7 +53,9 @@ class ParamField(Horizontal):
             sw.tooltip = spec.help
             yield sw
         else:
-            kind = "integer" if spec.type is int else "number" if spec.type is float else "text"
+            kind: Literal["integer", "number", "text"] = (
+                "integer" if spec.type is int else "number" if spec.type is float else "text"
+            )
             inp = Input(
                 _initial(spec, self.value),
                 type=kind,

@@ -115,7 +115,7 @@ class BrowserScreen(Screen[None]):
         self.job = job
         grid = self.query_one(ClassGrid)
         grid.sort_key = "count"
-        grid.set_classes(job.classes, job.images)
+        grid.show_classes(job.classes, job.images)
         restored = None
         for folder in (self.out_dir, self.job_dir):
             if folder is not None:
@@ -436,7 +436,9 @@ class BrowserScreen(Screen[None]):
         yield SystemCommand("Clear selection", "Deselect every class", self.action_clear)
         yield SystemCommand("Invert selection", "Select the unselected classes", self.action_invert)
         yield SystemCommand(
-            "Toggle class", "Select or deselect the class under the cursor", self.grid.action_toggle
+            "Toggle class",
+            "Select or deselect the class under the cursor",
+            self.grid.action_toggle_class,
         )
         yield SystemCommand(
             "Open class", "Show the class under the cursor in detail", self.grid.action_open

@@ -37,7 +37,7 @@ class ClassDetailScreen(Screen[None]):
     """Shows class ``number`` of ``job``; space toggles it in the browser's grid."""
 
     BINDINGS = [
-        Binding("space", "toggle", "Toggle"),
+        Binding("space", "toggle_class", "Toggle"),
         Binding("left,p", "step(-1)", "Previous"),
         Binding("right,n", "step(1)", "Next"),
         Binding("r", "toggle_raw", "Raw/filtered"),
@@ -270,7 +270,7 @@ class ClassDetailScreen(Screen[None]):
             except NoMatches:
                 pass
 
-    def action_toggle(self) -> None:
+    def action_toggle_class(self) -> None:
         sel = self.grid.selected
         if self.number in sel:
             sel.discard(self.number)
@@ -294,7 +294,9 @@ class ClassDetailScreen(Screen[None]):
         self.app.pop_screen()
 
     def palette_commands(self) -> Iterator[SystemCommand]:
-        yield SystemCommand("Toggle class", "Select or deselect this class", self.action_toggle)
+        yield SystemCommand(
+            "Toggle class", "Select or deselect this class", self.action_toggle_class
+        )
         yield SystemCommand("Next class", "Show the next class", lambda: self.action_step(1))
         yield SystemCommand(
             "Previous class", "Show the previous class", lambda: self.action_step(-1)

@@ -210,7 +210,7 @@ class RunScreen(Screen[None]):
 
     def _show_classes(self, job: JobData) -> None:
         self.job = job
-        self.query_one(ClassGrid).set_classes(job.classes, job.images)
+        self.query_one(ClassGrid).show_classes(job.classes, job.images)
 
     # ------------------------------------------------------------------ actions
     def action_cancel(self) -> None:

@@ -174,8 +174,8 @@ def probe_terminal() -> Probe:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import textual_image.renderable as ti_renderable  # type: ignore[import-not-found]
-            import textual_image.widget  # type: ignore[import-not-found]  # noqa: F401
+            import textual_image.renderable as ti_renderable
+            import textual_image.widget  # noqa: F401
     except Exception:  # noqa: BLE001 - optional extra (``pip install scipion-em-2dclass[graphics]``)
         return Probe(cell_px=cell)
     auto = getattr(ti_renderable, "Image", None)
@@ -183,7 +183,7 @@ def probe_terminal() -> Probe:
     kitty = auto is not None and auto is getattr(ti_renderable, "TGPImage", None)
     if cell is None:
         try:
-            from textual_image._terminal import get_cell_size  # type: ignore[import-not-found]
+            from textual_image._terminal import get_cell_size
 
             got = get_cell_size()  # cached by textual_image.widget's import
             cell = (int(got.width), int(got.height))

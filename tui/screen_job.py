@@ -185,9 +185,9 @@ class JobScreen(Screen[None]):
             problems.insert(0, "Input particles: still reading…")
         if params is not None:
             if self.data_info is not None:
-                problems += params.validate_for_data(*self.data_info)
+                problems += map(str, params.validate_for_data(*self.data_info))
             else:
-                problems += params.validate()
+                problems += map(str, params.validate())
         job_dir = self.query_one("#job-dir", Input).value.strip()
         if not job_dir:
             problems.append("Job folder: a folder name is needed")

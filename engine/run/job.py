@@ -85,7 +85,7 @@ def run_job(
     assert params is not None and particles is not None
     errs = params.validate()
     if errs:
-        raise ParameterError("; ".join(errs))
+        raise ParameterError(errs)
     from engine.core import fft as _fft
 
     n_threads = min(resolve_threads(params.threads), numba.config.NUMBA_NUM_THREADS)
@@ -99,7 +99,7 @@ def run_job(
         )
     errs = params.validate_for_data(len(pset), pset.box, pset.apix_A)
     if errs:
-        raise ParameterError("; ".join(errs))
+        raise ParameterError(errs)
     if params.max_res_A < 2 * pset.apix_A:
         prog.stage(
             "reading",

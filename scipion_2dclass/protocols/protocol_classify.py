@@ -62,11 +62,13 @@ def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> l
     return args + cli_args(params)
 
 
-def engine_messages(errors: list[str]) -> list[str]:
-    """Engine messages speak in CLI flags; name the form's labels instead (flags kept)."""
+def engine_messages(errors: list[object]) -> list[str]:
+    """Engine messages (problems or strings) speak in CLI flags; name the form's labels
+    instead (flags kept)."""
     specs = sorted(param_specs(), key=lambda s: len(s.flag), reverse=True)
     out = []
-    for msg in errors:
+    for problem in errors:
+        msg = str(problem)
         for s in specs:
             if s.flag in msg:
                 msg = msg.replace(s.flag, f"'{s.label}' ({s.flag[2:]})")

@@ -19,18 +19,30 @@ Ways to use it::
 
 Without ``mode``, the object yielded by :func:`atomic_write` also has ``write()`` (opens
 the temporary file lazily in text or binary mode depending on the first write).
+
+A writer killed outright (kill -9, power loss) leaves its temporary file behind; a command
+that takes a folder over removes those of dead writers (:func:`remove_stale_temps`). An
+``OSError`` of the write names the destination, not the temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_path", "atomic_write_text", "atomic_write_bytes", "AtomicTarget"]
+__all__ = [
+    "atomic_write",
+    "atomic_path",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "AtomicTarget",
+    "remove_stale_temps",
+]
 
 
 class AtomicTarget(os.PathLike):
@@ -92,6 +104,41 @@ def _tmp_name(final: Path) -> Path:
     return final.parent / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}"
 
 
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(?P<suffix>\.[^.]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Remove the temporary files of atomic writes whose writer is gone (killed mid-write).
+
+    Only names of the form :func:`atomic_write` makes (``.NAME.PID.HEX.tmpSUFFIX``) whose
+    process no longer runs are removed; returns them.
+    """
+    removed: list[Path] = []
+    root = Path(folder)
+    try:
+        entries = list(root.rglob(".*.tmp*") if recursive else root.glob(".*.tmp*"))
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TMP_RE.match(p.name)
+        if m is None or p.is_dir() or _pid_alive(int(m.group("pid"))):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | os.PathLike[str], mode: str | None = None, fsync: bool = True
@@ -133,9 +180,13 @@ def atomic_write(
             if fsync:
                 _fsync_path(tmp)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            name = exc.filename
+            if name is None or os.fsdecode(name) == os.fsdecode(tmp):  # name the destination
+                raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(final)) from None
         raise
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import InputError
+from engine.io.claim import job_status
 from engine.io.mrc import open_stack
 from engine.io.star import read_star
 
@@ -52,7 +53,8 @@ class Job:
     input_path : str or None
         The input particle STAR file.
     status : str
-        ``job.json`` status (``finished``, ``running``, ...); ``finished`` for a RELION job
+        ``job.json`` status (``finished``, ``running``, ``interrupted`` when it says running
+        but no process holds the folder, ...); ``finished`` for a RELION job
         with a data file, ``unknown`` without ``job.json``.
     info : dict
         ``job.json`` as read.
@@ -184,7 +186,7 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
     if files["job"].exists():
         try:
             info = dict(json.loads(files["job"].read_text()))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             raise InputError(files["job"], f"cannot read job.json ({exc})") from None
     if not files["model"].exists():
         st = info.get("status")
@@ -220,7 +222,7 @@ def load_job(job_dir: str | Path, read_data: bool = True) -> Job:
         optics = dblocks.get("optics")
         if data is None:
             raise InputError(files["data"], "no data_particles block")
-    status = str(info.get("status", "unknown"))
+    status = job_status(d, info.get("status", "unknown"))  # "running", nobody on it: interrupted
     if not files["job"].exists() and files["data"].exists():
         status = "finished"  # a RELION job: the data file is written per iteration
     params = info.get("params") or info.get("parameters") or {}

@@ -146,9 +146,11 @@ def _run_claimed(
 
     from engine.core import fft as _fft
     from engine.io.fingerprint import run_key
+    from engine.io.job_writer import write_job_json
     from engine.io.particles import read_particles
     from engine.params import resolve_threads
     from engine.run import jobcheck
+    from engine.run.preprocess import prepare_dataset
 
     root = red.rank == 0
     job_dir = files.dir
@@ -200,8 +202,6 @@ def _run_claimed(
         )
         if files.checkpoint.exists():
             state = jobcheck.load_checked_checkpoint(files, key)
-    elif root and overwrite:
-        jobcheck.remove_previous_outputs(files, inputs)
     job_info: dict[str, Any] = {
         "input": str(particles.resolve()),
         "project_dir": project_dir,
@@ -214,23 +214,32 @@ def _run_claimed(
         "command": " ".join(sys.argv),
         "run_key": key,
     }
-    if root:
-        from engine.io.job_writer import write_job_json
-
-        write_job_json(files, job_info)
     cache = files.dir / "cache" / f"rank{red.rank}"
+    started = resume  # a job.json of this job exists (to record the end in)
+    t0 = time.perf_counter()
     try:
-        return _classify(files, pset, params, prog, red, state, job_info, key, cache)
+        prog.stage("reading", f"reading and Fourier-cropping {len(pset)} particles")
+        data = prepare_dataset(pset, params, cache, red.rank, red.size)
+        _check_blank(pset, data, red, prog)
+        if root:  # everything checked: from here on, the folder changes
+            if not resume and overwrite:
+                jobcheck.remove_previous_outputs(files, inputs)
+            write_job_json(files, job_info)
+        started = True
+        return _classify(files, pset, params, prog, red, state, job_info, key, data, t0)
     except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        if not started:
+            raise Interrupted(signum, "nothing was written") from None
         _record(files, job_info, root, status="cancelled")
         prog.emit("error", message=f"cancelled; resume with twodclass run --resume {job_dir}")
-        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         raise Interrupted(signum, f"resume with `twodclass run --resume {job_dir}`") from None
     except Exception as exc:
         msg = os_error_message(exc) if isinstance(exc, OSError) else str(exc)
-        _record(files, job_info, root, status="failed", error=msg)
+        if started:
+            _record(files, job_info, root, status="failed", error=msg)
         prog.emit("error", message=msg)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and started:
             it = job_info.get("iteration", 0)
             raise TwodclassError(
                 f"{msg}; the job stopped after iteration {it}: once this is fixed, resume it "
@@ -289,7 +298,8 @@ def _classify(
     state: Any,
     job_info: dict[str, Any],
     key: dict[str, Any],
-    cache: Path,
+    data: Any,
+    t0: float,
 ) -> int:
     import numpy as np
 
@@ -301,15 +311,10 @@ def _classify(
         write_job_json,
         write_model,
     )
-    from engine.run.preprocess import prepare_dataset
     from engine.select.class_stats import class_statistics_for_state
 
     root = red.rank == 0
     job_dir = files.dir
-    t0 = time.perf_counter()
-    prog.stage("reading", f"reading and Fourier-cropping {len(pset)} particles")
-    data = prepare_dataset(pset, params, cache, red.rank, red.size)
-    _check_blank(pset, data, red, prog)
     geo = geometry_for(params, data)
     job_info.update(
         box_small=data.b, apix_small_A=data.apix_small_A, n_iterations=n_iterations(params)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +104,6 @@ def remove_previous_outputs(files: JobFiles, inputs: list[Path]) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
             gone.append(p)
-    shutil.rmtree(files.dir / "cache", ignore_errors=True)
     return gone
 
 

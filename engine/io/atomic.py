@@ -28,6 +28,7 @@ that takes a folder over removes those of dead writers (:func:`remove_stale_temp
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -93,8 +94,9 @@ def _fsync_path(path: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:  # pragma: no cover - file systems without fsync
-        pass
+    except OSError as exc:  # a full disk or an I/O error must not pass for success
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise  # (EINVAL, ENOTSUP: a file system without fsync)
     finally:
         os.close(fd)
 

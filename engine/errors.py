@@ -21,7 +21,15 @@ __all__ = [
     "Interrupted",
     "error_line",
     "os_error_message",
+    "one_line",
 ]
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline from a damaged file...) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class TwodclassError(Exception):
@@ -33,7 +41,7 @@ class InputError(TwodclassError):
 
     def __init__(self, path: object, problem: str, row: int | None = None) -> None:
         where = str(path) if row is None else f"{path}, row {row}"
-        super().__init__(f"{where}: {problem}")
+        super().__init__(one_line(f"{where}: {problem}"))
         self.path = path
         self.row = row
         self.problem = problem

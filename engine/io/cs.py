@@ -108,8 +108,11 @@ def _load_npy(p: Path) -> np.ndarray:
                 "run code from the file); re-export the particles from cryoSPARC",
             ) from None
         raise InputError(p, f"cannot read .cs file (damaged numpy data: {text})") from None
-    except (OSError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
-        raise InputError(p, f"cannot read .cs file ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # numpy's header parser fails in many ways on a damaged file
+        msg = " ".join(str(exc).split())
+        raise InputError(
+            p, f"cannot read .cs file (damaged: {type(exc).__name__}: {msg})"
+        ) from None
 
 
 def _csdat_error(p: Path, what: str) -> InputError:

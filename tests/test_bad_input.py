@@ -518,3 +518,38 @@ def test_pickled_cs_never_runs_code(tmp_path):
         load_cs_array(p)
     assert not (tmp_path / "EXECUTED").exists()  # ...but never when read as particles
     os.remove(tmp_path / "probe")
+
+
+def test_run_reads_a_cryosparc_format2_file(tmp_path, capsys):
+    """A .cs written by cryosparc-tools in its compressed format classifies like format 1."""
+    from cryosparc.dataset import Dataset
+
+    p1 = _cs(tmp_path)
+    p2 = p1.with_name("particles2.cs")
+    Dataset.load(p1).save(p2, format=2)
+    assert p2.read_bytes()[:6] == b"\x95CSDAT"
+    before = tree_digest(tmp_path / "in")
+    for p, out in ((p1, "j1"), (p2, "j2")):
+        argv = ["run", p, "-o", tmp_path / out, "--project-dir", tmp_path / "in", *TINY]
+        rc, _, err = cli(argv, capsys)
+        assert rc == 0, err
+    assert tree_digest(tmp_path / "in") == before
+    from engine.io.star import read_star
+
+    a = read_star(tmp_path / "j1" / "run_data.star")["particles"]
+    b = read_star(tmp_path / "j2" / "run_data.star")["particles"]
+    assert a["rlnImageName"].tolist() == b["rlnImageName"].tolist()
+    assert (a["rlnClassNumber"] == b["rlnClassNumber"]).all()
+
+
+def test_some_blank_images_are_reported(tmp_path, capsys):
+    """A few blank images: a warning naming how many and the first row, then the run."""
+    imgs = blobs(40, 32)
+    imgs[[4, 9, 30]] = 0.0
+    p = _stack_edit(tmp_path, imgs)
+    rc, _, err = cli(_run(p), capsys)
+    assert rc == 0, err
+    assert err.splitlines() == [
+        "twodclass: warning: 3 of 40 images are blank (all pixels equal) (the first at row 5); "
+        "they carry no signal and will end up in arbitrary classes"
+    ]

@@ -68,6 +68,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "schedule). Writes run_data.star, run_model.star and run_classes.mrcs "
         "into the job folder (see README, 'Output files'). Run under "
         "`mpirun -np N` to split the particles over N processes.",
+        epilog="Exit status: 0 finished; 2 an error, explained in one line (bad input or "
+        "option, job folder in use, input changed since the job started...); 130/143/129 "
+        "stopped by ctrl+c/SIGTERM/SIGHUP: continue with --resume JOBDIR. One command at a "
+        "time per job folder (job.lock).",
     )
     p.add_argument("particles", nargs="?", help="input particles (.star RELION 3.0/3.1+, .cs)")
     p.add_argument("-o", "--output", metavar="JOBDIR", help="job folder to write")

@@ -273,7 +273,7 @@ def test_resume_after_the_stack_changed(tmp_path, capsys, monkeypatch):
     [
         (["--classes", "3"], "--classes 3 differs from the job's 2"),
         (["--max-res", "10"], "--max-res 10.0 differs from the job's 12.0"),
-        (["--no-ctf"], "--ctf False differs from the job's True"),
+        (["--no-ctf"], "--no-ctf differs from the job's --ctf"),
     ],
 )
 def test_resume_with_other_settings(extra, needle, tmp_path, capsys, monkeypatch):

@@ -153,7 +153,12 @@ def check_given_params(params: ClassifyParams, given: dict[str, Any] | None) -> 
         if s.name == "threads":
             params.threads = new
         elif new != old:
-            problems.append(Problem(s.flag, f"{s.flag} {new} differs from the job's {old}"))
+            if s.type is bool:
+                no = "--no-" + s.flag[2:]
+                given_s, job_s = (s.flag if new else no), (s.flag if old else no)
+                problems.append(Problem(s.flag, f"{given_s} differs from the job's {job_s}"))
+            else:
+                problems.append(Problem(s.flag, f"{s.flag} {new} differs from the job's {old}"))
     if problems:
         problems.append(
             Problem(

@@ -17,11 +17,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.fields import from_dict_strict, range_problems
+from engine.errors import Problem
+from engine.fields import field_type, from_dict_strict, number_parser, range_problems, value_problem
 
 __all__ = [
     "ClassifyParams",
     "ParamSpec",
+    "Problem",
     "param_specs",
     "resolve_threads",
     "mask_diameters_A",
@@ -237,30 +239,65 @@ class ClassifyParams:
     )
 
     # ------------------------------------------------------------------------------------
-    def validate(self) -> list[str]:
-        """Return a list of human-readable problems (empty when valid)."""
+    def validate(self) -> list[Problem]:
+        """The problems of these parameters (empty when valid).
+
+        Each :class:`~engine.errors.Problem` names its option (``problem.option``, the CLI
+        flag) and reads as one sentence (``str(problem)``). Values of the wrong type, NaN,
+        infinity and values outside a field's range are problems, whichever face set them.
+        """
         errs = range_problems(self)
+        bad = {e.option for e in errs}
         if (
             self.diameter_A is not None
             and self.diameter_outer_A is not None
+            and not bad & {"--diameter", "--diameter-outer"}
             and self.diameter_outer_A < self.diameter_A
         ):
-            errs.append("--diameter-outer must be >= --diameter")
-        if self.min_res_align_A is not None and self.min_res_align_A <= self.max_res_A:
-            errs.append("--min-res-align must be coarser (larger) than --max-res")
+            errs.append(Problem("--diameter-outer", "--diameter-outer must be >= --diameter"))
+        if (
+            self.min_res_align_A is not None
+            and not bad & {"--min-res-align", "--max-res"}
+            and self.min_res_align_A <= self.max_res_A
+        ):
+            errs.append(
+                Problem(
+                    "--min-res-align", "--min-res-align must be coarser (larger) than --max-res"
+                )
+            )
+        if not bad & {"--online-iters", "--full-passes"} and (
+            self.online_iters == 0 and self.full_passes == 0
+        ):
+            errs.append(
+                Problem(
+                    "--full-passes",
+                    "--online-iters and --full-passes are both 0: at least one iteration is "
+                    "needed to classify",
+                )
+            )
         return errs
 
-    def validate_for_data(self, n_particles: int, box_px: int, apix_A: float) -> list[str]:
-        """Problems that depend on the input: mask larger than the box, too few particles."""
+    def validate_for_data(self, n_particles: int, box_px: int, apix_A: float) -> list[Problem]:
+        """:meth:`validate`, and the problems that depend on the input: mask larger than the
+        box, more classes than particles."""
         errs = self.validate()
+        bad = {e.option for e in errs}
         box_A = box_px * apix_A
-        if self.diameter_A is not None and self.diameter_A > box_A:
+        if "--diameter" not in bad and self.diameter_A is not None and self.diameter_A > box_A:
             errs.append(
-                f"--diameter {self.diameter_A:g} Å is larger than the box "
-                f"({box_px} px x {apix_A:g} Å = {box_A:g} Å)"
+                Problem(
+                    "--diameter",
+                    f"--diameter {self.diameter_A:g} Å is larger than the box "
+                    f"({box_px} px x {apix_A:g} Å = {box_A:g} Å)",
+                )
             )
-        if self.n_classes > n_particles:
-            errs.append(f"--classes {self.n_classes} is more than the {n_particles} particles")
+        if "--classes" not in bad and self.n_classes > n_particles:
+            errs.append(
+                Problem(
+                    "--classes",
+                    f"--classes {self.n_classes} is more than the {n_particles} particles",
+                )
+            )
         return errs
 
     def to_dict(self) -> dict[str, Any]:
@@ -329,18 +366,21 @@ class ParamSpec:
     max: float | None
     choices: tuple[str, ...] | None
 
+    def check(self, value: Any) -> Problem | None:
+        """The problem with ``value`` for this parameter (type, NaN/infinity, range), or None."""
+        msg = value_problem(value, self.type, self.min, self.max, self.flag, self.optional)
+        return None if msg is None else Problem(self.flag, msg)
 
-def _base_type(annotation: str) -> tuple[type, bool]:
-    optional = "None" in annotation
-    base = annotation.replace("| None", "").strip()
-    return {"int": int, "float": float, "bool": bool, "str": str}[base], optional
+    def parser(self) -> Any:
+        """Strict text -> value for a number (argparse ``type=``): finite, in range."""
+        return number_parser(self.type, self.min, self.max, self.flag)
 
 
 def param_specs() -> list[ParamSpec]:
     """The parameters in display order, with type, default and metadata."""
     out = []
     for f in dataclasses.fields(ClassifyParams):
-        typ, optional = _base_type(str(f.type))
+        typ, optional = field_type(f)
         out.append(
             ParamSpec(
                 name=f.name,

@@ -62,7 +62,7 @@ def test_parameters_round_trip_through_the_command_line():
     from engine.params import ClassifyParams
 
     p = ClassifyParams(
-        n_classes=7, max_res_A=6.123456789, diameter_A=0.1 + 0.2, force_max=False, ctf=True
+        n_classes=7, max_res_A=6.123456789, diameter_A=100.1 + 0.2, force_max=False, ctf=True
     )
     parser = argparse.ArgumentParser()
     run.add_parser(parser.add_subparsers())

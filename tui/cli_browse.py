@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from tui.cli import prepare_graphics
 
     job_dir: Path = args.job_dir
-    from engine.io.jobfolder import JobFiles
+    from engine.io.jobfolder import JobFiles, load_job
 
     files = JobFiles.of(job_dir)
     if not files.model.exists() or not files.classes.exists():
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             "not a twodclass job folder (run_model.star and "
             "run_classes.mrcs are missing); run `twodclass run` first",
         )
+    load_job(job_dir, read_data=False)  # a damaged job is one line here, not a broken UI
     prepare_graphics(args.halfblock, args.renderer)
     from tui.app import TwodclassApp
 

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DirectoryTree, Footer, Header, Input, Label, Static
 
+from engine.io.jobfolder import JobFiles
 from engine.params import ClassifyParams
 from tui.engine_process import resume_argv, run_argv
 from tui.jobfiles import particle_info, read_job_json
@@ -185,9 +186,9 @@ class JobScreen(Screen[None]):
             problems.insert(0, "Input particles: still reading…")
         if params is not None:
             if self.data_info is not None:
-                problems += params.validate_for_data(*self.data_info)
+                problems += map(str, params.validate_for_data(*self.data_info))
             else:
-                problems += params.validate()
+                problems += map(str, params.validate())
         job_dir = self.query_one("#job-dir", Input).value.strip()
         if not job_dir:
             problems.append("Job folder: a folder name is needed")
@@ -236,7 +237,7 @@ class JobScreen(Screen[None]):
 
     def _existing_job(self) -> Path | None:
         job_dir = Path(self.query_one("#job-dir", Input).value.strip() or ".")
-        if not (job_dir / "job.json").exists():
+        if not JobFiles(job_dir).job.exists():
             self.notify(f"{job_dir} holds no job (job.json is missing)", severity="warning")
             return None
         return job_dir
@@ -257,7 +258,7 @@ class JobScreen(Screen[None]):
         job_dir = self._existing_job()
         if job_dir is None:
             return
-        if not (job_dir / "run_model.star").exists():
+        if not JobFiles(job_dir).model.exists():
             self.notify(f"{job_dir} has no classes yet", severity="warning")
             return
         from tui.screen_browser import BrowserScreen

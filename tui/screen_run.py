@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Sparkline, Static
 from textual.worker import Worker
 
+from engine.io.jobfolder import JobFiles
 from tui.class_grid import ClassGrid
 from tui.engine_process import EngineEvent, EngineExited, EngineLog, resume_argv, stream_process
 from tui.jobfiles import JobData, load_job
@@ -78,7 +79,7 @@ class RunScreen(Screen[None]):
         self.title = "twodclass — run"
         self.sub_title = str(self.job_dir)
         self._log("$ " + " ".join(self.argv[1:] if len(self.argv) > 1 else self.argv))
-        if (self.job_dir / "run_model.star").exists():
+        if JobFiles(self.job_dir).model.exists():
             self._load_classes()
         self._start(self.argv)
 
@@ -235,7 +236,7 @@ class RunScreen(Screen[None]):
         if self.running:
             self.notify("Wait for the run to finish (or cancel it) to select classes")
             return
-        if not (self.job_dir / "run_data.star").exists():
+        if not JobFiles(self.job_dir).data.exists():
             self.notify(
                 "No final assignment yet (run_data.star is written at the end)", severity="warning"
             )

@@ -2,9 +2,13 @@
 
 The engine's subcommands live in their own modules (``engine.cli.*``). Other packages add
 theirs through the ``twodclass.commands`` entry-point group (the terminal UI registers
-``tui``, ``browse`` and ``report`` in pyproject.toml), so the engine never imports a face. Errors of
-:class:`engine.errors.TwodclassError` print one line ``twodclass: error: ...`` and exit with
-status 2 (no traceback).
+``tui``, ``browse`` and ``report`` in pyproject.toml), so the engine never imports a face.
+
+Every command fails the same way: a bad option, a :class:`engine.errors.TwodclassError`, or
+an ``OSError`` / ``ValueError`` that escapes (a file that cannot be written, a full disk)
+prints one line ``twodclass: error: ...`` and exits with status 2, without a traceback
+(``TWODCLASS_DEBUG=1`` shows it). ctrl+c, SIGTERM and SIGHUP stop a command cleanly (its
+files stay whole) with exit status 128 + the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -12,12 +16,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+from typing import Any, NoReturn
 
 from engine import __version__
-from engine.errors import TwodclassError
+from engine.errors import Interrupted, TwodclassError, error_line
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "OneLineParser"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line naming the option (usage: ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
 
 # subcommand name -> module with ``add_parser(subparsers)`` and ``run(args) -> int``
 SUBCOMMANDS = {
@@ -41,7 +55,7 @@ def subcommand_modules() -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="twodclass",
         description="Fast maximum-likelihood 2D classification for cryo-EM particles.",
     )
@@ -70,21 +84,57 @@ def _limit_blas_threads(argv: list[str]) -> None:
             os.environ.setdefault(var, n)
 
 
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM and SIGHUP raise :class:`Interrupted` (as ctrl+c raises KeyboardInterrupt), so
+    the command stops between two file writes and records its state. A signal that was
+    ignored when the process started (``nohup``) stays ignored. Returns the previous
+    handlers (for :func:`restore_signal_handlers`)."""
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            old = signal.getsignal(sig)
+            if old is signal.SIG_IGN:
+                continue
+            signal.signal(sig, _raise_interrupted)
+            previous[sig] = old
+        except (ValueError, OSError):  # not in the main thread
+            pass
+    return previous
+
+
+def restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError, TypeError):  # pragma: no cover
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     _limit_blas_threads(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    mod = importlib.import_module(args._module)
+    debug = os.environ.get("TWODCLASS_DEBUG", "") not in ("", "0")
+    # the terminal UI handles its own signals; every engine command stops cleanly on them
+    previous = {} if args._module.startswith("tui.") else install_signal_handlers()
     try:
+        mod = importlib.import_module(args._module)
         return int(mod.run(args) or 0)
-    except TwodclassError as exc:
-        print(f"twodclass: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = getattr(exc, "hint", "")
+        print(f"twodclass: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return exc.exit_status if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+    except (TwodclassError, OSError, ValueError) as exc:
+        if debug:
+            raise
+        print(f"twodclass: error: {error_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "twodclass: interrupted; resume with `twodclass run --resume JOBDIR`", file=sys.stderr
-        )
-        return 130
+    finally:
+        restore_signal_handlers(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ParameterError
+from engine.fields import number_parser
+from engine.run.progress import MODES, default_mode
 
 __all__ = ["add_parser", "run", "DEMO_PARTICLES"]
 
@@ -27,17 +29,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="demo folder")
     p.add_argument(
         "--particles",
-        type=int,
+        type=number_parser(int, 100, 10**7, "--particles"),
         default=DEMO_PARTICLES,
         metavar="N",
         help=f"number of simulated particles (default {DEMO_PARTICLES})",
     )
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument(
+        "--threads",
+        type=number_parser(int, 0, 4096, "--threads"),
+        default=0,
+        help="CPU threads (0 = all cores)",
+    )
     p.add_argument(
         "--progress",
-        choices=("bar", "jsonl", "none"),
+        choices=MODES,
         default=None,
-        help="progress display (default: bar on a terminal)",
+        help="progress display (default: bar on a terminal, plain lines otherwise)",
     )
     return p
 
@@ -51,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if JobFiles(out).job.exists():
         raise ParameterError(f"{out} already holds a demo job; choose another -o")
-    mode = args.progress or ("bar" if sys.stderr.isatty() else "none")
+    mode = args.progress or default_mode()
     if mode != "none":
         print(
             f"twodclass demo: simulating {args.particles} particles -> {out / 'data'}",

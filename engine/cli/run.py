@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ParameterError
 from engine.params import ClassifyParams, param_specs
 from engine.run.job import run_job
+from engine.run.progress import MODES, default_mode
 
 __all__ = ["add_parser", "run", "add_param_arguments", "params_from_args"]
 
@@ -37,21 +36,27 @@ def add_param_arguments(p: argparse.ArgumentParser) -> None:
             g.add_argument(
                 s.flag,
                 dest=s.name,
-                type=s.type,
+                type=s.parser(),
                 default=None,
                 metavar=s.unit.upper() if s.unit in ("Å", "deg") else None,
                 help=f"{s.label}{unit}: {text} (default: {dflt})",
             )
 
 
+def given_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters given on the command line (name -> value)."""
+    return {
+        s.name: getattr(args, s.name)
+        for s in param_specs()
+        if getattr(args, s.name, None) is not None
+    }
+
+
 def params_from_args(
     args: argparse.Namespace, base: ClassifyParams | None = None
 ) -> ClassifyParams:
     d = (base or ClassifyParams()).to_dict()
-    for s in param_specs():
-        v = getattr(args, s.name, None)
-        if v is not None:
-            d[s.name] = v
+    d.update(given_params(args))
     return ClassifyParams.from_dict(d)
 
 
@@ -63,38 +68,47 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "schedule). Writes run_data.star, run_model.star and run_classes.mrcs "
         "into the job folder (see README, 'Output files'). Run under "
         "`mpirun -np N` to split the particles over N processes.",
+        epilog="Exit status: 0 finished; 2 an error, explained in one line (bad input or "
+        "option, job folder in use, input changed since the job started...); 130/143/129 "
+        "stopped by ctrl+c/SIGTERM/SIGHUP: continue with --resume JOBDIR. One command at a "
+        "time per job folder (job.lock).",
     )
     p.add_argument("particles", nargs="?", help="input particles (.star RELION 3.0/3.1+, .cs)")
     p.add_argument("-o", "--output", metavar="JOBDIR", help="job folder to write")
     p.add_argument(
         "--resume",
         metavar="JOBDIR",
-        help="continue an interrupted job from its last finished iteration",
+        help="continue an interrupted job from its last finished iteration; refused when the "
+        "input or a parameter given here differs from the job's (--threads may change)",
     )
     p.add_argument(
         "--project-dir", metavar="DIR", help="folder that relative image paths are resolved against"
     )
     p.add_argument(
         "--progress",
-        choices=("bar", "jsonl", "none"),
+        choices=MODES,
         default=None,
-        help="bar with ETA (default on a terminal), one JSON event per line, or none",
+        help="bar with ETA (default on a terminal); plain: one line per iteration and every "
+        "warning (default otherwise, e.g. in a batch job's log); jsonl: one JSON event per "
+        "line on stdout; none: warnings and errors only",
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="allow writing into a job folder that already holds a job",
+        help="replace the job (or other run_* files) in JOBDIR; an input file is never "
+        "overwritten, and a job folder in use by another run is refused",
     )
     add_param_arguments(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    _install_sigterm()
-    mode = args.progress or ("bar" if sys.stderr.isatty() else "none")
+    mode = args.progress or default_mode()
     if args.resume:
         if args.particles or args.output:
             raise ParameterError("--resume JOBDIR takes no particles or -o")
+        if args.overwrite:
+            raise ParameterError("--resume continues a job; --overwrite starts a new one: not both")
         return run_job(
             None,
             Path(args.resume),
@@ -102,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             progress=mode,
             resume=True,
             project_dir=args.project_dir,
-            overrides=args,
+            overrides=given_params(args),
         )
     if not args.particles or not args.output:
         raise ParameterError("need PARTICLES and -o JOBDIR (or --resume JOBDIR)")
@@ -115,13 +129,3 @@ def run(args: argparse.Namespace) -> int:
         project_dir=args.project_dir,
         overwrite=args.overwrite,
     )
-
-
-def _install_sigterm() -> None:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
-        pass

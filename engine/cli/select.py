@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import InputError, ParameterError
+from engine.fields import field_type, number_parser
+from engine.io.claim import claim_folder, holder, prepare_output_dir
 from engine.io.jobfolder import load_job
 from engine.select import (
     FILTER_OFF,
@@ -69,6 +71,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="print the table and warnings only, write nothing",
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a selection already in the output folder (refused without it)",
+    )
+    p.add_argument(
         "--no-particle-filter",
         action="store_true",
         help="keep every particle of the selected classes (by default particles "
@@ -80,12 +87,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     for f in dataclasses.fields(SelectionThresholds):
         md = f.metadata
         unit = f" [{md['unit']}]" if md.get("unit") else ""
-        typ = int if f.type in ("int", int) else float
+        typ = int if field_type(f)[0] is int else float
         default = "auto" if f.default is None else f"{f.default:g}"
         g.add_argument(
             md["flag"],
             dest=f"th_{f.name}",
-            type=typ,
+            type=number_parser(typ, md.get("min"), md.get("max"), md["flag"]),
             default=None,
             metavar="N" if typ is int else "X",
             help=f"{md['help']}{unit} (default: {default})",
@@ -133,18 +140,31 @@ def format_table(table: pd.DataFrame, selected: set[int]) -> str:
     return "\n".join(lines)
 
 
+def _unfinished(job: Any) -> InputError:
+    """Why an unfinished job cannot be selected from, and what to do."""
+    d = job.job_dir
+    if job.status == "running":
+        h = holder(d) or {}
+        return InputError(
+            d,
+            f"the job is still running (pid {h.get('pid', '?')} on {h.get('host', '?')}): "
+            "wait for it to finish",
+        )
+    if job.status in ("interrupted", "cancelled", "failed"):
+        why = f": {job.info['error']}" if job.status == "failed" and job.info.get("error") else ""
+        return InputError(
+            d,
+            f"the job did not finish (status: {job.status}{why}); resume it with "
+            f"`twodclass run --resume {d}`",
+        )
+    return InputError(d, f"the job has not finished (status: {job.status}; no run_data.star)")
+
+
 def run(args: argparse.Namespace) -> int:
     th = _thresholds(args)
     job = load_job(args.job_dir, read_data=True)
-    if job.data is None:
-        raise InputError(
-            job.job_dir,
-            f"the job has not finished (status: {job.status}; no "
-            "run_data.star yet): wait for it, or resume it with "
-            "`twodclass run --resume JOBDIR`",
-        )
-    if job.status not in ("finished", "unknown"):
-        raise InputError(job.job_dir, f"job status is {job.status!r}, not finished")
+    if job.data is None or job.status not in ("finished", "unknown"):
+        raise _unfinished(job)
     table = auto_select(job, th)
     known = set(table["class_number"].tolist())
     manual = args.classes is not None
@@ -183,16 +203,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rmap = dict(zip(table["class_number"].tolist(), table["reason"].tolist(), strict=True))
     reasons = {c: (f"by hand (auto: {rmap[c]})" if manual else rmap[c]) for c in selected}
-    paths = write_selection(
-        job,
-        sorted(selected),
-        out_dir=args.out,
-        reasons=reasons,
-        thresholds=None if manual else th,
-        coverage=cov,
-        resolution_limit_A=None if manual else limit,
-        particle_filter=verdict,
-    )
+    out = prepare_output_dir(args.out if args.out is not None else job.job_dir, "-o")
+    with claim_folder(out, "twodclass select"):
+        paths = write_selection(
+            job,
+            sorted(selected),
+            out_dir=out,
+            reasons=reasons,
+            thresholds=None if manual else th,
+            coverage=cov,
+            resolution_limit_A=None if manual else limit,
+            particle_filter=verdict,
+            overwrite=args.overwrite,
+        )
     extra = f", {paths['removed'].name}" if "removed" in paths else ""
     print(
         f"wrote {paths['particles']} ({n_sel} particles), {paths['classes_mrcs'].name}, "

@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ParameterError
+from engine.fields import number_parser
 from engine.sim.junk import JUNK_KINDS
 
 __all__ = ["add_parser", "run"]
+
+
+def _num(typ: type, flag: str) -> Any:
+    """Strict number (finite; whole for int); ranges are checked by the simulator."""
+    return number_parser(typ, None, None, flag)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,26 +37,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--particles",
-        type=int,
+        type=_num(int, "--particles"),
         default=1000,
         metavar="N",
         help="number of particles (default 1000)",
     )
     p.add_argument(
-        "--box", type=int, default=128, metavar="PX", help="box size in pixels, even (default 128)"
+        "--box",
+        type=_num(int, "--box"),
+        default=128,
+        metavar="PX",
+        help="box size in pixels, even (default 128)",
     )
     p.add_argument(
-        "--apix", type=float, default=1.5, metavar="A", help="pixel size in Å (default 1.5)"
+        "--apix",
+        type=_num(float, "--apix"),
+        default=1.5,
+        metavar="A",
+        help="pixel size in Å (default 1.5)",
     )
     p.add_argument(
         "--snr",
-        type=float,
+        type=_num(float, "--snr"),
         default=0.05,
         help="signal variance inside the particle / noise variance (default 0.05)",
     )
     p.add_argument(
         "--views",
-        type=int,
+        type=_num(int, "--views"),
         default=None,
         metavar="K",
         help="draw particles from K well-separated views (true classes); "
@@ -58,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--junk",
-        type=float,
+        type=_num(float, "--junk"),
         default=0.15,
         metavar="FRACTION",
         help="fraction of junk images (default 0.15)",
@@ -71,7 +85,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--defocus",
-        type=float,
+        type=_num(float, "--defocus"),
         nargs=2,
         default=(1.0, 2.5),
         metavar=("MIN", "MAX"),
@@ -79,35 +93,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--astigmatism",
-        type=float,
+        type=_num(float, "--astigmatism"),
         default=300.0,
         metavar="A",
         help="largest defocus astigmatism in Å (default 300)",
     )
     p.add_argument(
         "--voltage",
-        type=float,
+        type=_num(float, "--voltage"),
         default=300.0,
         metavar="KV",
         help="acceleration voltage in kV (default 300)",
     )
     p.add_argument(
         "--cs",
-        type=float,
+        type=_num(float, "--cs"),
         default=2.7,
         metavar="MM",
         help="spherical aberration in mm (default 2.7)",
     )
     p.add_argument(
         "--amp-contrast",
-        type=float,
+        type=_num(float, "--amp-contrast"),
         default=0.1,
         metavar="Q",
         help="amplitude contrast (default 0.1)",
     )
     p.add_argument(
         "--max-shift",
-        type=float,
+        type=_num(float, "--max-shift"),
         default=None,
         metavar="A",
         help="largest particle offset in Å (default 3%% of the box)",
@@ -122,7 +136,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="project this cubic 3D map (.mrc) instead of the built-in phantom",
     )
     p.add_argument("--float16", action="store_true", help="store images as 16-bit floats")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_num(int, "--seed"), default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite a simulation already in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     return p

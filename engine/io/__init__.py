@@ -7,4 +7,6 @@
 - :mod:`engine.io.particles`  particle sets (STAR 3.0 / 3.1+ / .cs) -> images, CTF
 - :mod:`engine.io.jobfolder`  the job folder: file names and the reader
 - :mod:`engine.io.job_writer` the job folder's writer (model, data, job.json, checkpoint)
+- :mod:`engine.io.claim`      one command per folder (``job.lock``), a job's status now
+- :mod:`engine.io.fingerprint` the run key: input fingerprint and result-changing settings
 """

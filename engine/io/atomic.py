@@ -7,30 +7,43 @@ look at extensions (mrcfile, numpy) behave.
 
 Ways to use it::
 
-    with atomic_write("run_model.star") as tmp:      # tmp: os.PathLike (temporary path);
+    with atomic_write("model.star") as tmp:      # tmp: os.PathLike (temporary path);
         starfile.write(blocks, tmp.path)              # tmp.path is a pathlib.Path
 
-    with atomic_write("job.json", "w") as f:          # f: an open file object
+    with atomic_write("info.json", "w") as f:          # f: an open file object
         json.dump(info, f)
 
     with atomic_path("x.mrcs") as tmp:                # tmp: a pathlib.Path
         ...
-    atomic_write_text("job.json", text); atomic_write_bytes("x.bin", data)
+    atomic_write_text("info.json", text); atomic_write_bytes("x.bin", data)
 
 Without ``mode``, the object yielded by :func:`atomic_write` also has ``write()`` (opens
 the temporary file lazily in text or binary mode depending on the first write).
+
+A writer killed outright (kill -9, power loss) leaves its temporary file behind; a command
+that takes a folder over removes those of dead writers (:func:`remove_stale_temps`). An
+``OSError`` of the write names the destination, not the temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_path", "atomic_write_text", "atomic_write_bytes", "AtomicTarget"]
+__all__ = [
+    "atomic_write",
+    "atomic_path",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "AtomicTarget",
+    "remove_stale_temps",
+]
 
 
 class AtomicTarget(os.PathLike):
@@ -81,8 +94,9 @@ def _fsync_path(path: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:  # pragma: no cover - file systems without fsync
-        pass
+    except OSError as exc:  # a full disk or an I/O error must not pass for success
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise  # (EINVAL, ENOTSUP: a file system without fsync)
     finally:
         os.close(fd)
 
@@ -90,6 +104,41 @@ def _fsync_path(path: Path) -> None:
 def _tmp_name(final: Path) -> Path:
     # not tempfile.mkstemp: its files are private (0600); these get the usual umask
     return final.parent / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}"
+
+
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(?P<suffix>\.[^.]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Remove the temporary files of atomic writes whose writer is gone (killed mid-write).
+
+    Only names of the form :func:`atomic_write` makes (``.NAME.PID.HEX.tmpSUFFIX``) whose
+    process no longer runs are removed; returns them.
+    """
+    removed: list[Path] = []
+    root = Path(folder)
+    try:
+        entries = list(root.rglob(".*.tmp*") if recursive else root.glob(".*.tmp*"))
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TMP_RE.match(p.name)
+        if m is None or p.is_dir() or _pid_alive(int(m.group("pid"))):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -133,9 +182,13 @@ def atomic_write(
             if fsync:
                 _fsync_path(tmp)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None:
+            name = exc.filename
+            if name is None or os.fsdecode(name) == os.fsdecode(tmp):  # name the destination
+                raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(final)) from None
         raise
 
 

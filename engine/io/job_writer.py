@@ -31,6 +31,7 @@ __all__ = [
     "write_job_json",
     "save_checkpoint",
     "load_checkpoint",
+    "checkpoint_run_key",
     "class_table",
 ]
 
@@ -190,7 +191,9 @@ def write_job_json(files: JobFiles, info: dict[str, Any]) -> None:
 _STATE_ARRAYS = ("sigma2", "refs", "cls", "psi_deg", "shift_px", "maxprob", "loglik", "nsig")
 
 
-def save_checkpoint(files: JobFiles, state: State) -> None:
+def save_checkpoint(files: JobFiles, state: State, run_key: dict[str, Any] | None = None) -> None:
+    """The state after an iteration, with the run key it belongs to
+    (:func:`engine.io.fingerprint.run_key`, read back by :func:`checkpoint_run_key`)."""
     arrays = {k: getattr(state, k) for k in _STATE_ARRAYS}
     names = ("num", "den", "noise", "noise_w", "weight")
     for k, v in zip(names, state.stats.fields(), strict=True):
@@ -201,15 +204,23 @@ def save_checkpoint(files: JobFiles, state: State) -> None:
         arrays["ssnr"] = state.ssnr
     if state.ess is not None:
         arrays["ess"] = state.ess
-    arrays["meta"] = np.array(json.dumps({"iteration": state.iteration, "history": state.history}))
+    meta = {"iteration": state.iteration, "history": state.history, "run_key": run_key}
+    arrays["meta"] = np.array(json.dumps(meta))
     with atomic_write(files.checkpoint, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def checkpoint_run_key(files: JobFiles) -> dict[str, Any] | None:
+    """The run key a checkpoint was saved with (None for checkpoints of older versions)."""
+    # our own file handle: numpy leaves its own open when the archive is damaged
+    with open(files.checkpoint, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+        return json.loads(str(z["meta"])).get("run_key")
 
 
 def load_checkpoint(files: JobFiles) -> State:
     from engine.core.mstep import Stats
 
-    with np.load(files.checkpoint) as z:
+    with np.load(files.checkpoint, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         st = Stats(*(z["stats_" + k].copy() for k in ("num", "den", "noise", "noise_w", "weight")))
         state = State(

@@ -71,6 +71,11 @@ class JobFiles:
 
     # working files of a run
     @property
+    def lock(self) -> Path:
+        """The claim of the folder by the command working in it (:mod:`engine.io.claim`)."""
+        return self.dir / "job.lock"
+
+    @property
     def checkpoint(self) -> Path:
         return self.dir / "checkpoint" / "state.npz"
 
@@ -136,7 +141,8 @@ class Job:
     input_path : str or None
         The input particle STAR file.
     status : str
-        ``job.json`` status (``finished``, ``running``, ...); ``finished`` for a RELION job
+        ``job.json`` status (``finished``, ``running``, ``interrupted`` when it says running
+        but no process holds the folder, ...); ``finished`` for a RELION job
         with a data file, ``unknown`` without ``job.json``.
     info : dict
         ``job.json`` as read.
@@ -238,11 +244,11 @@ def read_job_info(job_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read job.json ({exc})") from None
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(path, f"damaged job.json ({type(exc).__name__}: {exc})") from None
     if not isinstance(info, dict):
-        raise InputError(path, "not a JSON object")
+        raise InputError(path, "damaged job.json (not a JSON object)")
     return info
 
 
@@ -301,7 +307,9 @@ def load_job(job_dir: str | os.PathLike[str], read_data: bool = True) -> Job:
         optics = dblocks.get("optics")
         if data is None:
             raise InputError(files.data, "no data_particles block")
-    status = str(info.get("status", "unknown"))
+    from engine.io.claim import job_status
+
+    status = job_status(d, info.get("status", "unknown"))  # "running", nobody on it: interrupted
     if not files.job.exists() and files.data.exists():
         status = "finished"  # a RELION job: the data file is written per iteration
     params = info.get("params") or {}

@@ -259,14 +259,27 @@ def _column(tables: list[pd.DataFrame], name: str, n: int) -> np.ndarray | None:
     return None
 
 
+def _positive(path: Path, name: str, v: np.ndarray) -> np.ndarray:
+    bad = ~(np.isfinite(v) & (v > 0))
+    if bad.any():
+        r = int(np.argmax(bad))
+        raise InputError(
+            path, f"{name} {v[r]:g} is not a valid pixel size (must be a number > 0)", row=r + 1
+        )
+    return v
+
+
 def _pixel_size(path: Path, tables: list[pd.DataFrame], n: int, header_apix: float) -> float:
+    """The pixel size the table states (checked: > 0, one value), else the header's."""
     for name in ("rlnImagePixelSize", "rlnPixelSize"):
         v = _column(tables, name, n)
-        if v is not None and np.isfinite(v).all() and (v > 0).all():
-            return _single(path, name, v)
+        if v is not None:
+            return _single(path, name, _positive(path, name, v))
     det = _column(tables, "rlnDetectorPixelSize", n)
     mag = _column(tables, "rlnMagnification", n)
-    if det is not None and mag is not None and (mag > 0).all() and (det > 0).all():
+    if det is not None and mag is not None:
+        _positive(path, "rlnDetectorPixelSize", det)
+        _positive(path, "rlnMagnification", mag)
         return _single(path, "rlnDetectorPixelSize/rlnMagnification", det * 1e4 / mag)
     return float(header_apix)
 

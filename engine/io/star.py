@@ -9,6 +9,8 @@ as one-row DataFrames and may be written from a one-row DataFrame marked simple 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,16 +44,30 @@ def read_star(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
     if not p.is_file():
         raise InputError(p, "file not found" if not p.exists() else "not a regular file")
     try:
-        raw = starfile.read(p, always_dict=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas' dtype guesses on odd files
+            raw = starfile.read(p, always_dict=True)
     except UnicodeDecodeError:
         raise InputError(p, "not a text STAR file (binary content)") from None
     except Exception as exc:  # starfile/pandas parse errors of all kinds
-        raise InputError(p, f"cannot parse STAR file ({type(exc).__name__}: {exc})") from None
+        _check_rows(p)  # names the row when a row is to blame
+        msg = " ".join(str(exc).split())
+        raise InputError(p, f"cannot parse STAR file ({type(exc).__name__}: {msg})") from None
     if not raw:
         raise InputError(p, "no data_ block found; is this a STAR file?")
     out: dict[str, pd.DataFrame] = {}
+    checked = False
     for name, block in raw.items():
         if isinstance(block, pd.DataFrame):
+            cols = [str(c) for c in block.columns]
+            dup = sorted({c for c in cols if cols.count(c) > 1})
+            if dup:
+                raise InputError(
+                    p, f"data_{name}: column _{dup[0]} appears more than once in the loop"
+                )
+            if not checked and len(block) and block.isna().to_numpy().any():
+                _check_rows(p)  # a short row reads as NaN: find it
+                checked = True
             out[str(name)] = block
         elif isinstance(block, Mapping):
             df = pd.DataFrame({k: [v] for k, v in block.items()})
@@ -118,6 +134,47 @@ def read_star_columns(
         return None
     df.columns = [b["cols"][j] for j in df.columns]
     return df[use]
+
+
+_TOKEN = re.compile(r"\"[^\"]*\"|'[^']*'|\S+")
+
+
+def _check_rows(p: Path) -> None:
+    """Raise InputError at the first loop row whose number of values is not the loop's
+    number of columns (a file cut short, a missing value, a value with an unquoted space)."""
+    try:
+        lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    block, labels, in_loop, row = "", 0, False, 0
+    for lineno, line in enumerate(lines, 1):
+        t = line.strip()
+        if not t or t.startswith("#"):
+            continue
+        if t.startswith("data_"):
+            block, labels, in_loop = t[5:], 0, False
+        elif t.startswith("loop_"):
+            labels, in_loop, row = 0, True, 0
+        elif t.startswith("_"):
+            if in_loop and row == 0:
+                labels += 1
+            else:
+                in_loop = False  # a key/value line of a simple block
+        elif in_loop and labels:
+            row += 1
+            n = len(_TOKEN.findall(t.split(" #", 1)[0] if " #" in t else t))
+            if n != labels:
+                hint = (
+                    "the file is cut short or a value is missing"
+                    if n < labels
+                    else "a value containing a space must be quoted"
+                )
+                raise InputError(
+                    p,
+                    f"data_{block} has {labels} columns but line {lineno} has {n} "
+                    f"value{'' if n == 1 else 's'} ({hint})",
+                    row=row,
+                )
 
 
 def write_star(

@@ -1,1 +1,2 @@
-"""Orchestration of a classification job: preprocessing, progress, MPI, run_job."""
+"""Orchestration of a classification job: preprocessing, progress, MPI, the checks before a
+job writes (``jobcheck``), run_job."""

@@ -26,8 +26,22 @@ READ_BLOCK = 512
 
 
 def cache_budget_bytes() -> int:
-    """RAM allowed for the cropped-particle cache (``TWODCLASS_CACHE_GB``, default 1 GB)."""
-    return int(float(os.environ.get("TWODCLASS_CACHE_GB", "1.0")) * 1024**3)
+    """RAM allowed for the cropped-particle cache (``TWODCLASS_CACHE_GB``, default 1 GB).
+
+    Raises ParameterError when the variable is not a finite number >= 0.
+    """
+    text = os.environ.get("TWODCLASS_CACHE_GB", "1.0")
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = float("nan")
+    if not (0 <= gb < 1e9):  # NaN, negative, infinite
+        from engine.errors import ParameterError
+
+        raise ParameterError(
+            f"TWODCLASS_CACHE_GB={text!r} is not a number of gigabytes >= 0 (e.g. 4)"
+        )
+    return int(gb * 1024**3)
 
 
 def _allocate(n: int, b: int, cache_dir: Path | None) -> np.ndarray:

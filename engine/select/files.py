@@ -39,13 +39,20 @@ def parse_class_list(text: str) -> list[int]:
         try:
             if "-" in part:
                 a, b = part.split("-", 1)
-                out.extend(range(int(a), int(b) + 1))
+                lo, hi = int(a), int(b)
+                if lo > hi:
+                    raise ParameterError(
+                        f"class range {part} in {text!r} runs backwards: write {hi}-{lo}"
+                    )
+                out.extend(range(lo, hi + 1))
             else:
                 out.append(int(part))
         except ValueError:
             raise ParameterError(
                 f"cannot read class list {text!r}: expected numbers like 1,4,7-9"
             ) from None
+    if not out:
+        raise ParameterError(f"class list {text!r} names no class: expected e.g. 1,4,7-9")
     return out
 
 
@@ -57,6 +64,29 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
+def _check_selection_folder(out: Path, job: Job, overwrite: bool) -> None:
+    """Create ``out``; refuse an earlier selection there (unless ``overwrite``) and any
+    selection file that is the job's input."""
+    from engine.io.claim import prepare_output_dir
+
+    prepare_output_dir(out, "-o")
+    present = [p.name for p in JobFiles(out).selection_files() if p.exists()]
+    if present and not overwrite:
+        raise InputError(
+            out,
+            f"already holds a selection ({', '.join(present)}); --overwrite replaces it, "
+            "or write this one elsewhere with -o DIR",
+        )
+    if job.input_path and Path(job.input_path).exists():
+        for n in present:
+            if os.path.samefile(out / n, job.input_path):
+                raise InputError(
+                    out / n,
+                    "this is the job's input and would be overwritten by the selection; "
+                    "write the selection elsewhere with -o DIR",
+                )
+
+
 def write_selection(
     job_dir: str | os.PathLike[str] | Job,
     class_ids: Iterable[int],
@@ -66,6 +96,7 @@ def write_selection(
     coverage: ViewCoverage | None = None,
     resolution_limit_A: float | None = None,
     particle_filter: SelectionThresholds | ParticleVerdict | None = None,
+    overwrite: bool = True,
 ) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
@@ -91,6 +122,10 @@ def write_selection(
         with these thresholds, or its verdict for ``class_ids`` already computed) and write
         them, with the reason, to ``particles_removed.star``. Without it every particle of
         the selected classes is kept.
+    overwrite : bool
+        Replace a selection already in ``out_dir`` (the default, for the interactive
+        faces); ``False`` refuses (``twodclass select`` without ``--overwrite``). The job's
+        input file is never overwritten.
 
     Returns
     -------
@@ -101,7 +136,9 @@ def write_selection(
     Raises
     ------
     InputError
-        Unfinished job (no particle file) or unknown class numbers.
+        Unfinished job (no particle file), unknown class numbers, an output folder that
+        cannot be written, a selection already there (``overwrite=False``), or a file to
+        write that is the job's input.
     """
     from engine.io.atomic import atomic_write_text
     from engine.io.mrc import write_stack
@@ -126,7 +163,7 @@ def write_selection(
     if not ids:
         raise ParameterError("no classes selected")
     out = Path(out_dir) if out_dir is not None else job.job_dir
-    out.mkdir(parents=True, exist_ok=True)
+    _check_selection_folder(out, job, overwrite)
     names = JobFiles(out)
     paths = {
         "particles": names.particles_selected,

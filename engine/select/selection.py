@@ -170,8 +170,8 @@ class SelectionThresholds:
     )
 
     def validate(self) -> list[str]:
-        """Human-readable problems (empty when valid)."""
-        return range_problems(self)
+        """Human-readable problems (empty when valid): wrong type, NaN, out of range."""
+        return [str(p) for p in range_problems(self)]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,6 +10,7 @@ from pwem.protocols import ProtClassify2D
 from pyworkflow.protocol import params as pwparams
 
 from engine.errors import InputError
+from engine.io.claim import job_status
 from engine.io.jobfolder import Job, JobFiles, read_job_info
 from engine.params import ClassifyParams, param_specs
 
@@ -42,10 +43,10 @@ def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> l
     files = JobFiles(job_dir)
     if files.job.exists() and files.checkpoint.parent.is_dir():
         try:
-            status = read_job_info(job_dir).get("status")
+            status = job_status(job_dir, read_job_info(job_dir).get("status"))
         except InputError:
             status = None
-        if status in ("running", "cancelled", "failed"):
+        if status in ("running", "interrupted", "cancelled", "failed"):
             return [
                 "run",
                 "--resume",
@@ -61,11 +62,13 @@ def engine_arguments(input_star: str, job_dir: str, params: ClassifyParams) -> l
     return args + params.to_cli_args()
 
 
-def engine_messages(errors: list[str]) -> list[str]:
-    """Engine messages speak in CLI flags; name the form's labels instead (flags kept)."""
+def engine_messages(errors: list[object]) -> list[str]:
+    """Engine messages (problems or strings) speak in CLI flags; name the form's labels
+    instead (flags kept)."""
     specs = sorted(param_specs(), key=lambda s: len(s.flag), reverse=True)
     out = []
-    for msg in errors:
+    for problem in errors:
+        msg = str(problem)
         for s in specs:
             if s.flag in msg:
                 msg = msg.replace(s.flag, f"'{s.label}' ({s.flag[2:]})")

@@ -8,8 +8,13 @@ map is in benchmarks/reference_score.py.
 
 from __future__ import annotations
 
+import json
+
+import mrcfile
 import numpy as np
+import pandas as pd
 import pytest
+import starfile
 
 from engine.core.projection import VolumeProjector, euler_matrix
 from engine.select import reference_grid as grid
@@ -214,6 +219,104 @@ def test_d2_map_scores_symmetry_mates_alike(phantom: np.ndarray) -> None:
     r1 = score_classes(cls, APIX, vol, APIX, "C1")
     assert np.abs(r1.structure - r.structure).max() < 0.02
     assert r.n_directions["coarse"] < 0.3 * r1.n_directions["coarse"]
+
+
+# ------------------------------------------------------------------ the CLI and the files
+def _write_map(path, vol: np.ndarray, apix: float) -> None:
+    with mrcfile.new(path, overwrite=True) as m:
+        m.set_data(vol.astype(np.float32))
+        m.voxel_size = apix
+
+
+@pytest.fixture()
+def scored_job(tmp_path, phantom):
+    """A finished job whose classes are 3 views of the phantom, a mixture, a blob, noise."""
+    from tests.helpers_job import make_finished_job
+
+    job = make_finished_job(tmp_path, n_classes=6, n_particles=300, box=32, apix=APIX)
+    rng = np.random.default_rng(4)
+    vp = VolumeProjector(phantom)
+    views = vp.project(np.array([0.0, 120.0, 240.0]), np.array([40.0, 90.0, 140.0]))
+    yy, xx = np.mgrid[0:32, 0:32] - 16
+    blob = np.exp(-(xx**2 + yy**2) / 50.0) * views[0].max()
+    cls = np.concatenate(
+        [views, (0.5 * (views[0] + views[1][:, ::-1]))[None], blob[None], np.zeros((1, 32, 32))]
+    )
+    cls = cls + rng.normal(0, 0.1 * views.std(), cls.shape)
+    with mrcfile.new(job / "run_classes.mrcs", overwrite=True) as m:
+        m.set_data(cls.astype(np.float32))
+        m.voxel_size = APIX
+    ref = tmp_path / "map.mrc"
+    _write_map(ref, phantom_volume(48), APIX * 32 / 48)  # another box and pixel size
+    return job, ref
+
+
+def test_cli_select_reference_stores_scores_and_selects(scored_job, capsys) -> None:
+    from engine.cli import main
+
+    job, ref = scored_job
+    rc = main(
+        ["select", str(job), "--reference", str(ref), "--min-ref-structure", "0.85",
+         "--no-particle-filter", "--min-particles", "0", "--max-edge-signal", "1",
+         "--max-ice", "1", "--min-contrast", "0", "--max-res-A", "100"]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "reference score:" in out.out and "single-view classes" in out.out
+    model = starfile.read(job / "run_model.star", always_dict=True)
+    cl = model["model_classes"]
+    assert list(cl["tdcRefVerdict"][:3]) == ["single"] * 3
+    assert (cl["tdcRefStructure"][:3] > 0.9).all()
+    assert cl["tdcRefVerdict"][4] == "none" and cl["tdcRefVerdict"][5] == "none"
+    assert cl["tdcRefStructure"][3] < 0.85  # the mixture
+    assert model["model_general"]["tdcReferenceSymmetry"] == "C1"
+    with mrcfile.open(job / "reference_projections.mrcs") as m:
+        assert m.data.shape == (6, 32, 32)
+    info = json.loads((job / "selection.json").read_text())
+    assert info["class_ids"] == [1, 2, 3]
+    assert info["reference"]["symmetry"] == "C1"
+    assert info["reference"]["n_views"] == 3
+    assert info["reference"]["single_share"] == pytest.approx(
+        sum(info["counts"].values()) / 300, abs=1e-3
+    )
+    assert set(info["reference"]["classes"]) == {"1", "2", "3"}
+    assert "not a single view of the reference" in info["reasons"].get("4", "") or (
+        4 not in info["class_ids"]
+    )
+    sel = starfile.read(job / "classes_selected.star", always_dict=True)["model_classes"]
+    assert "tdcRefStructure" in sel.columns
+    # a stored score is used by a later selection without --reference
+    rc = main(
+        ["select", str(job), "--dry-run", "--min-ref-structure", "0.95", "--no-particle-filter"]
+    )
+    assert rc == 0
+
+
+def test_min_ref_structure_without_scores_says_what_to_do(tmp_path) -> None:
+    from engine.errors import ParameterError
+    from engine.select import SelectionThresholds, auto_select
+    from tests.helpers_job import make_finished_job
+
+    job = make_finished_job(tmp_path)
+    with pytest.raises(ParameterError, match="--reference MAP"):
+        auto_select(job, SelectionThresholds(min_ref_structure=0.8))
+
+
+def test_reference_summary_counts_particles_and_views() -> None:
+    from engine.select.reference_job import reference_summary
+
+    t = pd.DataFrame(
+        {
+            "tdcRefVerdict": ["single", "single", "blurred", "none", "single"],
+            "tdcRefView": [1, 1, 0, 0, 2],
+            "tdcRefRot": [0.0, 2.0, 0.0, 0.0, 90.0],
+            "tdcRefTilt": [10.0, 12.0, 0.0, 0.0, 90.0],
+        }
+    )
+    s = reference_summary(t, np.array([50, 30, 10, 5, 5]))
+    assert s["single_share"] == pytest.approx(0.85)
+    assert (s["n_views"], s["n_blurred"], s["n_none"]) == (2, 1, 1)
+    assert s["views"][0]["classes"] == [1, 2] and s["views"][0]["particles"] == 80
 
 
 def test_settings_default_band_and_weighting() -> None:

@@ -7,6 +7,9 @@ the Scipion select protocol:
 - :mod:`engine.select.selection`        thresholds, :func:`auto_select`, :func:`view_coverage`
 - :mod:`engine.select.particle_filter`  :func:`particle_outliers` (junk inside good classes)
 - :mod:`engine.select.files`            :func:`write_selection`, :func:`load_selection`
+- :mod:`engine.select.reference_job`    :func:`score_job` / :func:`score_images` (classes
+  against a 3D map, :mod:`engine.select.reference`), :func:`store_reference_scores`,
+  :func:`load_reference_scores`, :func:`reference_summary`
 """
 
 from engine.select.files import SELECTION_FILES, load_selection, parse_class_list, write_selection
@@ -17,6 +20,14 @@ from engine.select.particle_filter import (
     WEAK,
     ParticleVerdict,
     particle_outliers,
+)
+from engine.select.reference import ReferenceScores, ReferenceSettings
+from engine.select.reference_job import (
+    load_reference_scores,
+    reference_summary,
+    score_images,
+    score_job,
+    store_reference_scores,
 )
 from engine.select.selection import (
     SelectionThresholds,
@@ -32,12 +43,19 @@ __all__ = [
     "SELECTION_FILES",
     "WEAK",
     "ParticleVerdict",
+    "ReferenceScores",
+    "ReferenceSettings",
     "SelectionThresholds",
     "ViewCoverage",
     "auto_select",
     "load_selection",
     "parse_class_list",
     "particle_outliers",
+    "load_reference_scores",
+    "reference_summary",
+    "score_images",
+    "score_job",
+    "store_reference_scores",
     "view_coverage",
     "write_selection",
 ]

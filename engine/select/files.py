@@ -71,6 +71,7 @@ def write_selection(
     coverage: ViewCoverage | None = None,
     resolution_limit_A: float | None = None,
     particle_filter: SelectionThresholds | ParticleVerdict | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
@@ -96,6 +97,10 @@ def write_selection(
         with these thresholds, or its verdict for ``class_ids`` already computed) and write
         them, with the reason, to ``particles_removed.star``. Without it every particle of
         the selected classes is kept.
+    reference : mapping, optional
+        The reference-based scoring (map, symmetry, summary), recorded in ``selection.json``
+        with each selected class's ``_tdcRef*`` scores (taken from ``job.model``, which
+        ``classes_selected.star`` copies too).
 
     Returns
     -------
@@ -190,11 +195,23 @@ def write_selection(
         ),
         "reasons": {str(int(c)): str(r) for c, r in sorted((reasons or {}).items())},
         "coverage": None if coverage is None else dataclasses.asdict(coverage),
+        "reference": _reference_info(reference, model, ids),
         "files": {k: v.name for k, v in paths.items() if k != "json"},
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_text(paths["json"], json.dumps(info, indent=2, default=_json_default) + "\n")
     return paths
+
+
+def _reference_info(reference: Mapping[str, Any] | None, model: Any, ids: list[int]) -> Any:
+    """``selection.json``'s ``reference``: the scoring and each selected class's scores."""
+    from engine.select.reference import REFERENCE_COLUMNS
+
+    if reference is None:
+        return None
+    cols = [c for c in REFERENCE_COLUMNS if c in model.columns]
+    classes = {str(c): {k: model[k].iloc[i] for k in cols} for i, c in enumerate(ids)}
+    return {**dict(reference), "classes": classes}
 
 
 def load_selection(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

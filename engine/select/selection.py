@@ -28,6 +28,7 @@ from engine.errors import InputError, ParameterError
 from engine.fields import from_dict_strict, range_problems
 from engine.io.jobfolder import Job, load_job
 from engine.select import class_stats as _stats
+from engine.select.reference import CALIBRATION, REFERENCE_COLUMNS, SINGLE_VIEW_MIN
 
 __all__ = ["SelectionThresholds", "ViewCoverage", "auto_select", "view_coverage"]
 
@@ -41,10 +42,11 @@ def _t(
     unit: str = "",
     min: float | None = None,
     max: float | None = None,
+    unset: str = "auto",
 ) -> Any:
     return field(
         default=default,
-        metadata=dict(flag=flag, label=label, help=help, unit=unit, min=min, max=max),
+        metadata=dict(flag=flag, label=label, help=help, unit=unit, min=min, max=max, unset=unset),
     )
 
 
@@ -168,6 +170,18 @@ class SelectionThresholds:
         min=0.0,
     )
 
+    min_ref_structure: float | None = _t(
+        None,
+        flag="--min-ref-structure",
+        label="Minimum reference structure score",
+        help="Drop classes whose structure score against the reference map "
+        f"(twodclass select --reference) is lower; {SINGLE_VIEW_MIN:.2f} keeps single "
+        f"views only (calibration: {CALIBRATION}).",
+        min=-1.0,
+        max=1.0,
+        unset="off",
+    )
+
     def validate(self) -> list[str]:
         """Human-readable problems (empty when valid)."""
         return range_problems(self)
@@ -286,6 +300,7 @@ def auto_select(
     carbon = st["tdcStraightEdge"].to_numpy(float)
     ice = st["tdcRingScore"].to_numpy(float)
     max_off_A = th.max_centre_offset * mask_radius_A if mask_radius_A else np.inf
+    ref_structure = _ref_structure(job_or_model, st, th)
 
     image_fail: list[list[str]] = [[] for _ in range(k)]
     other_fail: list[list[str]] = [[] for _ in range(k)]
@@ -304,6 +319,11 @@ def auto_select(
             f.append(f"signal at the mask edge ({edge[i]:.2f} > {th.max_edge_signal:.2f})")
         if offset[i] > max_off_A:
             f.append(f"off-centre ({offset[i]:.0f} Å > {max_off_A:.0f} Å)")
+        if ref_structure is not None and not ref_structure[i] >= th.min_ref_structure:
+            f.append(
+                f"not a single view of the reference (structure {ref_structure[i]:.2f} < "
+                f"{th.min_ref_structure:.2f})"
+            )
         if res[i] > max_res * (1 + 1e-6):  # resolutions sit on Fourier shells: ties pass
             other_fail[i].append("resolution " + _fmt_res_pair(res[i], max_res))
         if counts[i] < th.min_particles:
@@ -351,9 +371,35 @@ def auto_select(
     for c in _stats.STAT_COLUMNS:
         if c != "tdcViewFamily":
             out[c] = st[c].to_numpy()
+    ref = job_or_model.model if isinstance(job_or_model, Job) else st
+    for c in REFERENCE_COLUMNS:
+        if c in ref.columns:
+            out[c] = ref[c].to_numpy()
     out.attrs["max_res_A"] = max_res
     out.attrs["thresholds"] = th.to_dict()
     return out
+
+
+def _ref_structure(
+    job_or_model: Job | pd.DataFrame, st: pd.DataFrame, th: SelectionThresholds
+) -> np.ndarray | None:
+    """``tdcRefStructure`` per class when ``th.min_ref_structure`` asks for it (None if not)."""
+    if th.min_ref_structure is None:
+        return None
+    ref = job_or_model.model if isinstance(job_or_model, Job) else st
+    if "tdcRefStructure" not in ref.columns:
+        raise ParameterError(
+            f"{_flag('min_ref_structure')} needs reference scores: score the classes "
+            "against a map first (twodclass select --reference MAP)"
+        )
+    return pd.to_numeric(ref["tdcRefStructure"], errors="coerce").to_numpy(float)
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a :class:`SelectionThresholds` field."""
+    return next(
+        f.metadata["flag"] for f in dataclasses.fields(SelectionThresholds) if f.name == name
+    )
 
 
 def _fmt_res(r: float, digits: int | None = None) -> str:

@@ -322,3 +322,38 @@ def test_reference_summary_counts_particles_and_views() -> None:
 def test_settings_default_band_and_weighting() -> None:
     st = ReferenceSettings()
     assert (st.band_low_A, st.band_high_A, st.weighting) == (200.0, 12.0, "class")
+
+
+# ------------------------------------------------------------------ the terminal browser
+def test_class_detail_shows_the_class_beside_its_best_projection(scored_job, monkeypatch):
+    import asyncio
+
+    from engine.io.jobfolder import load_job
+    from engine.select import score_job, store_reference_scores
+    from tests.helpers_tui import browser_ready
+    from tui.app import TwodclassApp
+    from tui.screen_detail import ClassDetailScreen
+
+    monkeypatch.setenv("TWODCLASS_HALFBLOCK", "1")
+    job_dir, ref = scored_job
+    job = load_job(job_dir, read_data=False)
+    store_reference_scores(job, score_job(job, ref, "C1"), ref)
+
+    async def run() -> None:
+        app = TwodclassApp("browse", job_dir=job_dir)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await browser_ready(pilot, app)
+            await pilot.press("enter")
+            await pilot.pause()
+            detail = app.screen
+            assert isinstance(detail, ClassDetailScreen) and detail.number == 1
+            images = detail.query(".detail-big")
+            assert len(images) == 2  # the class and its best projection
+            proj = images[1].image
+            cls = job.classes[0]
+            assert np.corrcoef(proj.ravel(), cls.ravel())[0, 1] > 0.8
+            text = str(detail.query_one("#detail-stats").render())
+            assert "reference" in text and "single view" in text and "tilt" in text
+            await pilot.press("escape")
+
+    asyncio.run(run())

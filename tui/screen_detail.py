@@ -1,5 +1,7 @@
 """One class in detail: a larger image, its statistics, member particles aligned to it, and
-how many of its particles the particle filter removes (when it is on)."""
+how many of its particles the particle filter removes (when it is on). When the classes were
+scored against a 3D map (``twodclass select --reference``, or Scipion's select protocol), the
+class is shown beside its best-matching projection, with the score and the direction."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class ClassDetailScreen(Screen[None]):
     ]
 
     _run_data_cache: dict[str, dict] = {}
+    _reference_cache: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -82,7 +85,13 @@ class ClassDetailScreen(Screen[None]):
         self.sub_title = f"class {self.number}"
         box = self.query_one("#detail-image", Vertical)
         box.remove_children()
-        box.mount(make_image(self.job.images[self._index()], classes="detail-big"))
+        image = make_image(self.job.images[self._index()], classes="detail-big")
+        proj = self._reference_projection()
+        if proj is None:
+            box.mount(image)
+        else:  # the class beside its best projection of the reference map
+            box.styles.width = 2 * 44
+            box.mount(Horizontal(image, make_image(proj, classes="detail-big")))
         self._request_filter()
         self._update_stats()
         self.query_one("#detail-samples", Horizontal).remove_children()
@@ -108,12 +117,18 @@ class ClassDetailScreen(Screen[None]):
             v = c.stats.get(key)
             if isinstance(v, (int, float)):
                 lines.append(f"{label:<19} {v:.3g}")
+        lines += self._reference_lines(c.stats)
         for key, v in sorted(c.stats.items()):
-            if key.startswith("tdc") and key not in (
-                "tdcClassNumber",
-                "tdcParticleCount",
-                "tdcEffectiveSampleSize",
-                "tdcMeanMaxProb",
+            if (
+                key.startswith("tdc")
+                and not key.startswith("tdcRef")
+                and key
+                not in (
+                    "tdcClassNumber",
+                    "tdcParticleCount",
+                    "tdcEffectiveSampleSize",
+                    "tdcMeanMaxProb",
+                )
             ):
                 lines.append(
                     f"{key[3:]:<19} {v:.3g}" if isinstance(v, float) else f"{key[3:]:<19} {v}"
@@ -123,6 +138,39 @@ class ClassDetailScreen(Screen[None]):
             lines.append("")
             lines.append(f"auto: {'keep' if sug.keep else 'drop'} — {sug.reason}")
         self.query_one("#detail-stats", Static).update("\n".join(lines))
+
+    # ------------------------------------------------------------------ reference map
+    def _reference_projection(self) -> np.ndarray | None:
+        """This class's best projection of the reference map (None if never scored)."""
+        from engine.select.reference_job import PROJECTIONS_FILE, load_reference_scores
+
+        path = self.job.job_dir / PROJECTIONS_FILE
+        key = f"{path}:{path.stat().st_mtime_ns if path.exists() else 0}"
+        if key not in self._reference_cache:
+            try:
+                res = load_reference_scores(self.job.job_dir)
+            except Exception:  # noqa: BLE001 - a missing or odd file: show the class alone
+                res = None
+            self._reference_cache.clear()
+            self._reference_cache[key] = None if res is None else res.projections
+        proj = self._reference_cache[key]
+        return None if proj is None else proj[self._index()]
+
+    @staticmethod
+    def _reference_lines(stats: dict[str, Any]) -> list[str]:
+        """``reference  single view 3 (structure 0.93)`` and the matching direction."""
+        s = stats.get("tdcRefStructure")
+        if not isinstance(s, (int, float)):
+            return []
+        verdict = str(stats.get("tdcRefVerdict", ""))
+        what = f"single view {stats.get('tdcRefView')}" if verdict == "single" else verdict
+        return [
+            f"{'reference':<19} {what} (structure {s:.2f}, "
+            f"correlation {stats.get('tdcRefCorrelation', float('nan')):.2f})",
+            f"{'  best projection':<19} rot {stats.get('tdcRefRot', 0):.0f}°, "
+            f"tilt {stats.get('tdcRefTilt', 0):.0f}°, psi {stats.get('tdcRefPsi', 0):.0f}°"
+            " (shown on the right)",
+        ]
 
     # ------------------------------------------------------------------ particle filter
     def _filter_ids(self) -> list[int]:

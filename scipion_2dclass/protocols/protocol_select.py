@@ -1,15 +1,18 @@
-"""ProtTwoDSelect: keep the good 2D classes (criteria, explicit ids, automatic selection)
-and, for classes of a twodclass job, leave out the outlier particles inside them."""
+"""ProtTwoDSelect: keep the good 2D classes (criteria, explicit ids, automatic selection,
+optionally the score against a 3D reference map) and, for classes of a twodclass job, leave
+out the outlier particles inside them."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
+import numpy as np
 from pwem.constants import ALIGN_NONE
 from pwem.objects import SetOfAverages, SetOfClasses2D, SetOfParticles
 from pwem.protocols.protocol_2d import Prot2D
-from pyworkflow.object import String
+from pyworkflow.object import Float, Integer, String
 from pyworkflow.protocol import params as pwparams
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
@@ -71,6 +74,60 @@ def add_filter_params(form) -> None:
             condition="removeOutliers",
             validators=validators,
         )
+
+
+def add_reference_params(form) -> None:
+    """The optional reference map (``twodclass select --reference/--symmetry``) and the
+    minimum structure score (``--min-ref-structure``, label and help from
+    ``SelectionThresholds``)."""
+    from engine.select.reference import CALIBRATION, NO_STRUCTURE_MAX, SINGLE_VIEW_MIN
+
+    md = next(
+        f.metadata for f in dataclasses.fields(SelectionThresholds) if f.name == "min_ref_structure"
+    )
+    form.addParam(
+        "referenceVolume",
+        pwparams.PointerParam,
+        pointerClass="Volume",
+        allowsNull=True,
+        label="Reference map (optional)",
+        help="Score every class against this 3D map (any box and pixel size): projections "
+        "over the symmetry's asymmetric unit, each class matched over in-plane rotations "
+        "and shifts (never mirrored), CTF-free, in the band 200-12 Å. A structure score "
+        f"(rotational averages removed) >= {SINGLE_VIEW_MIN:.2f} calls a class a single "
+        f"view, below {NO_STRUCTURE_MAX:.2f} without structure, blurred or mixed in "
+        f"between ({CALIBRATION}). The scores, the matching direction and the view are "
+        "attached to the output classes and averages (_tdcRef*). "
+        "(twodclass select --reference)",
+    )
+    form.addParam(
+        "symmetryGroup",
+        pwparams.StringParam,
+        default="C1",
+        condition="referenceVolume",
+        label="Symmetry of the map",
+        help="C1, Cn or Dn with RELION's axes (twodclass select --symmetry).",
+    )
+    form.addParam(
+        "minRefStructure",
+        pwparams.FloatParam,
+        default=0.0,
+        condition="referenceVolume",
+        label=md["label"],
+        help=f"{md['help']} 0 = do not select by it. (twodclass select {md['flag']})",
+    )
+
+
+#: output attributes per class (``_tdcRef*``): reference.json key -> Scipion type
+_REF_ATTRS = {
+    "structure": Float,
+    "correlation": Float,
+    "verdict": String,
+    "view": Integer,
+    "rot": Float,
+    "tilt": Float,
+    "psi": Float,
+}
 
 
 class ProtTwoDSelect(Prot2D):
@@ -183,6 +240,7 @@ class ProtTwoDSelect(Prot2D):
             "(twodclass select; No = --no-particle-filter)",
         )
         add_filter_params(form)
+        add_reference_params(form)
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self) -> None:
@@ -200,6 +258,52 @@ class ProtTwoDSelect(Prot2D):
             ClassInfo(int(c.getObjId()), int(c.getSize()), class_resolution(c))
             for c in self.inputClasses.get().iterItems(orderBy="id")
         ]
+
+    def referenceScores(self) -> dict | None:
+        """Score the input class averages against the reference map (None without one):
+        ``{"map", "symmetry", "summary", "classes": {id: {structure, ...}}}``; the best
+        projections go to ``extra/reference_projections.mrcs``."""
+        vol = self.referenceVolume.get() if self.referenceVolume.hasValue() else None
+        if vol is None:
+            return None
+        from engine.io.jobfolder import load_job
+        from engine.io.mrc import open_stack, write_stack
+        from engine.select.reference_job import reference_summary, score_images
+
+        ids, images, counts, apix = [], [], [], 0.0
+        for cls in self.inputClasses.get().iterItems(orderBy="id"):
+            rep = cls.getRepresentative()
+            index, fname = rep.getLocation()
+            arr, file_apix = open_stack(fname.split(":")[0])
+            images.append(np.array(arr[max(int(index or 1), 1) - 1], dtype=np.float32))
+            ids.append(int(cls.getObjId()))
+            counts.append(int(cls.getSize()))
+            apix = apix or rep.getSamplingRate() or cls.getSamplingRate() or file_apix
+        job_dir = self.getJobDir()
+        diameter = load_job(job_dir, read_data=False).diameter_A if job_dir else None
+        fname = vol.getFileName().split(":")[0]
+        scores = score_images(
+            np.stack(images), float(apix), fname, self.symmetryGroup.get() or "C1",
+            map_apix_A=vol.getSamplingRate(), diameter_A=diameter, weights=np.array(counts),
+        )  # fmt: skip
+        write_stack(self._getExtraPath("reference_projections.mrcs"), scores.projections, apix)
+        table = scores.table()
+        summ = reference_summary(table, np.array(counts), np.array(ids))
+        keys = dict(zip(_REF_ATTRS, ("tdcRefStructure", "tdcRefCorrelation", "tdcRefVerdict",
+                                     "tdcRefView", "tdcRefRot", "tdcRefTilt", "tdcRefPsi"),
+                        strict=True))  # fmt: skip
+        classes = {
+            str(cid): {k: table[col].iloc[i].item() if hasattr(table[col].iloc[i], "item")
+                       else table[col].iloc[i] for k, col in keys.items()}
+            for i, cid in enumerate(ids)
+        }  # fmt: skip
+        return {
+            "map": fname,
+            "symmetry": scores.symmetry,
+            "seconds": round(scores.seconds, 1),
+            "summary": summ["text"],
+            "classes": classes,
+        }
 
     def computeDecisions(self) -> tuple[list[Decision], str]:
         auto, note, saved = None, "automatic selection off", None
@@ -220,6 +324,21 @@ class ProtTwoDSelect(Prot2D):
             saved=saved,
         )
         return decisions, note
+
+    def applyReferenceCriterion(self, decisions: list[Decision], reference: dict | None) -> None:
+        """Reject the kept classes whose structure score is below 'Minimum reference
+        structure score' (classes in 'Always keep classes' stay)."""
+        limit = float(self.minRefStructure.get() or 0.0)
+        if reference is None or limit <= 0:
+            return
+        always = parse_ids(self.keepIds.get())
+        for d in decisions:
+            s = reference["classes"].get(str(d.class_id), {}).get("structure")
+            if d.keep and d.class_id not in always and s is not None and s < limit:
+                d.keep = False
+                d.reasons.append(
+                    f"not a single view of the reference (structure {s:.2f} < {limit:.2f})"
+                )
 
     def filterThresholds(self) -> SelectionThresholds | None:
         """The particle filter's thresholds, or None when it is off: those of the form, or,
@@ -243,8 +362,12 @@ class ProtTwoDSelect(Prot2D):
         )
 
     def selectStep(self) -> None:
+        reference = self.referenceScores()
         decisions, note = self.computeDecisions()
+        self.applyReferenceCriterion(decisions, reference)
         self.info(note)
+        if reference is not None:
+            self.info(reference["summary"])
         for d in decisions:
             self.info(d.describe())
         enabled = {int(c.getObjId()) for c in self.inputClasses.get().iterItems() if c.isEnabled()}
@@ -257,6 +380,7 @@ class ProtTwoDSelect(Prot2D):
                 {"class": d.class_id, "keep": d.keep, "reasons": d.reasons} for d in decisions
             ],
             "particle_filter": {**pfilter.info, "summary": pfilter.summary},
+            "reference": reference,
         }
         with open(self._getExtraPath("selection.json"), "w") as f:
             json.dump(
@@ -303,6 +427,14 @@ class ProtTwoDSelect(Prot2D):
             return cls.getObjId() in keep
 
         removed = self.removedParticles()
+        ref = ((self._record() or {}).get("reference") or {}).get("classes", {})
+
+        def with_scores(obj, cid) -> None:
+            for key, typ in _REF_ATTRS.items():
+                v = ref.get(str(int(cid)), {}).get(key)
+                if v is not None:
+                    setattr(obj, "_tdcRef" + key.capitalize(), typ(v))
+
         alignment = inputClasses.getFirstItem().getAlignment()
         particles = self._createSetOfParticles()
         particles.copyInfo(inputClasses.getImages())
@@ -322,6 +454,7 @@ class ProtTwoDSelect(Prot2D):
             new_cls = classes.ITEM_TYPE()
             new_cls.copyInfo(cls)
             new_cls.setObjId(cls.getObjId())
+            with_scores(new_cls, cls.getObjId())
             classes.append(new_cls)
             for img in cls.iterItems(orderBy="id"):
                 if not img.isEnabled():
@@ -347,6 +480,7 @@ class ProtTwoDSelect(Prot2D):
             if not averages.getSamplingRate():
                 averages.setSamplingRate(rep.getSamplingRate() or cls.getSamplingRate())
             rep.setObjId(cls.getObjId())
+            with_scores(rep, cls.getObjId())
             averages.append(rep)
 
         outputs = {
@@ -405,6 +539,10 @@ class ProtTwoDSelect(Prot2D):
                     f"are in outputRemovedParticles"
                 )
             lines.append(text + ".")
+        if rec.get("reference"):
+            r = rec["reference"]
+            lines.append(f"Reference {os.path.basename(r['map'])} ({r['symmetry']}):")
+            lines += r["summary"].split("\n")
         rejected = [d for d in decisions if not d["keep"]]
         if rejected:
             lines.append("Rejected classes:")

@@ -129,10 +129,28 @@ def job_report(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     scores = score_job(job, args.map, args.symmetry, map_apix_A=args.map_apix)
     dt = time.perf_counter() - t0
-    summ = reference_summary(scores.table(), job.counts)
+    table = scores.table()
+    summ = reference_summary(table, job.counts)
     print(summ["text"])
+    # every class with structure (single or blurred) grouped by its matched direction
+    ops = grid.symmetry_operators(args.symmetry)
+    some = np.flatnonzero(scores.verdict != "none")
+    dirs = grid.angles_to_directions(scores.rot_deg[some], scores.tilt_deg[some])
+    fam = grid.cluster_directions(dirs, ops, 15.0, job.counts[some].astype(float))
+    families = []
+    print("classes per matched direction (15°, symmetry-aware; single + blurred):")
+    for f in range(1, int(fam.max(initial=0)) + 1):
+        m = some[fam == f]
+        single = int((scores.verdict[m] == "single").sum())
+        families.append(
+            dict(family=f, classes=len(m), single=single, blurred=len(m) - single,
+                 particles=int(job.counts[m].sum()), class_numbers=[int(i + 1) for i in m])
+        )  # fmt: skip
+        print(f"  direction {f:>2}: {len(m)} classes ({single} single, {len(m) - single} "
+              f"blurred), {int(job.counts[m].sum())} particles")  # fmt: skip
     print(f"{job.n_classes} classes scored in {dt:.1f} s ({scores.n_directions})")
-    return {**{k: v for k, v in summ.items() if k != "text"}, "seconds": round(dt, 1)}
+    out = {k: v for k, v in summ.items() if k != "text"}
+    return {**out, "directions": families, "seconds": round(dt, 1)}
 
 
 def main() -> None:

@@ -9,18 +9,18 @@ the correlation of a class ``C`` with a projection ``P`` turned by ``psi`` is, r
     rho_r(psi) = sum_m C_r(m) conj(P_r(m)) exp(i m psi) / (|C_r| |P_r|)
 
 (one inverse FFT over ``m`` gives every ``psi``). The score averages the rings with weights
-``r |C_r|^2`` (the class's power, area-weighted)::
+``r |C_r|^2`` (the class's power, area-weighted; :data:`WEIGHTING`)::
 
     score(psi) = sum_r r |C_r|^2 rho_r(psi) / sum_r r |C_r|^2
 
-so it lies in [-1, 1], is blind to the overall scale and to the radial amplitude fall-off of
-either image (CTF correction, B-factor, Wiener filtering), and rings where the class has no
-power (past its resolution) barely count. With ``structure=True`` the ``m = 0`` term (the
-image's rotational average about the box centre) is left out of the sums and of the norms:
-a round blob then has nothing left to correlate, and a mixture of two views keeps only
-about ``1/sqrt(2)`` of a single view's score. The weights factor into a class part
-``r |C_r| C_r(m) / Z`` and a projection part ``P_r(m) / |P_r|``, so the sum over rings for all
-(projection) x (class, shift) pairs is one complex matrix product per ``m``.
+so it lies in [-1, 1], is blind to the scale of either image and to the projection's radial
+amplitude fall-off (map sharpening or filtering), and rings where the class has no power
+(past the resolution the engine low-passes it to) do not count. With ``structure`` the
+rotational average of each image about its density centre (the mean of each ring, ``m = 0``)
+is removed first: a round blob then has nothing left to correlate, and a mixture of two
+views keeps only about ``1/sqrt(2)`` of a single view's score. The weights factor into a
+class part ``r |C_r| C_r(m) / Z`` and a projection part ``P_r(m) / |P_r|``, so the sum over
+rings for all (projection) x (class, shift) pairs is one complex matrix product per ``m``.
 
 Shifts are phase ramps on the class rings (``C`` moved by ``+t`` px), searched on a small
 grid. A class matches ``P`` at ``(psi, t)`` when ``C`` ~ ``P`` turned by ``+psi`` (from +x
@@ -46,8 +46,9 @@ __all__ = [
     "score_at",
 ]
 
-#: whose ring power weights the rings: "projection" (rings where the class lacks the
-#: projection's structure count against it) or "class"
+#: whose power weights the rings: "class" (the default: the class's own spectrum sets the
+#: band), "projection" (rings where the class lacks the projection's structure count against
+#: it; noise scores 0.4-0.5 there) or "ncc" (plain normalised cross-correlation)
 WEIGHTING = "class"
 PAD = 2  # zero padding of the transforms the rings are interpolated from
 

@@ -1,7 +1,9 @@
 """One class in detail: a larger image, its statistics (labels with units), its resolution
 curve (SSNR against 1/Å), member particles aligned to it (low-passed to the class's
 resolution; ``r`` shows them raw), and how many of its particles the particle filter
-removes (when it is on)."""
+removes (when it is on). When the classes were scored against a 3D map (``twodclass select
+--reference``, or Scipion's select protocol), the class is shown beside its best-matching
+projection, with the score and the direction."""
 
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class ClassDetailScreen(Screen[None]):
 
     _run_data_cache: dict[str, dict] = {}
     _curves_cache: dict[str, dict[int, ClassCurve]] = {}
+    _reference_cache: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -96,7 +99,13 @@ class ClassDetailScreen(Screen[None]):
         self.sub_title = f"class {self.number}"
         box = self.query_one("#detail-image", Vertical)
         box.remove_children()
-        box.mount(ImageView(self.job.images[self._index()], classes="detail-big"))
+        image = ImageView(self.job.images[self._index()], classes="detail-big")
+        proj = self._reference_projection()
+        if proj is None:
+            box.mount(image)
+        else:  # the class beside its best projection of the reference map
+            box.styles.width = 2 * 44
+            box.mount(Horizontal(image, ImageView(proj, classes="detail-big")))
         self._request_filter()
         self._update_stats()
         self.query_one("#detail-samples", Horizontal).remove_children()
@@ -117,6 +126,7 @@ class ClassDetailScreen(Screen[None]):
         ]
         for label, value, _ in stat_lines(c.stats):
             lines.append(f"{escape(label):<{LABEL_W}} {escape(value)}")
+        lines += self._reference_lines(c.stats)
         sug = self.suggestions.get(self.number)
         if sug is not None:
             lines.append("")
@@ -126,6 +136,40 @@ class ClassDetailScreen(Screen[None]):
         stats.tooltip = "\n".join(
             f"{v[0]} ({v[1] or 'no unit'}): {v[3]}" for v in STAT_LABELS.values()
         )
+
+    # ------------------------------------------------------------------ reference map
+    def _reference_projection(self) -> np.ndarray | None:
+        """This class's best projection of the reference map (None if never scored)."""
+        from engine.io.jobfolder import JobFiles
+        from engine.select.reference_job import load_reference_scores
+
+        path = JobFiles(self.job.job_dir).reference_projections
+        key = f"{path}:{path.stat().st_mtime_ns if path.exists() else 0}"
+        if key not in self._reference_cache:
+            try:
+                res = load_reference_scores(self.job.job_dir)
+            except Exception:  # noqa: BLE001 - a missing or odd file: show the class alone
+                res = None
+            self._reference_cache.clear()
+            self._reference_cache[key] = None if res is None else res.projections
+        proj = self._reference_cache[key]
+        return None if proj is None else proj[self._index()]
+
+    @staticmethod
+    def _reference_lines(stats: dict[str, Any]) -> list[str]:
+        """``reference  single view 3 (structure 0.93)`` and the matching direction."""
+        s = stats.get("tdcRefStructure")
+        if not isinstance(s, (int, float)):
+            return []
+        verdict = str(stats.get("tdcRefVerdict", ""))
+        what = f"single view {stats.get('tdcRefView')}" if verdict == "single" else verdict
+        return [
+            f"{'Reference map':<{LABEL_W}} {what} (structure {s:.2f}, "
+            f"correlation {stats.get('tdcRefCorrelation', float('nan')):.2f})",
+            f"{'  best projection':<{LABEL_W}} rot {stats.get('tdcRefRot', 0):.0f}°, "
+            f"tilt {stats.get('tdcRefTilt', 0):.0f}°, psi {stats.get('tdcRefPsi', 0):.0f}°"
+            " (shown on the right)",
+        ]
 
     # ------------------------------------------------------------------ particle filter
     def _filter_ids(self) -> list[int]:

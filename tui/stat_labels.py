@@ -85,5 +85,7 @@ def stat_lines(stats: dict[str, Any], width: int = 28) -> list[tuple[str, str, s
     for col, v in stats.items():
         if col in STAT_LABELS or col in SKIP or not isinstance(v, (int, float)):
             continue
+        if col.startswith("tdcRef"):  # the reference-map scores have lines of their own
+            continue
         out.append((label_of(col)[0], format_stat(col, v), ""))
     return out

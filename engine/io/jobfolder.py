@@ -105,6 +105,11 @@ class JobFiles:
     def classes_selected_star(self) -> Path:
         return self.dir / "classes_selected.star"
 
+    @property
+    def reference_projections(self) -> Path:
+        """The best projection of a reference map for each class (``select --reference``)."""
+        return self.dir / "reference_projections.mrcs"
+
     def selection_files(self) -> tuple[Path, ...]:
         return (
             self.particles_selected,

@@ -21,8 +21,9 @@ import numpy as np
 
 from engine.errors import InputError, ParameterError
 from engine.io.jobfolder import Job, JobFiles, load_job
+from engine.select.coverage import ViewCoverage
 from engine.select.particle_filter import ParticleVerdict, particle_outliers
-from engine.select.selection import SelectionThresholds, ViewCoverage
+from engine.select.selection import SelectionThresholds
 
 __all__ = ["SELECTION_FILES", "write_selection", "load_selection", "parse_class_list"]
 
@@ -97,6 +98,7 @@ def write_selection(
     resolution_limit_A: float | None = None,
     particle_filter: SelectionThresholds | ParticleVerdict | None = None,
     overwrite: bool = True,
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the selection files of the classes ``class_ids`` (atomically).
 
@@ -126,6 +128,10 @@ def write_selection(
         Replace a selection already in ``out_dir`` (the default, for the interactive
         faces); ``False`` refuses (``twodclass select`` without ``--overwrite``). The job's
         input file is never overwritten.
+    reference : mapping, optional
+        The reference-based scoring (map, symmetry, summary), recorded in ``selection.json``
+        with each selected class's ``_tdcRef*`` scores (taken from ``job.model``, which
+        ``classes_selected.star`` copies too).
 
     Returns
     -------
@@ -223,11 +229,23 @@ def write_selection(
         ),
         "reasons": {str(int(c)): str(r) for c, r in sorted((reasons or {}).items())},
         "coverage": None if coverage is None else dataclasses.asdict(coverage),
+        "reference": _reference_info(reference, model, ids),
         "files": {k: v.name for k, v in paths.items() if k != "json"},
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_text(paths["json"], json.dumps(info, indent=2, default=_json_default) + "\n")
     return paths
+
+
+def _reference_info(reference: Mapping[str, Any] | None, model: Any, ids: list[int]) -> Any:
+    """``selection.json``'s ``reference``: the scoring and each selected class's scores."""
+    from engine.select.reference import REFERENCE_COLUMNS
+
+    if reference is None:
+        return None
+    cols = [c for c in REFERENCE_COLUMNS if c in model.columns]
+    classes = {str(c): {k: model[k].iloc[i] for k in cols} for i, c in enumerate(ids)}
+    return {**dict(reference), "classes": classes}
 
 
 def load_selection(job_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -6,8 +6,8 @@ decision per class with a reason a user can check ("resolution 28 Å > 15 Å", "
 ice ring/blob, no signal at the mask edge, centred, some contrast) and has enough particles
 at a good enough resolution. A small class that is the only good class of its *view family*
 (classes showing the same view, :func:`engine.select.class_stats.view_families`) is kept too,
-so a rare view survives. :func:`view_coverage` says which views a selection keeps and warns
-when it drops the last class of one.
+so a rare view survives. :func:`engine.select.coverage.view_coverage` says which views a
+selection keeps and warns when it drops the last class of one.
 
 The particle filter is in :mod:`engine.select.particle_filter`, the selection files in
 :mod:`engine.select.files`.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,9 @@ from engine.fields import from_dict_strict, range_problems
 from engine.io.jobfolder import Job, load_job
 from engine.params import mask_diameters_A
 from engine.select import class_stats as _stats
+from engine.select.reference import CALIBRATION, REFERENCE_COLUMNS, SINGLE_VIEW_MIN
 
-__all__ = ["SelectionThresholds", "ViewCoverage", "auto_select", "view_coverage"]
+__all__ = ["SelectionThresholds", "auto_select"]
 
 
 def _t(
@@ -42,10 +43,11 @@ def _t(
     unit: str = "",
     min: float | None = None,
     max: float | None = None,
+    unset: str = "auto",
 ) -> Any:
     return field(
         default=default,
-        metadata=dict(flag=flag, label=label, help=help, unit=unit, min=min, max=max),
+        metadata=dict(flag=flag, label=label, help=help, unit=unit, min=min, max=max, unset=unset),
     )
 
 
@@ -169,6 +171,18 @@ class SelectionThresholds:
         min=0.0,
     )
 
+    min_ref_structure: float | None = _t(
+        None,
+        flag="--min-ref-structure",
+        label="Minimum reference structure score",
+        help="Drop classes whose structure score against the reference map "
+        f"(twodclass select --reference) is lower; {SINGLE_VIEW_MIN:.2f} keeps single "
+        f"views only (calibration: {CALIBRATION}).",
+        min=-1.0,
+        max=1.0,
+        unset="off",
+    )
+
     def validate(self) -> list[str]:
         """Human-readable problems (empty when valid): wrong type, NaN, out of range."""
         return [str(p) for p in range_problems(self)]
@@ -287,6 +301,7 @@ def auto_select(
     carbon = st["tdcStraightEdge"].to_numpy(float)
     ice = st["tdcRingScore"].to_numpy(float)
     max_off_A = th.max_centre_offset * mask_radius_A if mask_radius_A else np.inf
+    ref_structure = _ref_structure(job_or_model, st, th)
 
     image_fail: list[list[str]] = [[] for _ in range(k)]
     other_fail: list[list[str]] = [[] for _ in range(k)]
@@ -305,6 +320,11 @@ def auto_select(
             f.append(f"signal at the mask edge ({edge[i]:.2f} > {th.max_edge_signal:.2f})")
         if offset[i] > max_off_A:
             f.append(f"off-centre ({offset[i]:.0f} Å > {max_off_A:.0f} Å)")
+        if ref_structure is not None and not ref_structure[i] >= th.min_ref_structure:
+            f.append(
+                f"not a single view of the reference (structure {ref_structure[i]:.2f} < "
+                f"{th.min_ref_structure:.2f})"
+            )
         if res[i] > max_res * (1 + 1e-6):  # resolutions sit on Fourier shells: ties pass
             other_fail[i].append("resolution " + _fmt_res_pair(res[i], max_res))
         if counts[i] < th.min_particles:
@@ -352,9 +372,35 @@ def auto_select(
     for c in _stats.STAT_COLUMNS:
         if c != "tdcViewFamily":
             out[c] = st[c].to_numpy()
+    ref = job_or_model.model if isinstance(job_or_model, Job) else st
+    for c in REFERENCE_COLUMNS:
+        if c in ref.columns:
+            out[c] = ref[c].to_numpy()
     out.attrs["max_res_A"] = max_res
     out.attrs["thresholds"] = th.to_dict()
     return out
+
+
+def _ref_structure(
+    job_or_model: Job | pd.DataFrame, st: pd.DataFrame, th: SelectionThresholds
+) -> np.ndarray | None:
+    """``tdcRefStructure`` per class when ``th.min_ref_structure`` asks for it (None if not)."""
+    if th.min_ref_structure is None:
+        return None
+    ref = job_or_model.model if isinstance(job_or_model, Job) else st
+    if "tdcRefStructure" not in ref.columns:
+        raise ParameterError(
+            f"{_flag('min_ref_structure')} needs reference scores: score the classes "
+            "against a map first (twodclass select --reference MAP)"
+        )
+    return pd.to_numeric(ref["tdcRefStructure"], errors="coerce").to_numpy(float)
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a :class:`SelectionThresholds` field."""
+    return next(
+        f.metadata["flag"] for f in dataclasses.fields(SelectionThresholds) if f.name == name
+    )
 
 
 def _fmt_res(r: float, digits: int | None = None) -> str:
@@ -370,102 +416,3 @@ def _fmt_res_pair(res: float, limit: float) -> str:
     if a == b:
         a, b = _fmt_res(res, 1), _fmt_res(limit, 1)
     return f"{a} > {b}"
-
-
-# ------------------------------------------------------------------------------------------
-@dataclass
-class ViewCoverage:
-    """Which view families a selection keeps.
-
-    Attributes
-    ----------
-    n_families : int
-        View families with at least one particle-like class.
-    kept : list[int]
-        Those with at least one selected class.
-    dropped : list[int]
-        Those without (the view is lost).
-    warnings : list[str]
-        One line per dropped family, naming its classes and particles.
-    """
-
-    n_families: int
-    kept: list[int]
-    dropped: list[int]
-    warnings: list[str]
-
-    @property
-    def n_kept(self) -> int:
-        return len(self.kept)
-
-    def summary(self) -> str:
-        return f"{self.n_kept} of {self.n_families} views kept"
-
-
-def view_coverage(
-    families: pd.DataFrame | Mapping[int, int], selected: Iterable[int] | np.ndarray | pd.Series
-) -> ViewCoverage:
-    """Report how many distinct views a selection keeps, and warn about lost ones.
-
-    Parameters
-    ----------
-    families : DataFrame or mapping
-        :func:`auto_select`'s table (``class_number``, ``family``, optional
-        ``particle_like`` and ``count``; only families with a particle-like class count),
-        a statistics table (``tdcClassNumber``, ``tdcViewFamily``, optional
-        ``tdcParticleCount``; every family counts), or ``{class_number: family}``.
-    selected : iterable of int or bool array
-        Selected class numbers, or a boolean mask aligned with the table rows.
-    """
-    if isinstance(families, pd.DataFrame):
-        tab = families.reset_index(drop=True)
-        if "class_number" not in tab.columns:  # a class_statistics / data_model_classes table
-            tab = tab.rename(columns=lambda c: str(c).lstrip("_"))
-            tab = tab.rename(
-                columns={
-                    "tdcClassNumber": "class_number",
-                    "tdcViewFamily": "family",
-                    "tdcParticleCount": "count",
-                }
-            )
-        numbers = tab["class_number"].to_numpy(dtype=np.int64)
-        fam = tab["family"].to_numpy(dtype=np.int64)
-        like = (
-            tab["particle_like"].to_numpy(bool)
-            if "particle_like" in tab.columns
-            else np.ones(len(tab), bool)
-        )
-        cnt = (
-            tab["count"].to_numpy(dtype=np.int64)
-            if "count" in tab.columns
-            else np.zeros(len(tab), np.int64)
-        )
-    else:
-        numbers = np.array(list(families.keys()), dtype=np.int64)
-        fam = np.array(list(families.values()), dtype=np.int64)
-        like = np.ones(len(numbers), bool)
-        cnt = np.zeros(len(numbers), np.int64)
-    sel_arr = np.asarray(list(selected) if not isinstance(selected, np.ndarray) else selected)
-    if sel_arr.dtype == bool:
-        if sel_arr.size != numbers.size:
-            raise ValueError("boolean selection must have one entry per class")
-        sel = set(numbers[sel_arr].tolist())
-    else:
-        sel = {int(c) for c in sel_arr.tolist()}
-    relevant = sorted(set(fam[like].tolist()))
-    kept, dropped, warns = [], [], []
-    for f in relevant:
-        members = np.flatnonzero(fam == f)
-        if any(int(numbers[m]) in sel for m in members):
-            kept.append(f)
-            continue
-        dropped.append(f)
-        names = ", ".join(str(int(numbers[m])) for m in members if like[m])
-        n = int(cnt[members].sum())
-        plural = "es" if "," in names else ""
-        part = f", {n} particles" if n else ""
-        warns.append(
-            f"view family {f} (class{plural} {names}{part}) has no selected class: "
-            "this view would be lost"
-        )
-    return ViewCoverage(len(relevant), kept, dropped, warns)

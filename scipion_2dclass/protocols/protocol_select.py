@@ -1,10 +1,11 @@
-"""ProtTwoDSelect: keep the good 2D classes (criteria, explicit ids, automatic selection)
-and, for classes of a twodclass job, leave out the outlier particles inside them."""
+"""ProtTwoDSelect: keep the good 2D classes (criteria, explicit ids, automatic selection,
+optionally the score against a 3D reference map) and, for classes of a twodclass job, leave
+out the outlier particles inside them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 
 from pwem.constants import ALIGN_NONE
 from pwem.objects import SetOfAverages, SetOfClasses2D, SetOfParticles
@@ -15,7 +16,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from engine.select import SelectionThresholds
 
-from ..constants import ATTR_REMOVED_REASON, ATTR_RESOLUTION, DECISIONS_JSON
+from ..constants import ATTR_REMOVED_REASON, DECISIONS_JSON
 from ..selection import (
     FILTER_FIELDS,
     ClassSummary,
@@ -29,48 +30,15 @@ from ..selection import (
     saved_filter_thresholds,
     saved_selection,
 )
-
-__all__ = ["ProtTwoDSelect", "add_filter_params", "class_resolution"]
-
-# resolution attributes of classes from this and other plugins (first found wins)
-_RESOLUTION_ATTRS = (
-    ATTR_RESOLUTION,
-    "_rlnEstimatedResolution",
-    "_cryosparc_resolution",
-    "_resolution",
+from .select_form import (
+    REF_ATTRS,
+    add_filter_params,
+    add_reference_params,
+    class_resolution,
+    score_class_averages,
 )
 
-
-def class_resolution(cls) -> float | None:
-    for name in _RESOLUTION_ATTRS:
-        attr = getattr(cls, name, None)
-        if attr is not None and hasattr(attr, "get") and attr.get() is not None:
-            try:
-                return float(attr.get())
-            except (TypeError, ValueError):
-                continue
-    return None
-
-
-def add_filter_params(form) -> None:
-    """The particle filter's thresholds, from ``SelectionThresholds``' field definitions
-    (label, help, default, minimum), on the advanced level, shown when the filter is on."""
-    fields = {f.name: f for f in dataclasses.fields(SelectionThresholds)}
-    for name in FILTER_FIELDS:
-        f = fields[name]
-        md = f.metadata
-        label = f"{md['label']} ({md['unit']})" if md.get("unit") else md["label"]
-        validators = [pwparams.GE(md["min"])] if md.get("min") is not None else []
-        form.addParam(
-            name,
-            pwparams.FloatParam,
-            default=f.default,
-            label=label,
-            help=f"{md['help']} (twodclass select {md['flag']})",
-            expertLevel=LEVEL_ADVANCED,
-            condition="removeOutliers",
-            validators=validators,
-        )
+__all__ = ["ProtTwoDSelect", "add_filter_params", "class_resolution"]
 
 
 class ProtTwoDSelect(Prot2D):
@@ -183,6 +151,7 @@ class ProtTwoDSelect(Prot2D):
             "(twodclass select; No = --no-particle-filter)",
         )
         add_filter_params(form)
+        add_reference_params(form)
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self) -> None:
@@ -200,6 +169,21 @@ class ProtTwoDSelect(Prot2D):
             ClassSummary(int(c.getObjId()), int(c.getSize()), class_resolution(c))
             for c in self.inputClasses.get().iterItems(orderBy="id")
         ]
+
+    def referenceScores(self) -> dict | None:
+        """Score the input class averages against the reference map (None without one):
+        ``{"map", "symmetry", "summary", "classes": {id: {structure, ...}}}``; the best
+        projections go to ``extra/reference_projections.mrcs``."""
+        vol = self.referenceVolume.get() if self.referenceVolume.hasValue() else None
+        if vol is None:
+            return None
+        return score_class_averages(
+            self.inputClasses.get(),
+            vol,
+            self.symmetryGroup.get() or "C1",
+            self.getJobDir(),
+            self._getExtraPath(),
+        )
 
     def computeDecisions(self) -> tuple[list[Decision], str]:
         auto, note, saved = None, "automatic selection off", None
@@ -220,6 +204,21 @@ class ProtTwoDSelect(Prot2D):
             saved=saved,
         )
         return decisions, note
+
+    def applyReferenceCriterion(self, decisions: list[Decision], reference: dict | None) -> None:
+        """Reject the kept classes whose structure score is below 'Minimum reference
+        structure score' (classes in 'Always keep classes' stay)."""
+        limit = float(self.minRefStructure.get() or 0.0)
+        if reference is None or limit <= 0:
+            return
+        always = parse_ids(self.keepIds.get())
+        for d in decisions:
+            s = reference["classes"].get(str(d.class_id), {}).get("structure")
+            if d.keep and d.class_id not in always and s is not None and s < limit:
+                d.keep = False
+                d.reasons.append(
+                    f"not a single view of the reference (structure {s:.2f} < {limit:.2f})"
+                )
 
     def filterThresholds(self) -> SelectionThresholds | None:
         """The particle filter's thresholds, or None when it is off: those of the form, or,
@@ -243,8 +242,12 @@ class ProtTwoDSelect(Prot2D):
         )
 
     def selectStep(self) -> None:
+        reference = self.referenceScores()
         decisions, note = self.computeDecisions()
+        self.applyReferenceCriterion(decisions, reference)
         self.info(note)
+        if reference is not None:
+            self.info(reference["summary"])
         for d in decisions:
             self.info(d.describe())
         enabled = {int(c.getObjId()) for c in self.inputClasses.get().iterItems() if c.isEnabled()}
@@ -257,6 +260,7 @@ class ProtTwoDSelect(Prot2D):
                 {"class": d.class_id, "keep": d.keep, "reasons": d.reasons} for d in decisions
             ],
             "particle_filter": {**pfilter.info, "summary": pfilter.summary},
+            "reference": reference,
         }
         with open(self._getExtraPath(DECISIONS_JSON), "w") as f:
             json.dump(
@@ -303,6 +307,14 @@ class ProtTwoDSelect(Prot2D):
             return cls.getObjId() in keep
 
         removed = self.removedParticles()
+        ref = ((self._record() or {}).get("reference") or {}).get("classes", {})
+
+        def with_scores(obj, cid) -> None:
+            for key, typ in REF_ATTRS.items():
+                v = ref.get(str(int(cid)), {}).get(key)
+                if v is not None:
+                    setattr(obj, "_tdcRef" + key.capitalize(), typ(v))
+
         alignment = inputClasses.getFirstItem().getAlignment()
         particles = self._createSetOfParticles()
         particles.copyInfo(inputClasses.getImages())
@@ -322,6 +334,7 @@ class ProtTwoDSelect(Prot2D):
             new_cls = classes.ITEM_TYPE()
             new_cls.copyInfo(cls)
             new_cls.setObjId(cls.getObjId())
+            with_scores(new_cls, cls.getObjId())
             classes.append(new_cls)
             for img in cls.iterItems(orderBy="id"):
                 if not img.isEnabled():
@@ -347,6 +360,7 @@ class ProtTwoDSelect(Prot2D):
             if not averages.getSamplingRate():
                 averages.setSamplingRate(rep.getSamplingRate() or cls.getSamplingRate())
             rep.setObjId(cls.getObjId())
+            with_scores(rep, cls.getObjId())
             averages.append(rep)
 
         outputs = {
@@ -405,6 +419,10 @@ class ProtTwoDSelect(Prot2D):
                     f"are in outputRemovedParticles"
                 )
             lines.append(text + ".")
+        if rec.get("reference"):
+            r = rec["reference"]
+            lines.append(f"Reference {os.path.basename(r['map'])} ({r['symmetry']}):")
+            lines += r["summary"].split("\n")
         rejected = [d for d in decisions if not d["keep"]]
         if rejected:
             lines.append("Rejected classes:")

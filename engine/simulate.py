@@ -32,7 +32,7 @@ from engine.ctf import CtfParams, electron_wavelength_A
 from engine.errors import ParameterError
 from engine.io.mrc import new_stack, read_volume
 from engine.io.star import write_star
-from engine.phantom import GaussianProjector, particle_radius_px
+from engine.phantom import SHAPES, GaussianProjector, particle_radius_px
 from engine.project import VolumeProjector, resample_volume
 from engine.sim_junk import JUNK_KINDS, carbon_image, ice_image
 
@@ -268,11 +268,12 @@ def _plan(n: int, box: int, n_views: int | None, view_weights: object, junk_frac
 
 
 def _projector(box: int, apix_A: float, map_path: MapSource,
-               map_apix_A: float | None = None
+               map_apix_A: float | None = None, phantom: str = "compact"
                ) -> tuple[GaussianProjector | VolumeProjector, float]:
-    """The projector and the particle radius (px); ``map_path`` may be a volume array."""
+    """The projector and the particle radius (px); ``map_path`` may be a volume array;
+    without one, the built-in phantom of shape ``phantom``."""
     if map_path is None:
-        p = GaussianProjector(box)
+        p = GaussianProjector(box, phantom)
         return p, particle_radius_px(p.volume())
     if isinstance(map_path, np.ndarray):
         vol, apix_map = np.asarray(map_path, dtype=np.float32), 0.0
@@ -407,15 +408,18 @@ def _setup(n_particles: int, box: int, apix_A: float, map_path: MapSource,
            snr: float, junk_fraction: float, n_views: int | None, view_weights: object,
            junk_kinds: tuple[str, ...], defocus_range_um: tuple[float, float], astig_A: float,
            voltage_kV: float, cs_mm: float, amp_contrast: float, max_shift_A: float | None,
-           ctf: bool, seed: int, stack_name: str, map_apix_A: float | None = None
+           ctf: bool, seed: int, stack_name: str, map_apix_A: float | None = None,
+           phantom: str = "compact"
            ) -> tuple[_Plan, _Renderer, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     _validate(n_particles, box, apix_A, snr, junk_fraction, n_views, view_weights,
               tuple(junk_kinds))
+    if phantom not in SHAPES:
+        raise ParameterError(f"phantom must be one of {', '.join(SHAPES)} (got {phantom!r})")
     rng = np.random.default_rng(seed)
     shift_px = (0.03 * box) if max_shift_A is None else max_shift_A / apix_A
     plan = _plan(n_particles, box, n_views, view_weights, junk_fraction, tuple(junk_kinds),
                  defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, shift_px, rng)
-    proj, radius = _projector(box, apix_A, map_path, map_apix_A)
+    proj, radius = _projector(box, apix_A, map_path, map_apix_A, phantom)
     rend = _Renderer(proj, plan, box, apix_A, snr, radius, ctf)
     parts, optics, truth = _tables(plan, n_particles, box, apix_A, voltage_kV, cs_mm,
                                    amp_contrast, ctf, stack_name, rng)
@@ -433,7 +437,8 @@ def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5
                     defocus_range_um: tuple[float, float] = (1.0, 2.5), astig_A: float = 300.0,
                     voltage_kV: float = 300.0, cs_mm: float = 2.7, amp_contrast: float = 0.1,
                     max_shift_A: float | None = None, ctf: bool = True, seed: int = 0,
-                    return_clean: bool = False, map_apix_A: float | None = None) -> SimData:
+                    return_clean: bool = False, map_apix_A: float | None = None,
+                    phantom: str = "compact") -> SimData:
     """Simulate particles in memory (same images as :func:`simulate` with equal arguments).
 
     Returns
@@ -445,7 +450,7 @@ def simulate_arrays(n_particles: int = 1000, box: int = 128, apix_A: float = 1.5
     plan, rend, parts, optics, truth = _setup(
         n_particles, box, apix_A, map_path, snr, junk_fraction, n_views, view_weights,
         junk_kinds, defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, max_shift_A,
-        ctf, seed, "particles.mrcs", map_apix_A)
+        ctf, seed, "particles.mrcs", map_apix_A, phantom)
     images = np.empty((n_particles, box, box), dtype=np.float32)
     clean = np.empty_like(images) if return_clean else None
     for b, start in enumerate(range(0, n_particles, CHUNK)):
@@ -466,7 +471,7 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
              voltage_kV: float = 300.0, cs_mm: float = 2.7, amp_contrast: float = 0.1,
              max_shift_A: float | None = None, ctf: bool = True, seed: int = 0,
              float16: bool = False, progress: object = None,
-             map_apix_A: float | None = None) -> SimResult:
+             map_apix_A: float | None = None, phantom: str = "compact") -> SimResult:
     """Simulate a particle set on disk: ``particles.star``, ``particles.mrcs``, ``truth.star``.
 
     Parameters
@@ -477,6 +482,9 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     map_path : path-like, optional
         A 3D map (.mrc, or a cubic array) resampled to ``box`` at ``apix_A``; default: the
         built-in phantom. ``map_apix_A`` overrides its voxel size (header / unset = apix_A).
+    phantom : str
+        Shape of the built-in phantom (:data:`engine.phantom.SHAPES`: ``"compact"``,
+        ``"elongated"``); ignored with ``map_path``.
     snr : float
         Signal variance inside the particle's circle / noise variance.
     junk_fraction : float
@@ -502,7 +510,7 @@ def simulate(out_dir: str | os.PathLike[str], n_particles: int = 1000, box: int 
     plan, rend, parts, optics, truth = _setup(
         n_particles, box, apix_A, map_path, snr, junk_fraction, n_views, view_weights,
         junk_kinds, defocus_range_um, astig_A, voltage_kV, cs_mm, amp_contrast, max_shift_A,
-        ctf, seed, "particles.mrcs", map_apix_A)
+        ctf, seed, "particles.mrcs", map_apix_A, phantom)
     stack = out / "particles.mrcs"
     with new_stack(stack, n_particles, box, apix_A, float16=float16) as w:
         for b, start in enumerate(range(0, n_particles, CHUNK)):

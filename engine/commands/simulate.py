@@ -58,6 +58,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-ctf", action="store_true", help="no CTF (and no defocus columns)")
     p.add_argument("--map", "--volume", dest="volume", metavar="MAP.mrc", default=None,
                    help="project this cubic 3D map (.mrc) instead of the built-in phantom")
+    p.add_argument("--phantom", choices=("compact", "elongated"), default="compact",
+                   help="shape of the built-in phantom (default compact)")
     p.add_argument("--float16", action="store_true", help="store images as 16-bit floats")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true",
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                    astig_A=args.astigmatism, voltage_kV=args.voltage, cs_mm=args.cs,
                    amp_contrast=args.amp_contrast, max_shift_A=args.max_shift,
                    ctf=not args.no_ctf, seed=args.seed, float16=args.float16,
-                   progress=progress)
+                   progress=progress, phantom=args.phantom)
     if show:
         print(file=sys.stderr)
     if not args.quiet:

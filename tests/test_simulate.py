@@ -213,3 +213,22 @@ def test_map_input_and_cli(tmp_path):
     assert main(["simulate", "-o", str(tmp_path / "t"), "--box", "33", "-q"]) == 2
     with pytest.raises(ParameterError, match="snr must be > 0"):
         simulate_arrays(n_particles=5, box=32, snr=0)
+
+
+def test_elongated_phantom_is_a_rod_seen_from_the_side():
+    """The elongated shape: about 2.7 : 1 along x; the projections still match the map."""
+
+    def extent(img, axis):
+        prof = np.clip(img, 0, None).sum(axis=axis)
+        c = np.cumsum(prof) / prof.sum()
+        return np.searchsorted(c, 0.95) - np.searchsorted(c, 0.05)
+
+    gp = GaussianProjector(64, "elongated")
+    side = gp.project([0.0], [0.0], [0.0], [0.0], [0.0])[0]  # looking down z: x-y plane
+    assert extent(side, 0) > 2.0 * extent(side, 1)  # long along x
+    compact = GaussianProjector(64).project([0.0], [0.0], [0.0], [0.0], [0.0])[0]
+    assert extent(compact, 0) < 1.5 * extent(compact, 1)
+    vol = phantom_volume(64, "elongated")
+    assert corr(side, project_real_space(vol, 0.0, 0.0)) > 0.995
+    with pytest.raises(ParameterError, match="phantom"):
+        simulate_arrays(n_particles=2, box=32, phantom="cube")

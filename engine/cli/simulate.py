@@ -135,6 +135,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="project this cubic 3D map (.mrc) instead of the built-in phantom",
     )
+    p.add_argument(
+        "--phantom",
+        choices=("compact", "elongated"),
+        default="compact",
+        help="shape of the built-in phantom (default compact)",
+    )
     p.add_argument("--float16", action="store_true", help="store images as 16-bit floats")
     p.add_argument("--seed", type=_num(int, "--seed"), default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite a simulation already in DIR")
@@ -209,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         float16=args.float16,
         progress=progress,
+        phantom=args.phantom,
     )
     if show:
         print(file=sys.stderr)

@@ -3,6 +3,10 @@ weak core and an elongated arm.
 
 No two viewing directions give the same projection and no projection has an in-plane
 symmetry, so 2D classes of simulated particles are distinct and orientable.
+
+Two shapes (:data:`SHAPES`): ``"compact"`` (globular, about 0.6 box across) and
+``"elongated"`` (the same blobs with their centres stretched along x and squeezed along y and
+z: about 2.7 : 1, so side views are rods and end views small discs).
 """
 
 from __future__ import annotations
@@ -12,7 +16,13 @@ from numba import njit
 
 from engine.core.projection import Projector
 
-__all__ = ["phantom_volume", "phantom_radius_px", "particle_radius_px", "GaussianProjector"]
+__all__ = [
+    "phantom_volume",
+    "phantom_radius_px",
+    "particle_radius_px",
+    "GaussianProjector",
+    "SHAPES",
+]
 
 # (x, y, z, sigma, amplitude) in units of the particle radius
 _BLOBS = np.array(
@@ -29,6 +39,9 @@ _BLOBS = np.array(
 _ARM_START = np.array([0.0, 0.0, 0.0])
 _ARM_END = np.array([-0.90, -0.30, -0.45])
 _ARM_SIGMA, _ARM_AMP = 0.08, 1.1
+# per-shape scale of the blob centres along (x, y, z)
+_STRETCH = {"compact": (1.0, 1.0, 1.0), "elongated": (1.05, 0.45, 0.45)}
+SHAPES = tuple(_STRETCH)
 
 
 def phantom_radius_px(box: int) -> float:
@@ -36,24 +49,27 @@ def phantom_radius_px(box: int) -> float:
     return 0.3 * box
 
 
-def _gaussians(box: int) -> np.ndarray:
+def _gaussians(box: int, shape: str = "compact") -> np.ndarray:
+    if shape not in _STRETCH:
+        raise ValueError(f"phantom shape must be one of {', '.join(SHAPES)} (got {shape!r})")
     r = phantom_radius_px(box)
     arm = [
         (*(_ARM_START + t * (_ARM_END - _ARM_START)), _ARM_SIGMA, _ARM_AMP)
         for t in np.linspace(0.0, 1.0, 7)
     ]
     g = np.concatenate([_BLOBS, np.array(arm)])
+    g[:, :3] *= np.array(_STRETCH[shape])
     g[:, :4] *= r
     return g
 
 
-def phantom_volume(box: int) -> np.ndarray:
-    """The phantom density, ``(box, box, box)`` float32 indexed ``[z, y, x]``, centre at
-    ``box//2``, peak about 1."""
+def phantom_volume(box: int, shape: str = "compact") -> np.ndarray:
+    """The phantom density (``shape`` in :data:`SHAPES`), ``(box, box, box)`` float32 indexed
+    ``[z, y, x]``, centre at ``box//2``, peak about 1."""
     c = box // 2
     ax = np.arange(box, dtype=np.float64) - c
     vol = np.zeros((box, box, box), dtype=np.float64)
-    for x, y, z, s, a in _gaussians(box):
+    for x, y, z, s, a in _gaussians(box, shape):
         gx = np.exp(-0.5 * ((ax - x) / s) ** 2)
         gy = np.exp(-0.5 * ((ax - y) / s) ** 2)
         gz = np.exp(-0.5 * ((ax - z) / s) ** 2)
@@ -84,12 +100,13 @@ class GaussianProjector(Projector):
     closed form (separable in kx, ky), so a projection costs a small complex matrix product.
     """
 
-    def __init__(self, box: int) -> None:
+    def __init__(self, box: int, shape: str = "compact") -> None:
         self.box = int(box)
-        self.gaussians = _gaussians(self.box)
+        self.shape = shape
+        self.gaussians = _gaussians(self.box, shape)
 
     def volume(self) -> np.ndarray:
-        return phantom_volume(self.box)
+        return phantom_volume(self.box, self.shape)
 
     def slices(
         self,

@@ -80,11 +80,16 @@ def _ctf_kernel(f: np.ndarray, m: np.ndarray, apix_A: float) -> None:
 
 
 def make_projector(
-    box: int, apix_A: float, map_path: MapSource, map_apix_A: float | None = None
+    box: int,
+    apix_A: float,
+    map_path: MapSource,
+    map_apix_A: float | None = None,
+    phantom: str = "compact",
 ) -> tuple[GaussianProjector | VolumeProjector, float]:
-    """The projector and the particle radius (px); ``map_path`` may be a volume array."""
+    """The projector and the particle radius (px); ``map_path`` may be a volume array;
+    without one, the built-in phantom of shape ``phantom``."""
     if map_path is None:
-        p = GaussianProjector(box)
+        p = GaussianProjector(box, phantom)
         return p, particle_radius_px(p.volume())
     if isinstance(map_path, np.ndarray):
         vol, apix_map = np.asarray(map_path, dtype=np.float32), 0.0

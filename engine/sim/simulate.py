@@ -28,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from engine.core.ctf import CtfParams
+from engine.errors import ParameterError
 from engine.io.mrc import new_stack
 from engine.io.star import write_star
 from engine.sim.junk import JUNK_KINDS
+from engine.sim.phantom import SHAPES
 from engine.sim.plan import PER_MICROGRAPH, Plan, ViewWeights, make_plan, validate_settings
 from engine.sim.render import MapSource, Renderer, make_projector
 
@@ -172,10 +174,13 @@ def _setup(
     seed: int,
     stack_name: str,
     map_apix_A: float | None = None,
+    phantom: str = "compact",
 ) -> tuple[Plan, Renderer, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     validate_settings(
         n_particles, box, apix_A, snr, junk_fraction, n_views, view_weights, tuple(junk_kinds)
     )
+    if phantom not in SHAPES:
+        raise ParameterError(f"phantom must be one of {', '.join(SHAPES)} (got {phantom!r})")
     rng = np.random.default_rng(seed)
     shift_px = (0.03 * box) if max_shift_A is None else max_shift_A / apix_A
     plan = make_plan(
@@ -193,7 +198,7 @@ def _setup(
         shift_px,
         rng,
     )
-    proj, radius = make_projector(box, apix_A, map_path, map_apix_A)
+    proj, radius = make_projector(box, apix_A, map_path, map_apix_A, phantom)
     rend = Renderer(proj, plan, box, apix_A, snr, radius, ctf)
     parts, optics, truth = _tables(
         plan, n_particles, box, apix_A, voltage_kV, cs_mm, amp_contrast, ctf, stack_name, rng
@@ -225,6 +230,7 @@ def simulate_arrays(
     seed: int = 0,
     return_clean: bool = False,
     map_apix_A: float | None = None,
+    phantom: str = "compact",
 ) -> SimData:
     """Simulate particles in memory (same images as :func:`simulate` with equal arguments).
 
@@ -254,6 +260,7 @@ def simulate_arrays(
         seed,
         "particles.mrcs",
         map_apix_A,
+        phantom,
     )
     images = np.empty((n_particles, box, box), dtype=np.float32)
     clean = np.empty_like(images) if return_clean else None
@@ -298,6 +305,7 @@ def simulate(
     float16: bool = False,
     progress: object = None,
     map_apix_A: float | None = None,
+    phantom: str = "compact",
 ) -> SimResult:
     """Simulate a particle set on disk: ``particles.star``, ``particles.mrcs``, ``truth.star``.
 
@@ -309,6 +317,9 @@ def simulate(
     map_path : path-like, optional
         A 3D map (.mrc, or a cubic array) resampled to ``box`` at ``apix_A``; default: the
         built-in phantom. ``map_apix_A`` overrides its voxel size (header / unset = apix_A).
+    phantom : str
+        Shape of the built-in phantom (:data:`engine.sim.phantom.SHAPES`: ``"compact"``,
+        ``"elongated"``); ignored with ``map_path``.
     snr : float
         Signal variance inside the particle's circle / noise variance.
     junk_fraction : float
@@ -351,6 +362,7 @@ def simulate(
         seed,
         "particles.mrcs",
         map_apix_A,
+        phantom,
     )
     stack = out / "particles.mrcs"
     with new_stack(stack, n_particles, box, apix_A, float16=float16) as w:

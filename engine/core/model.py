@@ -419,7 +419,11 @@ def run_iteration(
     if not online:
         w1, w2 = scal[4 : 4 + K], scal[4 + K :]
         state.ess = np.where(w2 > 0, w1**2 / np.maximum(w2, 1e-300), 0.0)
-    state.stats = state.stats.mix(batch, step_size(it)) if online else batch
+    if online:
+        fraction = p.batch_per_class * p.n_classes / max(data.n, 1)
+        state.stats = state.stats.mix(batch, step_size(it, fraction))
+    else:
+        state.stats = batch
     st = state.stats
     nw = st.noise_w.sum(axis=0)
     s2 = np.where(nw > 0, st.noise.sum(axis=0) / np.maximum(nw, 1e-30), state.sigma2)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.dataset import Dataset
 from engine.core.estep import (
     PAD,
     PolarGrid,
@@ -52,42 +53,6 @@ __all__ = [
 MIN_PAIR_WEIGHT = 1e-3  # posterior below which a class is pruned from a particle's M-step
 MAX_POSES = 32  # poses per particle kept by full marginalisation
 MAX_CLASSES = 12  # classes per particle kept for the M-step (force max), by posterior
-
-
-@dataclass
-class Dataset:
-    """Particles on the small box (normalised on the background, not masked)."""
-
-    images: np.ndarray  # (N, b, b) float32/float16, RAM or memory-mapped cache
-    ctfm: np.ndarray | None  # (N, 8) CTF rows (engine.core.ctf.CtfParams.as_matrix) or None
-    box: int  # original box (px)
-    apix_A: float  # original pixel size
-    b: int  # small box (px)
-    n_total: int = -1  # particles in the whole set (all processes)
-    rank: int = 0  # this process owns particles rank, rank + size, ...
-    size: int = 1
-
-    def __post_init__(self) -> None:
-        if self.n_total < 0:
-            self.n_total = int(self.images.shape[0])
-
-    @property
-    def n(self) -> int:
-        """Particles in the whole set."""
-        return self.n_total
-
-    def owned(self, idx: np.ndarray) -> np.ndarray:
-        """The particles of ``idx`` that this process holds."""
-        return idx[idx % self.size == self.rank] if self.size > 1 else idx
-
-    def images_of(self, idx: np.ndarray) -> np.ndarray:
-        """Cached small-box images of owned particles ``idx`` (global numbers), float32."""
-        rows = idx // self.size if self.size > 1 else idx
-        return np.asarray(self.images[rows], dtype=np.float32)
-
-    @property
-    def apix_small_A(self) -> float:
-        return self.apix_A * self.box / self.b
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Read particles once, streamed: normalise, Fourier-crop to the small box, cache.
 
-The full-size stack is only ever read memory-mapped, a block at a time. The cropped
+The full-size stack is only ever read memory-mapped, a block at a time (several blocks at
+once on the process's threads, stored in order). The cropped
 particles are kept in RAM when they fit the cache budget (float32, else float16), otherwise in
 a float16 memory-mapped file beside the job. With MPI each process keeps only its own
 particles (rows ``rank, rank + size, ...``).
@@ -16,6 +17,7 @@ import numpy as np
 
 from engine.core.fourier import fourier_crop, normalise_background, small_box_size
 from engine.core.model import Dataset
+from engine.core.parallel import map_ordered, process_threads
 from engine.io.mrc import release_pages
 from engine.io.particles import ParticleSet
 from engine.params import ClassifyParams
@@ -56,13 +58,19 @@ def prepare_dataset(
     bg_radius_px = 0.5 * d_A / apix
     mine = np.arange(rank, len(pset), size)
     images = _allocate(len(mine), b, cache_dir)
-    for s in range(0, len(mine), READ_BLOCK):
-        idx = mine[s : s + READ_BLOCK]
-        raw = pset.read_images(idx)
-        images[s : s + len(idx)] = fourier_crop(normalise_background(raw, bg_radius_px), b)
+
+    def crop(idx: np.ndarray) -> np.ndarray:
+        return fourier_crop(normalise_background(pset.read_images(idx), bg_radius_px), b)
+
+    def store(i: int, cropped: np.ndarray) -> None:
+        s = i * READ_BLOCK
+        images[s : s + len(cropped)] = cropped
         release_pages()  # the full-size stack never accumulates in RAM
         if on_block is not None:
-            on_block(s + len(idx), len(mine))
+            on_block(s + len(cropped), len(mine))
+
+    blocks = [mine[s : s + READ_BLOCK] for s in range(0, len(mine), READ_BLOCK)]
+    map_ordered(crop, blocks, process_threads(p), store)
     ctfm = pset.ctf.as_matrix() if (pset.ctf is not None and p.ctf) else None
     return Dataset(
         images=images, ctfm=ctfm, box=box, apix_A=apix, b=b, n_total=len(pset), rank=rank, size=size

@@ -1,0 +1,113 @@
+"""Threads inside one process: several blocks in flight must give the same classes, poses
+and class averages as one thread (block results combine in block order), reading and the
+reference transforms must not depend on the thread count either."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import engine.core.model as model
+from engine.core.estep import reference_spectra
+from engine.core.fourier import fourier_crop
+from engine.core.model import Dataset, classify
+from engine.core.parallel import map_ordered, reference_spectra_parallel, worker_count
+from engine.io.particles import read_particles
+from engine.params import ClassifyParams
+from engine.run.preprocess import prepare_dataset
+from engine.sim.simulate import simulate, simulate_arrays
+
+STATE_ARRAYS = ("cls", "psi_deg", "shift_px", "maxprob", "loglik", "nsig", "refs", "sigma2")
+
+
+@pytest.fixture(scope="module")
+def small():
+    sim = simulate_arrays(n_particles=400, box=64, apix_A=3.0, snr=0.1, n_views=4, seed=7)
+    return fourier_crop(sim.images, 32), sim.ctf.as_matrix()
+
+
+def _run(small, threads: int, force_max: bool = True) -> model.State:
+    imgs, ctfm = small
+    data = Dataset(images=imgs, ctfm=ctfm, box=64, apix_A=3.0, b=32)
+    p = ClassifyParams(
+        n_classes=6,
+        online_iters=3,
+        batch_per_class=40,
+        full_passes=1,
+        threads=threads,
+        seed=5,
+        force_max=force_max,
+    )
+    return classify(p, data)
+
+
+@pytest.mark.parametrize("force_max", [True, False])
+def test_same_classes_and_poses_at_1_and_2_threads(small, monkeypatch, force_max):
+    # small blocks: many blocks in flight, finishing out of order
+    monkeypatch.setattr(model, "_block_size", lambda K, T, n_psi: 23)
+    one = _run(small, 1, force_max)
+    two = _run(small, 2, force_max)
+    if worker_count(2, 2) == 2:  # numba's threading layer runs kernels from several threads
+        assert two.history[-1]["threads"] == 2
+    assert np.all(one.cls >= 0)
+    for name in STATE_ARRAYS:
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+    for f1, f2 in zip(one.stats.fields(), two.stats.fields(), strict=True):
+        assert np.array_equal(f1, f2)
+    stages = two.history[-1]["stages"]
+    for k in ("read", "transforms", "products", "poses", "posteriors", "mstep", "update"):
+        assert stages[k]["wall"] >= 0.0, k
+
+
+def test_reference_transforms_in_parallel_equal_one_call(small):
+    imgs, _ = small
+    refs = (imgs[:11] * geometry_mask(imgs.shape[-1])).astype(np.float32)
+    grid = model.make_grid(32, 6.0, 5.0, 2.5, 1.0)
+    one = reference_spectra(refs, grid)
+    par = reference_spectra_parallel(refs, grid, 2)
+    for name in ("W", "U", "half"):
+        assert np.array_equal(getattr(one, name), getattr(par, name)), name
+
+
+def geometry_mask(b: int) -> np.ndarray:
+    from engine.core.fourier import soft_circular_mask
+
+    return soft_circular_mask(b, 0.4 * b, 0.45 * b)
+
+
+def test_reading_and_cropping_do_not_depend_on_threads(tmp_path, monkeypatch):
+    import engine.run.preprocess as pre
+
+    sim = simulate(tmp_path, n_particles=70, box=64, apix_A=3.0, snr=0.1, seed=2)
+    pset = read_particles(sim.particles_star)
+    monkeypatch.setattr(pre, "READ_BLOCK", 16)
+    a = prepare_dataset(pset, ClassifyParams(max_res_A=8.0, threads=1))
+    b = prepare_dataset(pset, ClassifyParams(max_res_A=8.0, threads=2))
+    assert a.images.shape == (70, 48, 48)
+    assert np.array_equal(a.images, b.images)
+
+
+def test_map_ordered_commits_in_order_and_raises():
+    order: list[int] = []
+
+    def slow_first(i: int) -> int:
+        time.sleep(0.05 if i % 3 == 0 else 0.0)
+        return i * i
+
+    map_ordered(slow_first, list(range(10)), 3, lambda i, r: order.append((i, r)))
+    assert order == [(i, i * i) for i in range(10)]
+    assert map_ordered(slow_first, list(range(5)), 2) == [0, 1, 4, 9, 16]
+    assert threading.active_count() >= 1
+
+    def boom(i: int) -> int:
+        if i == 4:
+            raise ValueError("block 4")
+        return i
+
+    seen: list[int] = []
+    with pytest.raises(ValueError, match="block 4"):
+        map_ordered(boom, list(range(20)), 2, lambda i, r: seen.append(i))
+    assert seen == [0, 1, 2, 3]

@@ -1,6 +1,7 @@
 """Threads inside one process: several blocks in flight must give the same classes, poses
 and class averages as one thread (block results combine in block order), reading and the
-reference transforms must not depend on the thread count either."""
+reference transforms must not depend on the thread count either, and the default thread
+count must follow what the process may use (affinity, SLURM, cgroup quota)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from engine.core.fourier import fourier_crop
 from engine.core.model import Dataset, classify
 from engine.core.parallel import map_ordered, reference_spectra_parallel, worker_count
 from engine.io.particles import read_particles
-from engine.params import ClassifyParams
+from engine.params import ClassifyParams, available_cpus, resolve_threads
 from engine.run.preprocess import prepare_dataset
 from engine.sim.simulate import simulate, simulate_arrays
 
@@ -111,3 +112,29 @@ def test_map_ordered_commits_in_order_and_raises():
     with pytest.raises(ValueError, match="block 4"):
         map_ordered(boom, list(range(20)), 2, lambda i, r: seen.append(i))
     assert seen == [0, 1, 2, 3]
+
+
+def test_default_threads_follow_slurm_and_cgroup_quota(tmp_path):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert available_cpus({}, str(empty)) == cores
+    assert available_cpus({"SLURM_CPUS_PER_TASK": "1"}, str(empty)) == 1
+    assert available_cpus({"SLURM_CPUS_PER_TASK": "junk"}, str(empty)) == cores
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("50000 100000\n")  # half a CPU: rounds up to 1
+    assert available_cpus({}, str(v2)) == 1
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert available_cpus({}, str(v2)) == cores
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert available_cpus({}, str(tmp_path / "v1")) == 1
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert available_cpus({}, str(tmp_path / "v1")) == cores
+    assert resolve_threads(3) == 3
+    assert resolve_threads(0) == available_cpus()

@@ -32,7 +32,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="N",
         help=f"number of simulated particles (default {DEMO_PARTICLES})",
     )
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (0 = the CPUs this process may use)"
+    )
     p.add_argument(
         "--progress",
         choices=("bar", "jsonl", "none"),

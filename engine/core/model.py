@@ -105,7 +105,10 @@ class State:
 
 
 def _block_size(K: int, T: int, n_psi: int) -> int:
-    return int(np.clip(3.0e7 // max(K * T * n_psi, 1), 8, 512))
+    """Particles per block: about 20 MB of pose spectra each, small enough for many blocks in
+    flight and for every thread to have blocks to the end of an online batch (fixed: the
+    result does not depend on the thread count)."""
+    return int(np.clip(5.0e6 // max(K * T * n_psi, 1), 8, 512))
 
 
 def _masked_block(data: Dataset, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:

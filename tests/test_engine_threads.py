@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,40 @@ def test_reading_and_cropping_do_not_depend_on_threads(tmp_path, monkeypatch):
     b = prepare_dataset(pset, ClassifyParams(max_res_A=8.0, threads=2))
     assert a.images.shape == (70, 48, 48)
     assert np.array_equal(a.images, b.images)
+
+
+def test_memory_mapped_cache_holds_the_same_images_and_leaves_no_resident_pages(
+    tmp_path, monkeypatch
+):
+    sim = simulate(tmp_path / "sim", n_particles=300, box=64, apix_A=3.0, snr=0.1, seed=4)
+    pset = read_particles(sim.particles_star)
+    p = ClassifyParams(max_res_A=6.0, threads=2)
+    ram = prepare_dataset(pset, p)
+    monkeypatch.setenv("TWODCLASS_CACHE_GB", "0.0001")
+    mapped = prepare_dataset(pset, p, tmp_path / "cache")
+    assert isinstance(mapped.images, np.memmap) and mapped.after_read is not None
+    assert np.array_equal(mapped.images_of(np.arange(300)), ram.images.astype(np.float16))
+    rows = np.arange(0, 300, 7)
+    assert np.array_equal(mapped.images_of(rows), ram.images[rows].astype(np.float16))
+    rss_kB = _mapped_rss_kB(str(mapped.images.filename))
+    if rss_kB is not None:  # the pages of the cache file are out of this process's memory
+        assert rss_kB <= 8
+
+
+def _mapped_rss_kB(path: str) -> int | None:
+    """Resident kB of this process's mappings of ``path`` (None without /proc/self/smaps)."""
+    try:
+        lines = Path("/proc/self/smaps").read_text().splitlines()
+    except OSError:
+        return None
+    total, inside = 0, False
+    for line in lines:
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            inside = line.endswith(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
 
 
 def test_map_ordered_commits_in_order_and_raises():

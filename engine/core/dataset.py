@@ -3,6 +3,7 @@ process holds when several processes share the work."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ class Dataset:
     n_total: int = -1  # particles in the whole set (all processes)
     rank: int = 0  # this process owns particles rank, rank + size, ...
     size: int = 1
+    # called with the rows just read (a memory-mapped cache drops them from resident memory)
+    after_read: Callable[[np.ndarray], None] | None = None
 
     def __post_init__(self) -> None:
         if self.n_total < 0:
@@ -39,7 +42,10 @@ class Dataset:
     def images_of(self, idx: np.ndarray) -> np.ndarray:
         """Cached small-box images of owned particles ``idx`` (global numbers), float32."""
         rows = idx // self.size if self.size > 1 else idx
-        return np.asarray(self.images[rows], dtype=np.float32)
+        out = np.asarray(self.images[rows], dtype=np.float32)
+        if self.after_read is not None and len(rows):
+            self.after_read(rows)
+        return out
 
     @property
     def apix_small_A(self) -> float:

@@ -9,6 +9,8 @@ particles (rows ``rank, rank + size, ...``).
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from engine.io.mrc import release_pages
 from engine.io.particles import ParticleSet
 from engine.params import ClassifyParams
 
-__all__ = ["prepare_dataset", "cache_budget_bytes", "READ_BLOCK"]
+__all__ = ["prepare_dataset", "cache_budget_bytes", "release_rows", "READ_BLOCK"]
 
 READ_BLOCK = 512
 
@@ -41,6 +43,28 @@ def _allocate(n: int, b: int, cache_dir: Path | None) -> np.ndarray:
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"particles_{b}px.f16"
     return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, b, b))
+
+
+def release_rows(images: np.ndarray, rows: np.ndarray) -> None:
+    """Drop rows ``min(rows)..max(rows)`` of a memory-mapped cache from this process's
+    resident memory (no-op for an array in RAM).
+
+    The cache file is a shared mapping, so the pages (written or read) stay in the file and
+    the operating system's page cache; a later read maps them in again. Called after each
+    block is written or read, so resident memory does not grow with the cache file.
+    """
+    mm = getattr(images, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or len(rows) == 0:
+        return
+    row_bytes = images.strides[0]
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    start = images.ctypes.data - base + int(np.min(rows)) * row_bytes
+    stop = min(start + (int(np.max(rows)) - int(np.min(rows)) + 1) * row_bytes, len(mm))
+    page = mmap.PAGESIZE
+    a = start // page * page
+    e = min(-(-stop // page) * page, len(mm))
+    with contextlib.suppress(OSError, ValueError):
+        mm.madvise(mmap.MADV_DONTNEED, a, e - a)
 
 
 def prepare_dataset(
@@ -66,6 +90,7 @@ def prepare_dataset(
         s = i * READ_BLOCK
         images[s : s + len(cropped)] = cropped
         release_pages()  # the full-size stack never accumulates in RAM
+        release_rows(images, np.arange(s, s + len(cropped)))
         if on_block is not None:
             on_block(s + len(cropped), len(mine))
 
@@ -73,5 +98,17 @@ def prepare_dataset(
     map_ordered(crop, blocks, process_threads(p), store)
     ctfm = pset.ctf.as_matrix() if (pset.ctf is not None and p.ctf) else None
     return Dataset(
-        images=images, ctfm=ctfm, box=box, apix_A=apix, b=b, n_total=len(pset), rank=rank, size=size
+        images=images,
+        ctfm=ctfm,
+        box=box,
+        apix_A=apix,
+        b=b,
+        n_total=len(pset),
+        rank=rank,
+        size=size,
+        after_read=(lambda rows: release_rows(images, rows)) if _is_mapped(images) else None,
     )
+
+
+def _is_mapped(images: np.ndarray) -> bool:
+    return getattr(images, "_mmap", None) is not None

@@ -113,7 +113,7 @@ def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
             state = classify(p, data)
             wall, cpu = time.perf_counter() - t, time.process_time() - c
             t = time.perf_counter()
-            residual_statistics(data, geo, state, p.ctf)
+            residual_statistics(data, geo, state, p.ctf, n)
             stats_s = time.perf_counter() - t
             load1 = os.getloadavg()[0]
             visits = sum(h["n_particles"] for h in state.history)

@@ -64,6 +64,22 @@ def test_same_classes_and_poses_at_1_and_2_threads(small, monkeypatch, force_max
         assert stages[k]["wall"] >= 0.0, k
 
 
+def test_particle_statistics_do_not_depend_on_threads(small, monkeypatch):
+    import engine.core.particle_residuals as pr
+
+    imgs, ctfm = small
+    data = Dataset(images=imgs, ctfm=ctfm, box=64, apix_A=3.0, b=32)
+    p = ClassifyParams(n_classes=6, online_iters=2, batch_per_class=40, full_passes=1, seed=5)
+    state = classify(p, data)
+    geo = model.geometry_for(p, data)
+    monkeypatch.setattr(pr, "BLOCK", 29)
+    one = pr.residual_statistics(data, geo, state, True, 1)
+    two = pr.residual_statistics(data, geo, state, True, 2)
+    for k in pr.PARTICLE_COLUMNS:
+        assert np.all(one[k] != 0)
+        assert np.array_equal(one[k], two[k]), k
+
+
 def test_reference_transforms_in_parallel_equal_one_call(small):
     imgs, _ = small
     refs = (imgs[:11] * geometry_mask(imgs.shape[-1])).astype(np.float32)

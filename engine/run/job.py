@@ -163,7 +163,7 @@ def run_job(
         owned = np.arange(data.n) % data.size == data.rank
         per_particle = {
             k: red.gather_particles(v, owned)
-            for k, v in residual_statistics(data, geo, state, params.ctf).items()
+            for k, v in residual_statistics(data, geo, state, params.ctf, n_threads).items()
         }
         if root:
             prog.stage("writing", "writing run_data.star and class statistics")

@@ -403,7 +403,8 @@ def available_cpus(
     environ: dict[str, str] | None = None, cgroup_root: str = "/sys/fs/cgroup"
 ) -> int:
     """CPUs this process may use: its CPU affinity, capped by ``SLURM_CPUS_PER_TASK`` and by
-    the cgroup CPU quota (containers, batch systems; rounded up), at least 1."""
+    its share of the machine's CPUs and of the cgroup CPU quota (containers, batch systems;
+    rounded up) among the MPI processes on this node, at least 1."""
     env = os.environ if environ is None else environ
     try:
         n = len(os.sched_getaffinity(0))
@@ -412,7 +413,13 @@ def available_cpus(
     slurm = env.get("SLURM_CPUS_PER_TASK", "")
     if slurm.isdigit() and int(slurm) > 0:
         n = min(n, int(slurm))
+    shared = float(os.cpu_count() or n)
     quota = _cgroup_quota(cgroup_root)
     if quota is not None:
-        n = min(n, max(1, math.ceil(quota - 1e-9)))
-    return max(1, n)
+        shared = min(shared, math.ceil(quota - 1e-9))
+    local = next((int(v) for k in _LOCAL_RANKS if (v := env.get(k, "")).isdigit()), 1)
+    return max(1, min(n, int(shared) // max(local, 1)))
+
+
+# processes of this MPI job on this node (Open MPI, MPICH/Hydra, PMIx)
+_LOCAL_RANKS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE")

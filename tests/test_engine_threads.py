@@ -165,7 +165,7 @@ def test_map_ordered_commits_in_order_and_raises():
     assert seen == [0, 1, 2, 3]
 
 
-def test_default_threads_follow_slurm_and_cgroup_quota(tmp_path):
+def test_default_threads_follow_slurm_cgroup_quota_and_mpi(tmp_path):
     import os
 
     cores = len(os.sched_getaffinity(0))
@@ -187,5 +187,10 @@ def test_default_threads_follow_slurm_and_cgroup_quota(tmp_path):
     assert available_cpus({}, str(tmp_path / "v1")) == 1
     (v1 / "cpu.cfs_quota_us").write_text("-1\n")
     assert available_cpus({}, str(tmp_path / "v1")) == cores
+    # MPI processes on one node share the machine (and the quota) when not bound to cores
+    total = os.cpu_count() or cores
+    local = {"OMPI_COMM_WORLD_LOCAL_SIZE": str(total)}
+    assert available_cpus(local, str(empty)) == 1
+    assert available_cpus({"MPI_LOCALNRANKS": "1"}, str(empty)) == cores
     assert resolve_threads(3) == 3
     assert resolve_threads(0) == available_cpus()

@@ -25,10 +25,12 @@ Prints a table row with wall times, visits per second, peak memory and the ratio
 per-particle statistics at each thread count in one process, interleaved (1, 2, ..., 1, 2,
 ...) ``--repeats`` times, and prints per thread count the best wall time, speed-up and
 parallel efficiency against the first count, the process CPU time, the cores it got (CPU /
-wall of the best run: below the thread count when other work shares the machine) and the
-load average beside them, and the time per stage: the block stages summed over threads (CPU
-seconds) and the serial stages of the calling thread (wall seconds), so the serial remainder
-is visible.
+wall of the best run: below the thread count when other work shares the machine), the cores
+the other processes kept busy meanwhile (/proc/stat) and the load average beside them, and
+the time per stage: the block stages summed over threads (CPU seconds) and the serial
+stages of the calling thread (wall seconds), so the serial remainder is visible.
+``--wait-quiet S`` waits (up to S seconds) before each run for the rest of a shared machine
+to go quiet.
 """
 
 from __future__ import annotations
@@ -90,7 +92,38 @@ def _stage_sums(history: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
+def _busy_cores_clock() -> tuple[float, float, float] | None:
+    """(wall s, busy CPU s of the whole machine, CPU s of this process), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [float(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (sum(v) - v[3] - v[4]) / hz  # all but idle and iowait
+    return time.perf_counter(), busy, time.process_time()
+
+
+def _others_cores(a, b) -> float:
+    """Cores the rest of the machine kept busy between two :func:`_busy_cores_clock`."""
+    if a is None or b is None:
+        return float("nan")
+    return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / max(b[0] - a[0], 1e-9))
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 0.25) -> float:
+    """Wait (up to ``limit_s``) until the rest of the machine uses < ``threshold`` cores over
+    5 s; returns what it used in the last 5 s."""
+    t_end = time.perf_counter() + limit_s
+    while True:
+        a = _busy_cores_clock()
+        time.sleep(5.0)
+        used = _others_cores(a, _busy_cores_clock())
+        if not used >= threshold or time.perf_counter() >= t_end:
+            return used
+
+
+def threads_sweep(pset, p0, counts: list[int], repeats: int, wait_quiet_s: float = 0.0) -> None:
     """Reading, classification and statistics at each thread count, interleaved."""
     import dataclasses
 
@@ -104,6 +137,9 @@ def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
     for r in range(repeats):
         for n in counts:
             p = dataclasses.replace(p0, threads=n)
+            if wait_quiet_s > 0:
+                wait_for_quiet(wait_quiet_s)
+            clock0 = _busy_cores_clock()
             load0 = os.getloadavg()[0]
             t = time.perf_counter()
             data = prepare_dataset(pset, p)
@@ -116,9 +152,16 @@ def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
             residual_statistics(data, geo, state, p.ctf, n)
             stats_s = time.perf_counter() - t
             load1 = os.getloadavg()[0]
+            others = _others_cores(clock0, _busy_cores_clock())
             visits = sum(h["n_particles"] for h in state.history)
             row = dict(
-                wall=wall, cpu=cpu, read=read_s, stats=stats_s, visits=visits, load=(load0, load1)
+                wall=wall,
+                cpu=cpu,
+                read=read_s,
+                stats=stats_s,
+                visits=visits,
+                load=(load0, load1),
+                others=others,
             )
             row["stages"] = _stage_sums(state.history)
             row["cls"] = state.cls.copy()
@@ -126,7 +169,8 @@ def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
             print(
                 f"repeat {r + 1} threads {n}: classify {wall:.1f} s wall, {cpu:.1f} s CPU, "
                 f"{1e3 * wall / visits:.3f} ms/visit; read {read_s:.1f} s, statistics "
-                f"{stats_s:.1f} s; load average {load0:.2f} -> {load1:.2f}",
+                f"{stats_s:.1f} s; load average {load0:.2f} -> {load1:.2f}, other processes "
+                f"used {others:.2f} cores",
                 flush=True,
             )
     ref = runs[counts[0]]
@@ -135,9 +179,9 @@ def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
     print(f"\nsame classes at every thread count: {same}")
     print(
         "| threads | best wall s | median wall s | speed-up | efficiency | CPU s | "
-        "cores used | ms/visit | read s | statistics s | load avg |"
+        "cores used | others' cores | ms/visit | read s | statistics s | load avg |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in counts:
         rs = runs[n]
         best = min(x["wall"] for x in rs)
@@ -148,7 +192,7 @@ def threads_sweep(pset, p0, counts: list[int], repeats: int) -> None:
         used = min(rs, key=lambda x: x["wall"])
         print(
             f"| {n} | {best:.1f} | {med:.1f} | {sp:.2f} | {sp / n:.2f} | {cpu:.1f} | "
-            f"{used['cpu'] / used['wall']:.2f} | "
+            f"{used['cpu'] / used['wall']:.2f} | {used['others']:.2f} | "
             f"{1e3 * best / rs[0]['visits']:.3f} | {min(x['read'] for x in rs):.1f} | "
             f"{min(x['stats'] for x in rs):.1f} | {min(loads):.1f}-{max(loads):.1f} |"
         )
@@ -199,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated thread counts (e.g. 1,2,4): speed-up per thread count",
     )
     ap.add_argument("--repeats", type=int, default=3, help="runs per thread count (sweep)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="sweep: before each run wait up to this many seconds for the rest of the "
+        "machine to use under 0.25 cores (shared machines)",
+    )
     ap.add_argument("--online-iters", type=int, default=None, help="override (sweep)")
     ap.add_argument("--full-passes", type=int, default=None, help="override (sweep)")
     a = ap.parse_args(argv)
@@ -246,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             f"cores available {len(os.sched_getaffinity(0))}; load average {os.getloadavg()}",
             flush=True,
         )
-        threads_sweep(pset, p, counts, a.repeats)
+        threads_sweep(pset, p, counts, a.repeats, a.wait_quiet)
         return 0
     t = time.perf_counter()
     data = prepare_dataset(pset, p)

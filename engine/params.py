@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "Problem",
     "param_specs",
     "resolve_threads",
+    "available_cpus",
     "mask_diameters_A",
 ]
 
@@ -224,7 +226,7 @@ class ClassifyParams:
         0,
         flag="--threads",
         label="Threads",
-        help="CPU threads for numba and BLAS together; 0 = all cores.",
+        help="CPU threads of this process; 0 = the CPUs it may use (affinity, SLURM, cgroup).",
         level="compute",
         min=0,
         max=4096,
@@ -397,10 +399,67 @@ def param_specs() -> list[ParamSpec]:
 
 
 def resolve_threads(threads: int) -> int:
-    """0 means all cores available to this process."""
+    """``threads``, or for 0 the CPUs this process may use (:func:`available_cpus`)."""
     if threads and threads > 0:
         return int(threads)
+    return available_cpus()
+
+
+def _cgroup_quota(root: str) -> float | None:
+    """CPU quota (CPUs, may be fractional) of this process's cgroup, or None if unlimited."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    rel = {}
+    for line in lines:  # "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
+        _, ctrl, path = (line.split(":", 2) + ["", ""])[:3]
+        for c in ctrl.split(",") if ctrl else [""]:
+            rel[c] = path.lstrip("/")
+    quotas = []
+    for d in {os.path.join(root, rel.get("", "")), root}:  # v2: "max 100000" or "50000 100000"
+        q = _read_words(os.path.join(d, "cpu.max"))
+        if len(q) == 2 and q[0] != "max" and float(q[1]) > 0:
+            quotas.append(float(q[0]) / float(q[1]))
+    for ctrl in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):  # v1: quota -1 = unlimited
+        for d in {os.path.join(root, ctrl, rel.get("cpu", "")), os.path.join(root, ctrl)}:
+            q = _read_words(os.path.join(d, "cpu.cfs_quota_us"))
+            t = _read_words(os.path.join(d, "cpu.cfs_period_us"))
+            if q and t and float(q[0]) > 0 and float(t[0]) > 0:
+                quotas.append(float(q[0]) / float(t[0]))
+    return min(quotas) if quotas else None
+
+
+def _read_words(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except (OSError, ValueError):
+        return []
+
+
+def available_cpus(
+    environ: dict[str, str] | None = None, cgroup_root: str = "/sys/fs/cgroup"
+) -> int:
+    """CPUs this process may use: its CPU affinity, capped by ``SLURM_CPUS_PER_TASK`` and by
+    its share of the machine's CPUs and of the cgroup CPU quota (containers, batch systems;
+    rounded up) among the MPI processes on this node, at least 1."""
+    env = os.environ if environ is None else environ
+    try:
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    slurm = env.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        n = min(n, int(slurm))
+    shared = float(os.cpu_count() or n)
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None:
+        shared = min(shared, math.ceil(quota - 1e-9))
+    local = next((int(v) for k in _LOCAL_RANKS if (v := env.get(k, "")).isdigit()), 1)
+    return max(1, min(n, int(shared) // max(local, 1)))
+
+
+# processes of this MPI job on this node (Open MPI, MPICH/Hydra, PMIx)
+_LOCAL_RANKS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE")

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _limit_blas_threads(argv: list[str]) -> None:
     """Honour ``--threads N`` in BLAS too: its thread count is read when numpy loads, so it
-    is set here, before any subcommand module imports numpy. numba kernels and BLAS calls run
-    one after the other, so at most N threads compute at any time."""
+    is set here, before any subcommand module imports numpy. Inside the engine's block
+    workers BLAS runs on one thread (:mod:`engine.core.parallel`); this caps it elsewhere."""
     n = None
     for i, a in enumerate(argv):
         if a == "--threads" and i + 1 < len(argv):

@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--threads",
         type=number_parser(int, 0, 4096, "--threads"),
         default=0,
-        help="CPU threads (0 = all cores)",
+        help="CPU threads (0 = the CPUs this process may use)",
     )
     p.add_argument(
         "--progress",

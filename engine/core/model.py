@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.dataset import Dataset
 from engine.core.estep import (
     PAD,
     PolarGrid,
@@ -21,7 +22,6 @@ from engine.core.estep import (
     inverse_dft_matrix,
     make_grid,
     particle_spectra,
-    reference_spectra,
     score_block,
 )
 from engine.core.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
@@ -34,6 +34,12 @@ from engine.core.mstep import (
     reseed_dead,
     resolution_A,
     wiener_averages,
+)
+from engine.core.parallel import (
+    StageClock,
+    map_ordered,
+    process_threads,
+    reference_spectra_parallel,
 )
 from engine.core.schedule import batch_indices, n_iterations, step_size, temperature
 from engine.params import ClassifyParams
@@ -52,42 +58,6 @@ __all__ = [
 MIN_PAIR_WEIGHT = 1e-3  # posterior below which a class is pruned from a particle's M-step
 MAX_POSES = 32  # poses per particle kept by full marginalisation
 MAX_CLASSES = 12  # classes per particle kept for the M-step (force max), by posterior
-
-
-@dataclass
-class Dataset:
-    """Particles on the small box (normalised on the background, not masked)."""
-
-    images: np.ndarray  # (N, b, b) float32/float16, RAM or memory-mapped cache
-    ctfm: np.ndarray | None  # (N, 8) CTF rows (engine.core.ctf.CtfParams.as_matrix) or None
-    box: int  # original box (px)
-    apix_A: float  # original pixel size
-    b: int  # small box (px)
-    n_total: int = -1  # particles in the whole set (all processes)
-    rank: int = 0  # this process owns particles rank, rank + size, ...
-    size: int = 1
-
-    def __post_init__(self) -> None:
-        if self.n_total < 0:
-            self.n_total = int(self.images.shape[0])
-
-    @property
-    def n(self) -> int:
-        """Particles in the whole set."""
-        return self.n_total
-
-    def owned(self, idx: np.ndarray) -> np.ndarray:
-        """The particles of ``idx`` that this process holds."""
-        return idx[idx % self.size == self.rank] if self.size > 1 else idx
-
-    def images_of(self, idx: np.ndarray) -> np.ndarray:
-        """Cached small-box images of owned particles ``idx`` (global numbers), float32."""
-        rows = idx // self.size if self.size > 1 else idx
-        return np.asarray(self.images[rows], dtype=np.float32)
-
-    @property
-    def apix_small_A(self) -> float:
-        return self.apix_A * self.box / self.b
 
 
 @dataclass
@@ -135,7 +105,10 @@ class State:
 
 
 def _block_size(K: int, T: int, n_psi: int) -> int:
-    return int(np.clip(3.0e7 // max(K * T * n_psi, 1), 8, 512))
+    """Particles per block: about 20 MB of pose spectra each, small enough for many blocks in
+    flight and for every thread to have blocks to the end of an online batch (fixed: the
+    result does not depend on the thread count)."""
+    return int(np.clip(5.0e6 // max(K * T * n_psi, 1), 8, 512))
 
 
 def _masked_block(data: Dataset, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -249,8 +222,10 @@ def assign_block(
     grid: PolarGrid,
     A: float,
     force_max: bool,
+    clock: StageClock | None = None,
 ) -> BlockResult:
-    """Posteriors from the pose scores of a block at temperature A."""
+    """Posteriors from the pose scores of a block at temperature A (``clock``: the pose
+    search is charged to "poses"; the caller charges the rest)."""
     n, K, npsi = sc.ctf2.shape
     T = sc.n_shifts
     step = 2.0 * np.pi / npsi
@@ -266,6 +241,8 @@ def assign_block(
             1.0 / A,
             T,
         )
+        if clock is not None:
+            clock.lap("poses")
         psi = (j + _refine_parabola(s_minus, sbest, s_plus)) * step  # (n, K) rad
         lp = log_pi[None, :] + sbest
         lp -= lp.max(axis=1, keepdims=True)
@@ -291,6 +268,8 @@ def assign_block(
         nsig = keep.sum(axis=1)
     else:
         L = sc.full()
+        if clock is not None:
+            clock.lap("poses")
         S = L / A + logprior_t[None, None, :, None]
         lw = (log_pi[None, :, None, None] + S).reshape(n, -1)
         lw -= lw.max(axis=1, keepdims=True)
@@ -347,9 +326,16 @@ def run_iteration(
     reducer: Reducer | None = None,
     on_block: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """One E+M iteration (online batch or full pass); updates ``state`` in place."""
+    """One E+M iteration (online batch or full pass); updates ``state`` in place.
+
+    Blocks of particles run on several threads (:func:`engine.core.parallel.map_ordered`);
+    each block's M-step goes to its own sums, added to the batch in block order, so the
+    result does not depend on the number of threads.
+    """
     red = reducer or Reducer()
     t0 = time.perf_counter()
+    clock = StageClock()
+    threads = process_threads(p)
     grid = geo.grid
     K, b = p.n_classes, data.b
     online = it <= p.online_iters
@@ -357,7 +343,7 @@ def run_iteration(
     idx_all = batch_indices(p, data.n, it) if online else np.arange(data.n)
     idx_mine = data.owned(idx_all)
     inv_s2 = 1.0 / np.maximum(state.sigma2[np.rint(grid.radii).astype(int)], 1e-30)
-    refspec = reference_spectra(state.refs, grid)
+    refspec = reference_spectra_parallel(state.refs, grid, threads)
     w = state.stats.weight
     log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
     logprior = -0.5 * (grid.shifts**2).sum(axis=1) / geo.offset_sigma_px**2
@@ -369,30 +355,24 @@ def run_iteration(
     done = 0
     w1 = np.zeros(K)
     w2 = np.zeros(K)
-    for s in range(0, len(idx_mine), nb):
-        idx = idx_mine[s : s + nb]
+    clock.lap("references")
+
+    def work(idx: np.ndarray) -> tuple[np.ndarray, BlockResult, Stats, StageClock]:
+        bc = StageClock()
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
-        ps = particle_spectra(
-            _masked_block(data, idx, geo.mask), ctfm, grid, inv_s2, p.ctf_intact_first_peak
-        )
+        images = _masked_block(data, idx, geo.mask)
+        bc.lap("read")
+        ps = particle_spectra(images, ctfm, grid, inv_s2, p.ctf_intact_first_peak)
+        bc.lap("transforms")
         sc = score_block(ps, refspec, grid)
-        res = assign_block(sc, log_pi, logprior, grid, A, p.force_max)
-        prev = state.cls[idx]
-        seen = prev >= 0
-        revisited += seen.sum()
-        changed += (prev[seen] != res.cls[seen]).sum()
-        ll_sum += float(res.loglik.sum())
-        state.cls[idx] = res.cls
-        state.psi_deg[idx] = res.psi_deg
-        state.shift_px[idx] = res.shift_px
-        state.maxprob[idx] = res.maxprob
-        state.loglik[idx] = res.loglik
-        state.nsig[idx] = res.nsig
+        bc.lap("products")
+        res = assign_block(sc, log_pi, logprior, grid, A, p.force_max, bc)
+        del sc
+        bc.lap("posteriors")
+        part = Stats.zeros(K, b)
         li, cc, ww, pr, tx, ty = res.pairs
-        w1 += np.bincount(cc, weights=ww, minlength=K)
-        w2 += np.bincount(cc, weights=ww * ww, minlength=K)
         accumulate(
-            batch,
+            part,
             ps.Fpad,
             PAD,
             b,
@@ -409,9 +389,37 @@ def run_iteration(
             grid.r_max,
             p.ctf_intact_first_peak,
         )
+        bc.lap("mstep")
+        return idx, res, part, bc
+
+    def commit(_: int, out: tuple[np.ndarray, BlockResult, Stats, StageClock]) -> None:
+        nonlocal changed, revisited, ll_sum, done, w1, w2
+        idx, res, part, bc = out
+        clock.add(bc)
+        clock.restart()
+        prev = state.cls[idx]
+        seen = prev >= 0
+        revisited += seen.sum()
+        changed += (prev[seen] != res.cls[seen]).sum()
+        ll_sum += float(res.loglik.sum())
+        state.cls[idx] = res.cls
+        state.psi_deg[idx] = res.psi_deg
+        state.shift_px[idx] = res.shift_px
+        state.maxprob[idx] = res.maxprob
+        state.loglik[idx] = res.loglik
+        state.nsig[idx] = res.nsig
+        cc, ww = res.pairs[1], res.pairs[2]
+        w1 += np.bincount(cc, weights=ww, minlength=K)
+        w2 += np.bincount(cc, weights=ww * ww, minlength=K)
+        batch.add(part)
         done += len(idx)
         if on_block is not None:
             on_block(done, len(idx_mine))
+        clock.lap("commit")
+
+    blocks = [idx_mine[s : s + nb] for s in range(0, len(idx_mine), nb)]
+    map_ordered(work, blocks, threads, commit)
+    clock.restart()
     batch = red.sum_stats(batch)
     scal = red.sum_array(
         np.concatenate([[changed, revisited, ll_sum, float(len(idx_mine))], w1, w2])
@@ -441,6 +449,7 @@ def run_iteration(
     state.ssnr = ssnr
     state.resolution_A = resolution_A(ssnr, b, data.apix_small_A, grid.r_max)
     state.iteration = it
+    clock.lap("update")
     info = {
         "iteration": it,
         "kind": "online" if online else "full",
@@ -450,6 +459,8 @@ def run_iteration(
         "mean_loglik": float(scal[2] / max(scal[3], 1.0)),
         "reseeded": len(reseeded),
         "seconds": time.perf_counter() - t0,
+        "threads": threads,
+        "stages": clock.as_dict(),
     }
     state.history.append(info)
     return info

@@ -26,19 +26,20 @@ from engine.core.estep import PAD
 from engine.core.fourier import centred_rfft2, gridding_correction, shell_index
 from engine.core.kernels import residual_band_sums
 from engine.core.model import Dataset, Geometry, State
+from engine.core.parallel import map_ordered
 
 __all__ = ["residual_statistics", "LOW_RES_BAND_A", "PARTICLE_COLUMNS"]
 
 LOW_RES_BAND_A = (200.0, 25.0)
 PARTICLE_COLUMNS = ("tdcResidualLowRes", "tdcSignalLowRes")
-BLOCK = 512
+BLOCK = 128  # particles per task
 
 
 def residual_statistics(
-    data: Dataset, geo: Geometry, state: State, use_ctf: bool
+    data: Dataset, geo: Geometry, state: State, use_ctf: bool, threads: int = 1
 ) -> dict[str, np.ndarray]:
     """``{column: (N,) float32}`` (:data:`PARTICLE_COLUMNS`) for the particles this process
-    owns (others: 0)."""
+    owns (others: 0); blocks of particles run on ``threads`` threads."""
     b, a = data.b, data.apix_small_A
     r_lo = b * a / LOW_RES_BAND_A[0]
     r_hi = min(b * a / LOW_RES_BAND_A[1], geo.grid.r_max)
@@ -53,8 +54,8 @@ def residual_statistics(
     mine = mine[state.cls[mine] >= 0]
     ctf_table = data.ctfm if use_ctf else None
     window = geo.mask * gridding_correction(b, PAD)  # unbiased bilinear samples
-    for s in range(0, len(mine), BLOCK):
-        idx = mine[s : s + BLOCK]
+
+    def sums_of(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         F = centred_rfft2(data.images_of(idx) * window[None], PAD)
         ctfm = ctf_table[idx] if ctf_table is not None else np.zeros((len(idx), 8))
         psi = -np.deg2rad(state.psi_deg[idx].astype(np.float64))  # RELION psi -> internal
@@ -78,6 +79,13 @@ def residual_statistics(
         with np.errstate(divide="ignore", invalid="ignore"):
             res = np.where(smm > 0, sxx - sxm * sxm / smm, sxx)
             sig = np.where(sms > 0, sxm / np.sqrt(sms), 0.0)
+        return idx, res, sig
+
+    def store(_: int, out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        idx, res, sig = out
         resid[idx] = res / max(noise, 1e-30)
         signal[idx] = sig
+
+    blocks = [mine[s : s + BLOCK] for s in range(0, len(mine), BLOCK)]
+    map_ordered(sums_of, blocks, threads, store)
     return {"tdcResidualLowRes": resid, "tdcSignalLowRes": signal}

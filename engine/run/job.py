@@ -301,6 +301,7 @@ def _classify(
     data: Any,
     t0: float,
 ) -> int:
+    import numba
     import numpy as np
 
     from engine.core.model import classify, gather_state, geometry_for, n_iterations
@@ -348,7 +349,9 @@ def _classify(
     owned = np.arange(data.n) % data.size == data.rank
     per_particle = {
         k: red.gather_particles(v, owned)
-        for k, v in residual_statistics(data, geo, state, params.ctf).items()
+        for k, v in residual_statistics(
+            data, geo, state, params.ctf, numba.get_num_threads()
+        ).items()
     }
     if root:
         prog.stage("writing", "writing run_data.star and class statistics")

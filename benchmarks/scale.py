@@ -1,0 +1,130 @@
+"""Scale run: ``twodclass run`` end to end on a STAR that lists one stack several times.
+
+Usage::
+
+    python benchmarks/scale.py --star DIR/particles.star --copies 10 -o JOB [--threads 2]
+
+Writes ``DIR/particles_x{copies}.star`` (every particle row repeated ``copies`` times, so a
+100,000-particle stack stands for 1,000,000 particles; the rows point at the same images),
+runs ``twodclass run`` on it as a child process with the default schedule (``--online-iters``
+and ``--full-passes`` may be changed), and prints the time per particle visit of the online
+iterations and of the full pass, the reading/cropping time, the child's CPU time and its peak
+resident memory (``ru_maxrss``), and the size of the on-disk particle cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def repeated_star(star: Path, copies: int) -> Path:
+    """A STAR beside ``star`` whose particle rows are ``star``'s, ``copies`` times over."""
+    import pandas as pd
+
+    from engine.io.star import read_star, write_star
+
+    out = star.with_name(f"{star.stem}_x{copies}.star")
+    if copies == 1:
+        return star
+    if not out.exists():
+        blocks = read_star(star)
+        blocks["particles"] = pd.concat([blocks["particles"]] * copies, ignore_index=True)
+        write_star(out, blocks)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--star", required=True, type=Path)
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("-o", "--output", required=True, type=Path)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--classes", type=int, default=50)
+    ap.add_argument("--online-iters", type=int, default=None)
+    ap.add_argument("--full-passes", type=int, default=1)
+    a = ap.parse_args(argv)
+    star = repeated_star(a.star, a.copies)
+    cmd = [
+        str(Path(sys.executable).parent / "twodclass"),
+        "run",
+        str(star),
+        "-o",
+        str(a.output),
+        "--overwrite",
+        "--classes",
+        str(a.classes),
+        "--full-passes",
+        str(a.full_passes),
+        "--progress",
+        "jsonl",
+    ]
+    if a.threads:
+        cmd += ["--threads", str(a.threads)]
+    if a.online_iters is not None:
+        cmd += ["--online-iters", str(a.online_iters)]
+    print(" ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    stage_t: dict[str, float] = {}
+    iters = []
+    n = 0
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            now = time.perf_counter() - t0
+            if ev.get("event") == "stage":
+                stage_t.setdefault(ev["stage"], now)
+            elif ev.get("event") == "start":
+                n = ev["n_particles"]
+            elif ev.get("event") == "iteration":
+                iters.append(ev)
+                print(
+                    f"iteration {ev['iteration']} {ev['kind']}: {ev['n_particles']} particles "
+                    f"in {ev['seconds']:.1f} s ({1e3 * ev['seconds'] / ev['n_particles']:.3f} "
+                    f"ms/visit), load average {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(f"twodclass run failed with status {proc.returncode}")
+        return 1
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cache = (
+        sum(f.stat().st_size for f in (a.output / "cache").glob("*"))
+        if (a.output / "cache").exists()
+        else 0
+    )
+
+    def per_visit(kind: str) -> float:
+        its = [e for e in iters if e["kind"] == kind]
+        return 1e3 * sum(e["seconds"] for e in its) / max(sum(e["n_particles"] for e in its), 1)
+
+    visits = sum(e["n_particles"] for e in iters)
+    reading = stage_t.get("classifying", wall) - stage_t.get("reading", 0.0)
+    print(
+        "| N | threads | wall s | reading s | online ms/visit | full-pass ms/visit | "
+        "CPU ms/visit (all) | peak GB | disk cache GB |"
+    )
+    print(
+        f"| {n} | {a.threads or 'default'} | {wall:.0f} | {reading:.0f} | "
+        f"{per_visit('online'):.3f} | {per_visit('full'):.3f} | "
+        f"{1e3 * (ru.ru_utime + ru.ru_stime) / max(visits, 1):.3f} | "
+        f"{ru.ru_maxrss / 1024**2:.2f} | {cache / 1e9:.2f} |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

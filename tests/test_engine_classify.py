@@ -355,8 +355,8 @@ def test_random_views_classes_are_coherent(tmp_path):
     """View purity on uniformly random views (no discrete views to find): the members of each
     class share one 3D orientation in the class frame. 1,200 particles, 12 classes; the
     orientation coherence (engine.sim.evaluate) was 89.6° with the online EM keeping stale
-    class sums (step it^-0.6 with every batch the whole data set) and is 70.4° with the
-    step that keeps about one pass (engine.core.schedule.step_size)."""
+    class sums (step it^-0.6 with every batch the whole data set) and is 70.4° when such a
+    batch replaces them (engine.core.schedule.step_size)."""
     from engine.sim.evaluate import evaluate_job
 
     sim = simulate(

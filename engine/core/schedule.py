@@ -22,18 +22,16 @@ def temperature(p: ClassifyParams, it: int) -> float:
 
 
 def step_size(it: int, batch_fraction: float = 0.0) -> float:
-    """Online-EM step eta of iteration ``it``: ``max(it^-0.6, batch_fraction)``.
+    """Online-EM step eta of iteration ``it``: ``it^-0.6``, or 1 when the batch is the whole
+    data set (``batch_fraction`` = batch size / particles >= 1).
 
-    The running class sums are ``(1 - eta) old + eta batch``. With the decay alone (1, 0.66,
-    0.52, ... 0.17 at iteration 20) they keep sums from early, hot, blurred iterations long
-    after the references have sharpened, which mixes views in the final classes: with 5,000
-    particles and 100 x 50 per batch, every batch is the whole data set and the old sums are
-    only staler copies of it. ``batch_fraction`` (batch size / particles, capped at 1) keeps
-    the memory to about one pass over the data: a batch that covers the data set replaces
-    the sums (plain EM), half of it keeps one batch back, and a batch much smaller than the
-    data set leaves the decay unchanged.
+    The running class sums are ``(1 - eta) old + eta batch``. With the decay (1, 0.66, 0.52,
+    ... 0.17 at iteration 20) they keep sums from early, hot, blurred iterations long after
+    the references have sharpened; when every batch is the whole data set (5,000 particles
+    and 100 x 50 per batch) the old sums are only staler copies of the new ones, and keeping
+    them mixed views in the final classes. Such a batch replaces the sums (plain EM).
     """
-    return max(float(it) ** -0.6, min(float(batch_fraction), 1.0))
+    return 1.0 if batch_fraction >= 1.0 else float(it) ** -0.6
 
 
 def batch_indices(p: ClassifyParams, n: int, it: int) -> np.ndarray:

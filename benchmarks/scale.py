@@ -8,8 +8,9 @@ Writes ``DIR/particles_x{copies}.star`` (every particle row repeated ``copies`` 
 100,000-particle stack stands for 1,000,000 particles; the rows point at the same images),
 runs ``twodclass run`` on it as a child process with the default schedule (``--online-iters``
 and ``--full-passes`` may be changed), and prints the time per particle visit of the online
-iterations and of the full pass, the reading/cropping time, the child's CPU time and its peak
-resident memory (``ru_maxrss``), and the size of the on-disk particle cache.
+iterations and of the full pass (wall, and CPU summed over threads), the reading/cropping
+time, the child's CPU time and its peak resident memory (``ru_maxrss``), and the size of the
+on-disk particle cache.
 """
 
 from __future__ import annotations
@@ -107,19 +108,25 @@ def main(argv: list[str] | None = None) -> int:
         else 0
     )
 
-    def per_visit(kind: str) -> float:
+    def per_visit(kind: str, cpu: bool = False) -> float:
         its = [e for e in iters if e["kind"] == kind]
-        return 1e3 * sum(e["seconds"] for e in its) / max(sum(e["n_particles"] for e in its), 1)
+        if cpu:  # CPU seconds of every stage, summed over threads
+            secs = sum(v["cpu"] for e in its for v in e.get("stages", {}).values())
+        else:
+            secs = sum(e["seconds"] for e in its)
+        return 1e3 * secs / max(sum(e["n_particles"] for e in its), 1)
 
     visits = sum(e["n_particles"] for e in iters)
     reading = stage_t.get("classifying", wall) - stage_t.get("reading", 0.0)
     print(
         "| N | threads | wall s | reading s | online ms/visit | full-pass ms/visit | "
-        "CPU ms/visit (all) | peak GB | disk cache GB |"
+        "online CPU ms/visit | full-pass CPU ms/visit | CPU ms/visit (all) | peak GB | "
+        "disk cache GB |"
     )
     print(
         f"| {n} | {a.threads or 'default'} | {wall:.0f} | {reading:.0f} | "
         f"{per_visit('online'):.3f} | {per_visit('full'):.3f} | "
+        f"{per_visit('online', True):.3f} | {per_visit('full', True):.3f} | "
         f"{1e3 * (ru.ru_utime + ru.ru_stime) / max(visits, 1):.3f} | "
         f"{ru.ru_maxrss / 1024**2:.2f} | {cache / 1e9:.2f} |"
     )

@@ -8,8 +8,10 @@ Writes ``DIR/particles_x{copies}.star`` (every particle row repeated ``copies`` 
 100,000-particle stack stands for 1,000,000 particles; the rows point at the same images),
 runs ``twodclass run`` on it as a child process with the default schedule (``--online-iters``
 and ``--full-passes`` may be changed), and prints the time per particle visit of the online
-iterations and of the full pass, the reading/cropping time, the child's CPU time and its peak
-resident memory (``ru_maxrss``), and the size of the on-disk particle cache.
+iterations and of the full pass (wall, and CPU summed over threads), the reading/cropping
+time, the child's CPU time and its peak resident memory (``ru_maxrss``), and the size of the
+on-disk particle cache. A job stopped from outside is resumed from its checkpoint
+(``--retries``); the wall time then includes the restarts.
 """
 
 from __future__ import annotations
@@ -51,10 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", type=int, default=50)
     ap.add_argument("--online-iters", type=int, default=None)
     ap.add_argument("--full-passes", type=int, default=1)
+    ap.add_argument("--resume", action="store_true", help="continue the job in -o")
+    ap.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="resume the job this many times if it is stopped from outside",
+    )
     a = ap.parse_args(argv)
     star = repeated_star(a.star, a.copies)
+    n = 0 if not a.resume else json.loads((a.output / "job.json").read_text())["n_particles"]
+    exe = Path(sys.executable).parent / "twodclass"
     cmd = [
-        str(Path(sys.executable).parent / "twodclass"),
+        os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe),
         "run",
         str(star),
         "-o",
@@ -71,35 +82,44 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--threads", str(a.threads)]
     if a.online_iters is not None:
         cmd += ["--online-iters", str(a.online_iters)]
-    print(" ".join(cmd), flush=True)
     t0 = time.perf_counter()
     stage_t: dict[str, float] = {}
-    iters = []
-    n = 0
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            now = time.perf_counter() - t0
-            if ev.get("event") == "stage":
-                stage_t.setdefault(ev["stage"], now)
-            elif ev.get("event") == "start":
-                n = ev["n_particles"]
-            elif ev.get("event") == "iteration":
-                iters.append(ev)
-                print(
-                    f"iteration {ev['iteration']} {ev['kind']}: {ev['n_particles']} particles "
-                    f"in {ev['seconds']:.1f} s ({1e3 * ev['seconds'] / ev['n_particles']:.3f} "
-                    f"ms/visit), load average {os.getloadavg()[0]:.2f}",
-                    flush=True,
-                )
+    for attempt in range(1 + a.retries):
+        if attempt or a.resume:  # stopped from outside (a shared machine): from the checkpoint
+            cmd = [cmd[0], "run", "--resume", str(a.output), "--progress", "jsonl"]
+            cmd += ["--threads", str(a.threads)] if a.threads else []
+        print(" ".join(cmd), flush=True)
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                now = time.perf_counter() - t0
+                if ev.get("event") == "stage":
+                    stage_t.setdefault(ev["stage"], now)
+                elif ev.get("event") == "start":
+                    n = ev["n_particles"]
+                elif ev.get("event") == "iteration":
+                    print(
+                        f"iteration {ev['iteration']} {ev['kind']}: {ev['n_particles']} "
+                        f"particles in {ev['seconds']:.1f} s "
+                        f"({1e3 * ev['seconds'] / ev['n_particles']:.3f} ms/visit), "
+                        f"load average {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+        if proc.returncode == 0:
+            break
+        print(f"twodclass run stopped with status {proc.returncode}", flush=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        print(f"twodclass run failed with status {proc.returncode}")
         return 1
+    from engine.io.job_writer import load_checkpoint
+    from engine.io.jobfolder import JobFiles
+
+    # every iteration's time, across restarts, is in the job's history
+    history = load_checkpoint(JobFiles(a.output)).history
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     cache = (
         sum(f.stat().st_size for f in (a.output / "cache").glob("*"))
@@ -107,19 +127,25 @@ def main(argv: list[str] | None = None) -> int:
         else 0
     )
 
-    def per_visit(kind: str) -> float:
-        its = [e for e in iters if e["kind"] == kind]
-        return 1e3 * sum(e["seconds"] for e in its) / max(sum(e["n_particles"] for e in its), 1)
+    def per_visit(kind: str, cpu: bool = False) -> float:
+        its = [e for e in history if e["kind"] == kind]
+        if cpu:  # CPU seconds of every stage, summed over threads
+            secs = sum(v["cpu"] for e in its for v in e.get("stages", {}).values())
+        else:
+            secs = sum(e["seconds"] for e in its)
+        return 1e3 * secs / max(sum(e["n_particles"] for e in its), 1)
 
-    visits = sum(e["n_particles"] for e in iters)
+    visits = sum(e["n_particles"] for e in history)
     reading = stage_t.get("classifying", wall) - stage_t.get("reading", 0.0)
     print(
         "| N | threads | wall s | reading s | online ms/visit | full-pass ms/visit | "
-        "CPU ms/visit (all) | peak GB | disk cache GB |"
+        "online CPU ms/visit | full-pass CPU ms/visit | CPU ms/visit (all) | peak GB | "
+        "disk cache GB |"
     )
     print(
         f"| {n} | {a.threads or 'default'} | {wall:.0f} | {reading:.0f} | "
         f"{per_visit('online'):.3f} | {per_visit('full'):.3f} | "
+        f"{per_visit('online', True):.3f} | {per_visit('full', True):.3f} | "
         f"{1e3 * (ru.ru_utime + ru.ru_stime) / max(visits, 1):.3f} | "
         f"{ru.ru_maxrss / 1024**2:.2f} | {cache / 1e9:.2f} |"
     )

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from engine.core import fft as _fft
 from engine.core.estep import PolarGrid, ReferenceSpectra, reference_spectra
@@ -63,11 +64,6 @@ def worker_count(threads: int, n_items: int) -> int:
 @contextlib.contextmanager
 def blas_single_thread() -> Iterator[None]:
     """BLAS on one thread in this block (process-wide: BLAS has no per-thread setting)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        yield
-        return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 

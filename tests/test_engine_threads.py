@@ -124,6 +124,18 @@ def test_memory_mapped_cache_holds_the_same_images_and_leaves_no_resident_pages(
     rss_kB = _mapped_rss_kB(str(mapped.images.filename))
     if rss_kB is not None:  # the pages of the cache file are out of this process's memory
         assert rss_kB <= 8
+    # the run's check for blank images reads every cached image and drops its pages too
+    from engine.core.model import Reducer
+    from engine.run.job import _check_blank
+
+    class _Quiet:
+        def warn(self, message: str) -> None:
+            raise AssertionError(message)
+
+    _check_blank(pset, mapped, Reducer(), _Quiet())
+    rss_kB = _mapped_rss_kB(str(mapped.images.filename))
+    if rss_kB is not None:
+        assert rss_kB <= 8
 
 
 def _mapped_rss_kB(path: str) -> int | None:
@@ -194,3 +206,20 @@ def test_default_threads_follow_slurm_cgroup_quota_and_mpi(tmp_path):
     assert available_cpus({"MPI_LOCALNRANKS": "1"}, str(empty)) == cores
     assert resolve_threads(3) == 3
     assert resolve_threads(0) == available_cpus()
+
+
+def test_blocks_run_blas_on_one_thread():
+    """Inside map_ordered's blocks BLAS runs on one thread (so N threads keep N cores busy,
+    not N times BLAS's own pool), and the process's BLAS setting comes back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    assert blas_threads(), "numpy has no BLAS that threadpoolctl can see"
+    before = blas_threads()
+    for threads in (1, 2):
+        seen = map_ordered(lambda _: blas_threads(), list(range(4)), threads)
+        assert seen is not None
+        assert all(n == [1] * len(before) for n in seen), (threads, seen)
+    assert blas_threads() == before

@@ -273,6 +273,8 @@ def _check_blank(pset: Any, data: Any, red: Any, prog: Any) -> None:
     for s in range(0, n_own, 4096):
         block = np.asarray(data.images[s : s + 4096], dtype=np.float32)
         blank[s : s + 4096] = ~np.any(block != 0, axis=(1, 2))
+        if data.after_read is not None:  # a memory-mapped cache: drop the pages just read
+            data.after_read(np.arange(s, s + len(block)))
     n_blank = int(red.sum_array(np.array([blank.sum()], dtype=np.int64))[0])
     if n_blank == 0:
         return

@@ -26,6 +26,7 @@ import starfile
 from engine.cli import main
 
 __all__ = [
+    "same_result",
     "write_particles",
     "write_stack",
     "tree_digest",
@@ -199,3 +200,21 @@ def readonly_fs(monkeypatch, root: str | Path) -> None:
     monkeypatch.setattr(os, "mkdir", fake_mkdir)
     monkeypatch.setattr(os, "replace", fake_replace)
     monkeypatch.setattr(os, "access", fake_access)
+
+
+def same_result(a: Path, b: Path) -> None:
+    """Two finished jobs agree: classes, poses, class averages and their pixel size."""
+    from engine.io.mrc import open_stack
+    from engine.io.star import read_star
+
+    da, db = (
+        read_star(a / "run_data.star")["particles"],
+        read_star(b / "run_data.star")["particles"],
+    )
+    assert (da["rlnClassNumber"] == db["rlnClassNumber"]).all()
+    np.testing.assert_allclose(da["rlnAnglePsi"], db["rlnAnglePsi"], atol=1e-3)
+    np.testing.assert_allclose(da["rlnOriginXAngst"], db["rlnOriginXAngst"], atol=1e-4)
+    ca, pa = open_stack(a / "run_classes.mrcs")
+    cb, pb = open_stack(b / "run_classes.mrcs")
+    np.testing.assert_allclose(ca, cb, atol=1e-4)
+    assert pa == pb

@@ -21,3 +21,12 @@ async def browser_ready(pilot, app, tries: int = 200) -> BrowserScreen:
         ):
             return screen
     raise AssertionError("browser did not load")
+
+
+async def open_detail(pilot, app, tries: int = 100) -> None:
+    """Open the highlighted class's detail and wait until its member particles are shown."""
+    await pilot.press("enter")
+    for _ in range(tries):
+        await pilot.pause(0.05)
+        if app.screen.query(".sample"):
+            break

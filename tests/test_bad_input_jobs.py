@@ -14,18 +14,16 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine.io.claim import FolderClaim
 from engine.io.jobfolder import load_job
-from engine.io.mrc import open_stack
-from engine.io.star import read_star
 from tests.helpers_bad import (
     TINY,
     assert_one_error,
     cli,
     readonly_fs,
+    same_result,
     tree_digest,
     write_particles,
 )
@@ -80,20 +78,6 @@ def _interrupted(tmp: Path, monkeypatch, capsys, at: int = 2, *extra: str) -> Pa
     info = json.loads((tmp / "job" / "job.json").read_text())
     assert info["status"] == "cancelled" and info["iteration"] == at
     return tmp / "job"
-
-
-def _same_result(a: Path, b: Path) -> None:
-    da, db = (
-        read_star(a / "run_data.star")["particles"],
-        read_star(b / "run_data.star")["particles"],
-    )
-    assert (da["rlnClassNumber"] == db["rlnClassNumber"]).all()
-    np.testing.assert_allclose(da["rlnAnglePsi"], db["rlnAnglePsi"], atol=1e-3)
-    np.testing.assert_allclose(da["rlnOriginXAngst"], db["rlnOriginXAngst"], atol=1e-4)
-    ca, pa = open_stack(a / "run_classes.mrcs")
-    cb, pb = open_stack(b / "run_classes.mrcs")
-    np.testing.assert_allclose(ca, cb, atol=1e-4)
-    assert pa == pb
 
 
 def _unchanged(tmp: Path, before: dict, *folders: str) -> None:
@@ -204,7 +188,7 @@ def test_disk_full_then_resume(tmp_path, capsys, monkeypatch):
     _unchanged(tmp_path, before, "in")
     rc, _, err = cli(["run", "--resume", tmp_path / "job"], capsys)
     assert rc == 0, err
-    _same_result(ref, tmp_path / "job")
+    same_result(ref, tmp_path / "job")
 
 
 # ----------------------------------------------------------------------------- resume
@@ -299,7 +283,7 @@ def test_resume_allows_other_threads_and_equals_uninterrupted(tmp_path, capsys, 
     job = _interrupted(tmp_path, monkeypatch, capsys)
     rc, _, err = cli(["run", "--resume", job, "--threads", "1", "--classes", "2"], capsys)
     assert rc == 0, err
-    _same_result(ref, job)
+    same_result(ref, job)
     rc, _, err = cli(["run", "--resume", job], capsys)
     assert rc == 0 and "already finished" in err
 
@@ -323,7 +307,7 @@ def test_interrupted_overwrite_does_not_resume_the_old_job(tmp_path, capsys, mon
     assert not (a / "run_data.star").exists()
     rc, _, err = cli(["run", "--resume", a], capsys)
     assert rc == 0, err
-    _same_result(ref_b, a)
+    same_result(ref_b, a)
     assert load_job(a).n_classes == 3
 
 

@@ -15,13 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from engine.io.jobfolder import load_job
-from engine.io.mrc import open_stack
-from engine.io.star import read_star
-from tests.helpers_bad import cli, tree_digest, write_particles
+from tests.helpers_bad import cli, same_result, tree_digest, write_particles
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 13 iterations (about 0.15 s each, mostly the synced writes): a signal sent after
@@ -57,19 +54,6 @@ def reference(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "job"
     assert main(["run", str(data), "-o", str(out), *ARGS, "--progress", "none"]) == 0
     return out
-
-
-def _same_result(a: Path, b: Path) -> None:
-    da, db = (
-        read_star(a / "run_data.star")["particles"],
-        read_star(b / "run_data.star")["particles"],
-    )
-    assert (da["rlnClassNumber"] == db["rlnClassNumber"]).all()
-    np.testing.assert_allclose(da["rlnAnglePsi"], db["rlnAnglePsi"], atol=1e-3)
-    np.testing.assert_allclose(da["rlnOriginXAngst"], db["rlnOriginXAngst"], atol=1e-4)
-    np.testing.assert_allclose(
-        open_stack(a / "run_classes.mrcs")[0], open_stack(b / "run_classes.mrcs")[0], atol=1e-4
-    )
 
 
 def _start(data: Path, out: Path, prelude: str = "", *extra: str) -> subprocess.Popen:
@@ -118,7 +102,7 @@ def test_signal_exit_status_and_message(sig, status, data, reference, tmp_path, 
     if sig == signal.SIGTERM:
         rc, _, err = cli(["run", "--resume", out, "--progress", "none"], capsys)
         assert rc == 0, err
-        _same_result(reference, out)
+        same_result(reference, out)
 
 
 @pytest.mark.parametrize("trial", [0])
@@ -137,7 +121,7 @@ def test_kill_at_a_random_iteration_then_resume(trial, data, reference, tmp_path
     rc, _, err = cli(["run", "--resume", out, "--progress", "plain"], capsys)
     assert rc == 0, err
     assert "ended without finishing" in err
-    _same_result(reference, out)
+    same_result(reference, out)
     assert not (out / "job.lock").exists()
 
 
@@ -172,7 +156,7 @@ def test_kill_while_writing_then_resume(trial, data, reference, tmp_path, capsys
     rc, _, err = cli(["run", "--resume", out, "--progress", "none"], capsys)
     assert rc == 0, err
     assert not list(out.rglob(".*.tmp*"))
-    _same_result(reference, out)
+    same_result(reference, out)
 
 
 def test_two_runs_at_the_same_moment(data, reference, tmp_path):
@@ -187,7 +171,7 @@ def test_two_runs_at_the_same_moment(data, reference, tmp_path):
     assert line.startswith(f"twodclass: error: {out}: ")
     assert "in use by twodclass run (pid" in line or "already holds a job" in line
     assert load_job(out).status == "finished" and not (out / "job.lock").exists()
-    _same_result(reference, out)
+    same_result(reference, out)
 
 
 def test_disk_cache_goes_when_the_run_ends(data, tmp_path, capsys, monkeypatch):

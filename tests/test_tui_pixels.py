@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_job import make_finished_job
-from helpers_tui import browser_ready
+from helpers_tui import browser_ready, open_detail
 
 from tui import terminal
 from tui.app import TwodclassApp
@@ -116,11 +116,7 @@ async def test_detail_and_member_images_keep_their_aspect(tmp_path, setup_as, re
     app = TwodclassApp("browse", job_dir=Path(job))
     async with app.run_test(size=(120, 40)) as pilot:
         await browser_ready(pilot, app)
-        await pilot.press("enter")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.screen.query(".sample"):
-                break
+        await open_detail(pilot, app)
         views = list(app.screen.query(ImageView))
         assert len(views) >= 2  # the class and its members
         for v in views:
@@ -140,11 +136,7 @@ async def test_members_low_passed_and_r_shows_them_raw(tmp_path, setup_as):
     app = TwodclassApp("browse", job_dir=Path(job))
     async with app.run_test(size=(120, 40)) as pilot:
         await browser_ready(pilot, app)
-        await pilot.press("enter")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.screen.query(".sample"):
-                break
+        await open_detail(pilot, app)
         screen = app.screen
         filtered = [v.image for v in screen.query(".sample")]
         raw = screen._samples[1]

@@ -44,6 +44,11 @@ def repeated_star(star: Path, copies: int) -> Path:
     return out
 
 
+def cache_bytes(folder: Path) -> int:
+    """Bytes of every file below ``folder`` (a job's on-disk particle cache)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--star", required=True, type=Path)
@@ -82,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--threads", str(a.threads)]
     if a.online_iters is not None:
         cmd += ["--online-iters", str(a.online_iters)]
+    from engine.io.jobfolder import JobFiles
+
     t0 = time.perf_counter()
     stage_t: dict[str, float] = {}
+    cache = 0
     for attempt in range(1 + a.retries):
         if attempt or a.resume:  # stopped from outside (a shared machine): from the checkpoint
             cmd = [cmd[0], "run", "--resume", str(a.output), "--progress", "jsonl"]
@@ -99,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 now = time.perf_counter() - t0
                 if ev.get("event") == "stage":
                     stage_t.setdefault(ev["stage"], now)
+                    if ev["stage"] == "classifying":  # the cache is complete; the run removes it
+                        cache = max(cache, cache_bytes(JobFiles(a.output).cache))
                 elif ev.get("event") == "start":
                     n = ev["n_particles"]
                 elif ev.get("event") == "iteration":
@@ -116,16 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     if proc.returncode != 0:
         return 1
     from engine.io.job_writer import load_checkpoint
-    from engine.io.jobfolder import JobFiles
 
     # every iteration's time, across restarts, is in the job's history
     history = load_checkpoint(JobFiles(a.output)).history
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cache = (
-        sum(f.stat().st_size for f in (a.output / "cache").glob("*"))
-        if (a.output / "cache").exists()
-        else 0
-    )
 
     def per_visit(kind: str, cpu: bool = False) -> float:
         its = [e for e in history if e["kind"] == kind]

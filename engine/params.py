@@ -161,7 +161,8 @@ class ClassifyParams:
         flag="--offset-range",
         label="Offset search range",
         unit="Å",
-        help="Translations searched around the current offset; default: 2.5 cropped pixels.",
+        help="Translations searched in each iteration (around the current offset, see "
+        "--local-offsets); default: 2.5 cropped pixels.",
         level="advanced",
         min=0.0,
     )
@@ -179,7 +180,9 @@ class ClassifyParams:
         flag="--offset-sigma",
         label="Offset prior width",
         unit="Å",
-        help="Std. dev. of the Gaussian prior on particle offsets; default: 10% of the box.",
+        help="Std. dev. of the Gaussian prior on the total particle offset (centred on the "
+        "picked position); default: 10% of the box, or with --local-offsets estimated from "
+        "the offsets, at most that.",
         level="advanced",
         min=0.01,
     )
@@ -212,6 +215,15 @@ class ClassifyParams:
         flag="--center-classes",
         label="Re-center 2D classes",
         help="Shift each class average to its centre of mass after every iteration.",
+        level="advanced",
+    )
+    local_offsets: bool = _p(
+        True,
+        flag="--local-offsets",
+        label="Search around current offsets",
+        help="Each iteration searches translations around the particle's current offset, so "
+        "offsets accumulate (RELION's way; centres particles picked further off than the "
+        "search range, up to 15% of the mask diameter); off = always around the box centre.",
         level="advanced",
     )
     reseed_dead: bool = _p(

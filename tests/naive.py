@@ -115,8 +115,9 @@ def best_poses_naive(
 ) -> tuple[np.ndarray, ...]:
     """Twin of engine.core.kernels.fused_best_poses from the full score array (n, K, T, P)."""
     n, K, T, P = cross.shape
+    prior = np.broadcast_to(prior, (n, prior.shape[-1]))  # (T,) or per particle (n, T)
     S = ((cross - 0.5 * ctf2[:, :, None]) - 0.5 * xpow[:, None, None, None]) * inv_A + prior[
-        None, None, :, None
+        :, None, :, None
     ]
     flat = S.reshape(n, K, T * P)
     best = flat.argmax(axis=2)
@@ -125,5 +126,5 @@ def best_poses_naive(
     sel = np.take_along_axis(S, t[..., None, None], axis=2)[:, :, 0, :]
     sm = np.take_along_axis(sel, ((j - 1) % P)[..., None], axis=2)[..., 0]
     sp = np.take_along_axis(sel, ((j + 1) % P)[..., None], axis=2)[..., 0]
-    lb = (s - prior[t]) / inv_A
+    lb = (s - np.take_along_axis(prior, t, axis=1)) / inv_A
     return s, t, j, sm, sp, lb

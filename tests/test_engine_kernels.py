@@ -309,9 +309,52 @@ def test_fused_best_poses_equals_two_step():
     S = S.astype(np.complex64)
     ctf2 = rng.standard_normal((n, K, P)).astype(np.float32)
     xpow = rng.standard_normal(n)
-    prior = -rng.uniform(0, 1, T)
+    prior = -rng.uniform(0, 1, (n, T))
     cross = _irfft_rows(S, P).reshape(n, K, T, P)
     want = best_poses_naive(cross, ctf2, xpow, prior, 0.7)
     got = fused_best_poses(S, inverse_dft_matrix(P), ctf2, xpow, prior, 0.7, T)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_move_images_moves_content_by_the_given_pixels():
+    from engine.core.fourier import move_images
+
+    img = np.zeros((1, 32, 32), np.float32)
+    img[0, 16, 16] = 1.0
+    out = move_images(img, np.array([[3.0, -2.0]]))
+    y, x = np.unravel_index(np.argmax(out[0]), out[0].shape)
+    assert (x, y) == (19, 14)  # x = column, y = row
+    back = move_images(out, np.array([[-3.0, 2.0]]))
+    np.testing.assert_allclose(back, img, atol=1e-5)
+
+
+def test_members_follow_a_recentred_class():
+    """A particle P = class turned by psi and moved by t stays the same image when its class is
+    re-centred and its offset follows (engine.core.model.follow_recentred)."""
+    from engine.core.fourier import move_images
+    from engine.core.model import State, follow_recentred
+    from engine.core.mstep import Stats
+    from engine.core.pose import class_to_particle
+
+    b = 48
+    y, x = np.mgrid[0:b, 0:b] - b // 2
+    blob_a = np.exp(-((x - 5) ** 2 + (y - 2) ** 2) / 8.0)
+    blob_b = 0.6 * np.exp(-((x + 1) ** 2 + (y + 6) ** 2) / 5.0)
+    ref = (blob_a + blob_b).astype(np.float32)
+    psi = np.array([0.0, 37.0, 200.0])
+    t = np.array([[1.5, -2.0], [-3.0, 0.5], [2.0, 2.0]])
+    # P(x) = V(R(-psi)(x - t)); class_to_particle takes RELION's psi and origin = -t
+    parts = [class_to_particle(ref, p, -tt[0], -tt[1]) for p, tt in zip(psi, t, strict=True)]
+    moved = np.array([[-4.0, 3.0]])
+    ref2 = move_images(ref[None], moved)[0]
+    st = State(stats=Stats.zeros(1, b), sigma2=np.ones(b // 2 + 1), refs=ref2[None],
+               cls=np.zeros(3, np.int32), psi_deg=psi.astype(np.float32),
+               shift_px=t.astype(np.float32), maxprob=np.ones(3, np.float32),
+               loglik=np.zeros(3, np.float32), nsig=np.ones(3, np.int32))  # fmt: skip
+    follow_recentred(st, moved, max_px=20.0)
+    m = np.hypot(x, y) < 16
+    for i in range(3):
+        tt = st.shift_px[i]
+        again = class_to_particle(ref2, psi[i], -tt[0], -tt[1])
+        assert np.abs(again - parts[i])[m].max() < 0.02, i

@@ -18,6 +18,7 @@ __all__ = [
     "fourier_crop",
     "soft_circular_mask",
     "normalise_background",
+    "move_images",
     "centred_rfft2",
     "centred_irfft2",
     "shell_index",
@@ -79,6 +80,19 @@ def normalise_background(images: np.ndarray, radius_px: float) -> np.ndarray:
     imgs -= mean[:, None, None]
     imgs /= std[:, None, None]
     return imgs
+
+
+def move_images(images: np.ndarray, d_px: np.ndarray) -> np.ndarray:
+    """Move the content of ``(n, b, b)`` images by ``d_px`` ``(n, 2)`` (x, y) pixels (a
+    Fourier phase ramp: sub-pixel, periodic, so what leaves one edge enters the opposite
+    one). Returns float32."""
+    n, b, _ = images.shape
+    d = np.asarray(d_px, dtype=np.float64).reshape(n, 2)
+    ky = np.fft.fftfreq(b)[None, :, None]
+    kx = np.fft.rfftfreq(b)[None, None, :]
+    ramp = np.exp(-2j * np.pi * (kx * d[:, 0, None, None] + ky * d[:, 1, None, None]))
+    F = _fft.rfft2(images.astype(np.float32, copy=False)) * ramp.astype(np.complex64)
+    return np.asarray(_fft.irfft2(F, s=(b, b)), dtype=np.float32)
 
 
 def centred_rfft2(images: np.ndarray, pad: int = 1) -> np.ndarray:

@@ -269,7 +269,7 @@ def fused_best_poses(
     """Best pose of every (particle, class) pair ("force max over poses/shifts"), straight
     from the angular spectra, without the score array.
 
-    Score ``S = L / A + prior[t]`` with ``L = cross - ctf2/2 - xpow/2`` (see
+    Score ``S = L / A + prior[i, t]`` with ``L = cross - ctf2/2 - xpow/2`` (see
     :class:`engine.core.estep.Scores`). Returns per ``(n, K)``: best S, its shift index t and
     rotation index j, S at rotations j-1 and j+1 (same t, for sub-step refinement), and L at
     the best pose.
@@ -277,7 +277,7 @@ def fused_best_poses(
     ``S``: ``(M, n, K*T)`` complex64 sums over rings per angular frequency (class-major
     columns); ``G``: ``(2M, n_psi)`` float32 inverse real DFT (rows Re m, Im m) so that the
     cross term of rotation j is ``sum_m Re S_m G[2m, j] + Im S_m G[2m+1, j]``; ``ctf2``:
-    ``(n, K, n_psi)``.
+    ``(n, K, n_psi)``; ``prior``: ``(n, T)`` log prior of each particle's shifts.
     """
     M, n, KT = S.shape
     K = KT // T
@@ -323,7 +323,7 @@ def fused_best_poses(
                         vals[3, j] += r3 * a0 + i3 * a1
                 for q in range(nt):
                     t = t0 + q
-                    pt = prior[t]
+                    pt = prior[i, t]
                     upd = False
                     for j in range(P):
                         v = (vals[q, j] - 0.5 * ctf2[i, c, j] + off) * inv_A + pt

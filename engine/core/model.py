@@ -24,7 +24,13 @@ from engine.core.estep import (
     particle_spectra,
     score_block,
 )
-from engine.core.fourier import centred_rfft2, radial_average, shell_index, soft_circular_mask
+from engine.core.fourier import (
+    centred_rfft2,
+    move_images,
+    radial_average,
+    shell_index,
+    soft_circular_mask,
+)
 from engine.core.kernels import fused_best_poses
 from engine.core.mstep import (
     Stats,
@@ -69,6 +75,7 @@ class Geometry:
     diameter_A: float
     diameter_outer_A: float
     offset_sigma_px: float
+    max_offset_px: float  # cap on a particle's accumulated offset: 15% of the inner diameter
 
 
 def geometry_for(p: ClassifyParams, data: Dataset) -> Geometry:
@@ -80,7 +87,12 @@ def geometry_for(p: ClassifyParams, data: Dataset) -> Geometry:
     grid = make_grid(b, a, p.psi_step_deg, rng_px, step_px, p.min_res_align_A)
     sig = (p.offset_sigma_A / a) if p.offset_sigma_A else 0.1 * b
     return Geometry(
-        grid=grid, mask=mask, diameter_A=d_in, diameter_outer_A=d_out, offset_sigma_px=sig
+        grid=grid,
+        mask=mask,
+        diameter_A=d_in,
+        diameter_outer_A=d_out,
+        offset_sigma_px=sig,
+        max_offset_px=max(rng_px, 0.15 * d_in / a),
     )
 
 
@@ -195,6 +207,59 @@ def initial_state(
     )
 
 
+def cap_offsets(t: np.ndarray, max_px: float) -> np.ndarray:
+    """Particle offsets ``(n, 2)`` shortened to at most ``max_px``."""
+    r = np.hypot(t[:, 0], t[:, 1])
+    return t * np.minimum(1.0, max_px / np.maximum(r, 1e-12))[:, None]
+
+
+def offset_prior(
+    t0: np.ndarray, psi_deg: np.ndarray, shifts: np.ndarray, sigma_px: float
+) -> np.ndarray:
+    """Log Gaussian prior ``(n, T)`` of each particle's *total* offset ``t0 + R(psi) t'`` for
+    every searched class-frame shift ``t'`` (RELION's prior, centred on the picked position, so
+    offsets that accumulate over the iterations cannot walk away). ``psi`` is the particle's
+    last in-plane angle (RELION's sign; 0 before its first visit), standing in for the one
+    the search will find."""
+    a = -np.deg2rad(np.asarray(psi_deg, dtype=np.float64))[:, None]
+    ca, sa = np.cos(a), np.sin(a)
+    tx = t0[:, 0, None] + ca * shifts[None, :, 0] - sa * shifts[None, :, 1]
+    ty = t0[:, 1, None] + sa * shifts[None, :, 0] + ca * shifts[None, :, 1]
+    return -0.5 * (tx * tx + ty * ty) / sigma_px**2
+
+
+def offset_sigma(state: State, geo: Geometry, red: Reducer, learn: bool = True) -> float:
+    """Width (small px) of the offset prior: ``geo.offset_sigma_px`` when the user set it
+    (``learn`` False), else RELION's estimate from the particles' current offsets,
+    ``sqrt(mean |t|^2 / 2)``, between 1 px and ``geo.offset_sigma_px`` (which it is until
+    the first visit)."""
+    if not learn:
+        return geo.offset_sigma_px
+    seen = state.cls >= 0
+    sums = red.sum_array(
+        np.array([float((state.shift_px[seen].astype(np.float64) ** 2).sum()), float(seen.sum())])
+    )
+    if sums[1] <= 0:
+        return geo.offset_sigma_px
+    return float(np.clip(np.sqrt(sums[0] / (2.0 * sums[1])), 1.0, geo.offset_sigma_px))
+
+
+def follow_recentred(state: State, moved: np.ndarray, max_px: float) -> None:
+    """Keep the members of re-centred classes on them: class ``c``'s content moved by
+    ``moved[c]`` (class frame, small px), so a member's offset ``t`` (``P = V(R(-psi)(x - t))``)
+    becomes ``t - R(psi) moved[c]`` (internal psi = -rlnAnglePsi)."""
+    mine = np.flatnonzero(state.cls >= 0)
+    d = moved[state.cls[mine]]
+    if not np.any(d):
+        return
+    a = -np.deg2rad(state.psi_deg[mine].astype(np.float64))
+    ca, sa = np.cos(a), np.sin(a)
+    t = state.shift_px[mine].astype(np.float64)
+    t[:, 0] -= ca * d[:, 0] - sa * d[:, 1]
+    t[:, 1] -= sa * d[:, 0] + ca * d[:, 1]
+    state.shift_px[mine] = cap_offsets(t, max_px)
+
+
 def _refine_parabola(s_m: np.ndarray, s_0: np.ndarray, s_p: np.ndarray) -> np.ndarray:
     den = s_m - 2.0 * s_0 + s_p
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -237,7 +302,7 @@ def assign_block(
             inverse_dft_matrix(npsi),
             sc.ctf2,
             sc.xpow,
-            logprior_t.astype(np.float64),
+            np.ascontiguousarray(np.broadcast_to(logprior_t, (n, T)), dtype=np.float64),
             1.0 / A,
             T,
         )
@@ -270,7 +335,7 @@ def assign_block(
         L = sc.full()
         if clock is not None:
             clock.lap("poses")
-        S = L / A + logprior_t[None, None, :, None]
+        S = L / A + np.broadcast_to(logprior_t, (n, T))[:, None, :, None]
         lw = (log_pi[None, :, None, None] + S).reshape(n, -1)
         lw -= lw.max(axis=1, keepdims=True)
         w = np.exp(lw)
@@ -346,7 +411,8 @@ def run_iteration(
     refspec = reference_spectra_parallel(state.refs, grid, threads)
     w = state.stats.weight
     log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
-    logprior = -0.5 * (grid.shifts**2).sum(axis=1) / geo.offset_sigma_px**2
+    sigma_t = offset_sigma(state, geo, red, learn=p.local_offsets and p.offset_sigma_A is None)
+    acc_on = float(p.local_offsets)
     batch = Stats.zeros(K, b)
     nb = _block_size(K, len(grid.shifts), grid.n_psi)
     changed = 0.0
@@ -360,13 +426,19 @@ def run_iteration(
     def work(idx: np.ndarray) -> tuple[np.ndarray, BlockResult, Stats, StageClock]:
         bc = StageClock()
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
-        images = _masked_block(data, idx, geo.mask)
+        t0 = state.shift_px[idx].astype(np.float64) * acc_on
+        images = data.images_of(idx)
+        if np.any(t0):  # search around the current offset: centre the particles on it first
+            images = move_images(images, -t0)
+        images *= geo.mask[None]
         bc.lap("read")
         ps = particle_spectra(images, ctfm, grid, inv_s2, p.ctf_intact_first_peak)
         bc.lap("transforms")
         sc = score_block(ps, refspec, grid)
         bc.lap("products")
-        res = assign_block(sc, log_pi, logprior, grid, A, p.force_max, bc)
+        prior = offset_prior(t0, state.psi_deg[idx], grid.shifts, sigma_t)
+        res = assign_block(sc, log_pi, prior, grid, A, p.force_max, bc)
+        res.shift_px = cap_offsets(t0 + res.shift_px, geo.max_offset_px)
         del sc
         bc.lap("posteriors")
         part = Stats.zeros(K, b)
@@ -443,8 +515,11 @@ def run_iteration(
     refs, _, ssnr = wiener_averages(st, p.tau2_fudge, geo.mask, grid.r_max)
     if p.center_classes and online and not last:
         max_px = max(2.0, 0.1 * b)
-        if np.any(recentre(st, refs, geo.mask, max_px)):
+        moved = recentre(st, refs, geo.mask, max_px)
+        if np.any(moved):
             refs, _, ssnr = wiener_averages(st, p.tau2_fudge, geo.mask, grid.r_max)
+            if p.local_offsets:
+                follow_recentred(state, moved, geo.max_offset_px)
     state.refs = refs
     state.ssnr = ssnr
     state.resolution_A = resolution_A(ssnr, b, data.apix_small_A, grid.r_max)

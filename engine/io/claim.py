@@ -97,6 +97,11 @@ class FolderClaim:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 info = _read_info(fd)
+                for _ in range(50):  # the holder writes who it is just after locking
+                    if info:
+                        break
+                    time.sleep(0.01)
+                    info = _read_info(fd)
                 os.close(fd)
                 raise InputError(
                     self.folder,

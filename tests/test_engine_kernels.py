@@ -329,6 +329,24 @@ def test_move_images_moves_content_by_the_given_pixels():
     np.testing.assert_allclose(back, img, atol=1e-5)
 
 
+def test_rotate_vectors_turns_class_frame_shifts_into_the_particle_frame():
+    """Content at ``v`` from the class centre sits at ``R(-psi) v`` in a particle of RELION
+    angle ``psi`` (engine.core.pose.rotate_vectors with the internal angle ``-psi``)."""
+    from engine.core.pose import class_to_particle, rotate_vectors
+
+    b = 48
+    y, x = np.mgrid[0:b, 0:b] - b // 2
+    v = np.array([9.0, -4.0])
+    ref = np.exp(-((x - v[0]) ** 2 + (y - v[1]) ** 2) / 2.0)
+    for psi in (0.0, 30.0, 90.0, 241.0):
+        part = class_to_particle(ref, psi, 0.0, 0.0)
+        yy, xx = np.unravel_index(np.argmax(part), part.shape)
+        want = rotate_vectors(np.deg2rad(-psi), v)
+        assert np.hypot(xx - b // 2 - want[0], yy - b // 2 - want[1]) < 1.0, psi
+    many = rotate_vectors(np.array([[0.0], [np.pi / 2]]), np.array([[[1.0, 0.0], [0.0, 2.0]]]))
+    np.testing.assert_allclose(many, [[[1, 0], [0, 2]], [[0, 1], [-2, 0]]], atol=1e-12)
+
+
 def test_members_follow_a_recentred_class():
     """A particle P = class turned by psi and moved by t stays the same image when its class is
     re-centred and its offset follows (engine.core.model.follow_recentred)."""

@@ -47,6 +47,7 @@ from engine.core.parallel import (
     process_threads,
     reference_spectra_parallel,
 )
+from engine.core.pose import rotate_vectors
 from engine.core.schedule import batch_indices, n_iterations, step_size, temperature
 from engine.params import ClassifyParams
 
@@ -222,10 +223,8 @@ def offset_prior(
     last in-plane angle (RELION's sign; 0 before its first visit), standing in for the one
     the search will find."""
     a = -np.deg2rad(np.asarray(psi_deg, dtype=np.float64))[:, None]
-    ca, sa = np.cos(a), np.sin(a)
-    tx = t0[:, 0, None] + ca * shifts[None, :, 0] - sa * shifts[None, :, 1]
-    ty = t0[:, 1, None] + sa * shifts[None, :, 0] + ca * shifts[None, :, 1]
-    return -0.5 * (tx * tx + ty * ty) / sigma_px**2
+    t = t0[:, None, :] + rotate_vectors(a, shifts[None, :, :])
+    return -0.5 * (t * t).sum(axis=2) / sigma_px**2
 
 
 def offset_sigma(state: State, geo: Geometry, red: Reducer, learn: bool = True) -> float:
@@ -253,10 +252,7 @@ def follow_recentred(state: State, moved: np.ndarray, max_px: float) -> None:
     if not np.any(d):
         return
     a = -np.deg2rad(state.psi_deg[mine].astype(np.float64))
-    ca, sa = np.cos(a), np.sin(a)
-    t = state.shift_px[mine].astype(np.float64)
-    t[:, 0] -= ca * d[:, 0] - sa * d[:, 1]
-    t[:, 1] -= sa * d[:, 0] + ca * d[:, 1]
+    t = state.shift_px[mine].astype(np.float64) - rotate_vectors(a, d)
     state.shift_px[mine] = cap_offsets(t, max_px)
 
 
@@ -322,10 +318,8 @@ def assign_block(
         g /= g.sum(axis=1, keepdims=True)
         ii, cc = np.nonzero(keep)
         ps = psi[ii, cc]
-        tp = shifts[ti[ii, cc]]
-        tx = np.cos(ps) * tp[:, 0] - np.sin(ps) * tp[:, 1]
-        ty = np.sin(ps) * tp[:, 0] + np.cos(ps) * tp[:, 1]
-        pairs = (ii, cc, g[ii, cc], ps, tx, ty)
+        t = rotate_vectors(ps, shifts[ti[ii, cc]])
+        pairs = (ii, cc, g[ii, cc], ps, t[:, 0], t[:, 1])
         bpsi = psi[ar, c_best]
         btp = shifts[ti[ar, c_best]]
         maxprob = g[ar, c_best]
@@ -349,11 +343,9 @@ def assign_block(
         cc, ti, j = np.unravel_index(order, (K, T, npsi))
         ii = np.repeat(ar[:, None], order.shape[1], axis=1)
         ps = j * step
-        tp = shifts[ti]
-        tx = np.cos(ps) * tp[..., 0] - np.sin(ps) * tp[..., 1]
-        ty = np.sin(ps) * tp[..., 0] + np.cos(ps) * tp[..., 1]
+        t = rotate_vectors(ps, shifts[ti])
         k = keep
-        pairs = (ii[k], cc[k], wo[k], ps[k], tx[k], ty[k])
+        pairs = (ii[k], cc[k], wo[k], ps[k], t[..., 0][k], t[..., 1][k])
         cls_post = w.reshape(n, K, -1).sum(axis=2)
         c_best = cls_post.argmax(axis=1)
         within = w.reshape(n, K, -1)[ar, c_best].argmax(axis=1)
@@ -363,13 +355,7 @@ def assign_block(
         maxprob = w.max(axis=1)
         loglik = L.reshape(n, K, -1)[ar, c_best, within]
         nsig = keep.sum(axis=1)
-    shift = np.stack(
-        [
-            np.cos(bpsi) * btp[:, 0] - np.sin(bpsi) * btp[:, 1],
-            np.sin(bpsi) * btp[:, 0] + np.cos(bpsi) * btp[:, 1],
-        ],
-        axis=1,
-    )
+    shift = rotate_vectors(bpsi, btp)
     # internal angle: particle = class rotated by +psi; RELION's rlnAnglePsi is its negative
     return BlockResult(
         cls=c_best.astype(np.int32),
@@ -412,7 +398,6 @@ def run_iteration(
     w = state.stats.weight
     log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
     sigma_t = offset_sigma(state, geo, red, learn=p.local_offsets and p.offset_sigma_A is None)
-    acc_on = float(p.local_offsets)
     batch = Stats.zeros(K, b)
     nb = _block_size(K, len(grid.shifts), grid.n_psi)
     changed = 0.0
@@ -426,9 +411,12 @@ def run_iteration(
     def work(idx: np.ndarray) -> tuple[np.ndarray, BlockResult, Stats, StageClock]:
         bc = StageClock()
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
-        t0 = state.shift_px[idx].astype(np.float64) * acc_on
+        if p.local_offsets:  # search around the current offset
+            t0 = state.shift_px[idx].astype(np.float64)
+        else:  # around the box centre
+            t0 = np.zeros((len(idx), 2))
         images = data.images_of(idx)
-        if np.any(t0):  # search around the current offset: centre the particles on it first
+        if np.any(t0):  # centre the particles on their offsets first
             images = move_images(images, -t0)
         images *= geo.mask[None]
         bc.lap("read")

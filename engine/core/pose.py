@@ -21,7 +21,17 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["align_to_class", "class_to_particle", "sample_bilinear"]
+__all__ = ["align_to_class", "class_to_particle", "rotate_vectors", "sample_bilinear"]
+
+
+def rotate_vectors(angle_rad: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``R(a) v`` for vectors ``v`` (``(..., 2)``, x then y) and angles broadcasting against
+    ``v[..., 0]``: how the engine turns a class-frame shift into the particle frame (the
+    internal angle, ``a = -rlnAnglePsi``)."""
+    a = np.asarray(angle_rad, dtype=np.float64)
+    ca, sa = np.cos(a), np.sin(a)
+    vx, vy = v[..., 0], v[..., 1]
+    return np.stack([ca * vx - sa * vy, sa * vx + ca * vy], axis=-1)
 
 
 def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -191,9 +191,23 @@ class ClassifyParams:
         flag="--tau2-fudge",
         label="Regularisation parameter T",
         help="RELION's T: weight of the data against the smoothness prior "
-        "in the Wiener class averages.",
+        "in the Wiener class averages written at the end (see --align-tau2-fudge).",
         level="advanced",
         min=0.1,
+        max=100.0,
+    )
+    align_tau2_fudge: float | None = _p(
+        None,
+        flag="--align-tau2-fudge",
+        label="Regularisation T of the alignment references",
+        help="T of the class averages that particles are aligned to and classified "
+        "against in every iteration. Below 1, a small, noisy class is smoothed more "
+        "than a well-populated one and cannot hold particles that a sharp class of "
+        "their view explains, so views gather in fewer, sharper classes and junk in "
+        "its own (README, 'Why lower T for alignment'); default: 0.25 with CTF "
+        "correction and at least 20 classes, else --tau2-fudge.",
+        level="advanced",
+        min=0.01,
         max=100.0,
     )
     ctf: bool = _p(

@@ -391,3 +391,34 @@ def test_particles_off_centre_beyond_the_search_range_are_centred(tmp_path):
     assert ev.view_purity > 0.95
     assert ev.view_spread_deg < 7.0
     assert ev.shift_error_A < 5.0
+
+
+def test_alignment_references_use_their_own_t_and_the_written_averages_the_users_t():
+    """Every iteration but the last leaves references regularised with --align-tau2-fudge
+    for the next E-step; the last leaves the class averages written, with --tau2-fudge."""
+    from engine.core.fourier import fourier_crop as crop
+    from engine.core.model import Dataset, geometry_for, initial_state, run_iteration
+    from engine.core.mstep import wiener_averages
+    from engine.params import ClassifyParams
+    from engine.sim.simulate import simulate_arrays
+
+    s = simulate_arrays(n_particles=120, box=64, apix_A=3.0, snr=0.1, n_views=3, seed=2)
+    data = Dataset(images=crop(s.images, 32), ctfm=s.ctf.as_matrix(), box=64, apix_A=3.0, b=32)
+    p = ClassifyParams(n_classes=3, online_iters=2, full_passes=1, batch_per_class=40, seed=1,
+                       tau2_fudge=2.0, align_tau2_fudge=0.25, center_classes=False)  # fmt: skip
+    geo = geometry_for(p, data)
+    state = initial_state(p, data, geo)
+    r = geo.grid.r_max
+    for it, t_want in ((1, 0.25), (2, 0.25), (3, 2.0)):
+        run_iteration(p, data, geo, state, it)
+        for t in (0.25, 2.0):
+            same = np.allclose(state.refs, wiener_averages(state.stats, t, geo.mask, r)[0])
+            assert same == (t == t_want), (it, t)
+    # automatic: 0.25 only with CTF correction and at least 20 classes (with 3-8 classes,
+    # short schedules or no CTF correction, classes died at 0.25 and views merged)
+    from engine.core.model import alignment_t
+
+    assert alignment_t(ClassifyParams()) == 0.25
+    assert alignment_t(ClassifyParams(n_classes=8, tau2_fudge=3.0)) == 3.0
+    assert alignment_t(ClassifyParams(ctf=False)) == 2.0
+    assert alignment_t(ClassifyParams(n_classes=8, align_tau2_fudge=0.5)) == 0.5

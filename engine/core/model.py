@@ -65,6 +65,8 @@ __all__ = [
 MIN_PAIR_WEIGHT = 1e-3  # posterior below which a class is pruned from a particle's M-step
 MAX_POSES = 32  # poses per particle kept by full marginalisation
 MAX_CLASSES = 12  # classes per particle kept for the M-step (force max), by posterior
+AUTO_ALIGN_T = 0.25  # automatic alignment T (README, 'Why lower T for alignment')
+AUTO_ALIGN_T_MIN_CLASSES = 20  # ... from this many classes on, with CTF correction
 
 
 @dataclass
@@ -194,7 +196,7 @@ def initial_state(
         PAD,
     )
     st = red.sum_stats(st)
-    refs, _, _ = wiener_averages(st, p.tau2_fudge, geo.mask, geo.grid.r_max)
+    refs, _, _ = wiener_averages(st, alignment_t(p), geo.mask, geo.grid.r_max)
     return State(
         stats=st,
         sigma2=sigma2,
@@ -206,6 +208,16 @@ def initial_state(
         loglik=np.zeros(N, np.float32),
         nsig=np.zeros(N, np.int32),
     )
+
+
+def alignment_t(p: ClassifyParams) -> float:
+    """T of the references the particles are aligned to (``--align-tau2-fudge``; automatic:
+    0.25 with CTF correction and at least 20 classes, else ``--tau2-fudge``)."""
+    if p.align_tau2_fudge is not None:
+        return float(p.align_tau2_fudge)
+    if p.ctf and p.n_classes >= AUTO_ALIGN_T_MIN_CLASSES:
+        return AUTO_ALIGN_T
+    return float(p.tau2_fudge)
 
 
 def cap_offsets(t: np.ndarray, max_px: float) -> np.ndarray:
@@ -500,12 +512,15 @@ def run_iteration(
     reseeded: list[int] = []
     if online and p.reseed_dead:
         reseeded = reseed_dead(st, np.random.default_rng([p.seed, 31, it]), 0.1 / K)
-    refs, _, ssnr = wiener_averages(st, p.tau2_fudge, geo.mask, grid.r_max)
+    # the references of the next iteration at the alignment T; the last iteration's are
+    # the class averages written, at the user's T (the SSNR does not depend on T)
+    tau2_fudge = p.tau2_fudge if last else alignment_t(p)
+    refs, _, ssnr = wiener_averages(st, tau2_fudge, geo.mask, grid.r_max)
     if p.center_classes and online and not last:
         max_px = max(2.0, 0.1 * b)
         moved = recentre(st, refs, geo.mask, max_px)
         if np.any(moved):
-            refs, _, ssnr = wiener_averages(st, p.tau2_fudge, geo.mask, grid.r_max)
+            refs, _, ssnr = wiener_averages(st, tau2_fudge, geo.mask, grid.r_max)
             if p.local_offsets:
                 follow_recentred(state, moved, geo.max_offset_px)
     state.refs = refs

@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "demo",
         help="simulate a small example and classify it (no downloads)",
         description="Simulates particles of the built-in asymmetric phantom in 8 views "
-        "with 10%% junk (box 64, 3 Å/px, CTF, SNR 0.1; truth in "
+        "with 10% junk (box 64, 3 Å/px, CTF, SNR 0.1; truth in "
         "data/truth.star), then runs `twodclass run` on them "
         "with 12 classes. Writes DIR/data/particles.star and the job files "
         "(run_data.star, run_model.star, run_classes.mrcs) into DIR.",

@@ -25,7 +25,7 @@ class, how far the members' matched directions lie from the class's medoid direc
   classes as the job has (a floor).
 
 Beta-gal (the 2,374 EMPIAR-10204 particles of ../shared/data with the 3.54 Å/px beta-gal map
-of nglviewer/ngl, D2) takes about 4 minutes for the match on 2 cores.
+of nglviewer/ngl, D2) takes about 90 s for the match on 2 cores (644 directions).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import argparse
 import hashlib
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,7 @@ def match_particles(args: argparse.Namespace) -> dict[str, np.ndarray]:
     )
 
     def run(d: Dataset, scale: float, coarse: bool) -> tuple[State, float]:
-        q = p
-        if coarse:
-            from dataclasses import replace
-
-            q = replace(p, offset_step_A=2 * a)
+        q = replace(p, offset_step_A=2 * a) if coarse else p
         g = geometry_for(q, d)
         st = State(
             stats=Stats.zeros(len(dirs), d.b),
@@ -173,6 +170,7 @@ def class_spreads(
     """Per class: members' mean angle to their medoid direction and the share within
     ``pure_deg`` of it; over classes: particle-weighted median spread and view-pure share."""
     from engine.select import reference_grid as grid
+    from engine.sim.evaluate import weighted_median
 
     rows = []
     for c in np.unique(cls[cls >= 0]):
@@ -182,12 +180,9 @@ def class_spreads(
         rows.append((int(c), len(m), float(d[med].mean()), float((d[med] <= pure_deg).mean())))
     r = np.array(rows, dtype=np.float64).reshape(-1, 4)
     n = r[:, 1]
-    order = np.argsort(r[:, 2])
-    cum = np.cumsum(n[order])
-    median = float(r[order, 2][np.searchsorted(cum, 0.5 * cum[-1])])
     pure = r[:, 3] >= 0.7
     return {
-        "spread_deg": median,
+        "spread_deg": weighted_median(r[:, 2], n),
         "pure_share": float(n[pure].sum() / n.sum()),
         "pure_classes": int(pure.sum()),
         "rows": r,
@@ -211,10 +206,9 @@ def oracle_classes(direction: np.ndarray, k: int, ops: np.ndarray, seed: int = 0
 
 
 def job_classes(job: Path, n: int) -> np.ndarray:
-    import starfile
+    from engine.io.star import read_star
 
-    d = starfile.read(job / "run_data.star")
-    tab = d["particles"] if isinstance(d, dict) else d
+    tab = read_star(job / "run_data.star")["particles"]
     if len(tab) != n:
         raise SystemExit(f"{job}: {len(tab)} particles, the match has {n}")
     return tab["rlnClassNumber"].to_numpy().astype(np.int64) - 1

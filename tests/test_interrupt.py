@@ -77,6 +77,18 @@ def _start(data: Path, out: Path, prelude: str = "", *extra: str) -> subprocess.
     )
 
 
+PAUSE_AFTER = """
+import time
+import engine.core.model as _m
+_real = _m.run_iteration
+def _run_iteration(p, data, geo, state, it, *a, **k):
+    if it == {k} + 1:  # the signal sent on iteration {k}'s event finds the job still running
+        time.sleep(60)
+    return _real(p, data, geo, state, it, *a, **k)
+_m.run_iteration = _run_iteration
+"""
+
+
 def _stop_at(proc: subprocess.Popen, iteration: int, sig: int) -> tuple[int, str]:
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -91,7 +103,7 @@ def _stop_at(proc: subprocess.Popen, iteration: int, sig: int) -> tuple[int, str
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_exit_status_and_message(sig, status, data, reference, tmp_path, capsys):
     out = tmp_path / "job"
-    rc, err = _stop_at(_start(data, out), 3, sig)
+    rc, err = _stop_at(_start(data, out, PAUSE_AFTER.format(k=3)), 3, sig)
     assert rc == status, err
     assert err.strip().splitlines()[-1] == (
         f"twodclass: interrupted; resume with `twodclass run --resume {out}`"
@@ -111,7 +123,7 @@ def test_kill_at_a_random_iteration_then_resume(trial, data, reference, tmp_path
     says to resume it, and --resume gives the uninterrupted result."""
     k = random.Random(100 + trial).randrange(1, N_ITER - 1)
     out = tmp_path / "job"
-    rc, _ = _stop_at(_start(data, out), k, signal.SIGKILL)
+    rc, _ = _stop_at(_start(data, out, PAUSE_AFTER.format(k=k)), k, signal.SIGKILL)
     assert rc == -signal.SIGKILL
     assert json.loads((out / "job.json").read_text())["status"] == "running"
     assert (out / "job.lock").exists()  # left behind by the dead process...

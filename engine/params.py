@@ -240,6 +240,16 @@ class ClassifyParams:
         "search range, up to 15% of the mask diameter); off = always around the box centre.",
         level="advanced",
     )
+    search_origin: bool = _p(
+        True,
+        flag="--search-origin",
+        label="Also search around the picked position",
+        help="With --local-offsets: a particle whose offset is further from the picked "
+        "position (the box centre) than the offset search range is also searched within one "
+        "search step of the picked position, on the same masked pixels, and the better pose "
+        "wins, so one wrong alignment cannot strand it off centre.",
+        level="advanced",
+    )
     reseed_dead: bool = _p(
         True,
         flag="--reseed-dead",

@@ -376,3 +376,82 @@ def test_members_follow_a_recentred_class():
         tt = st.shift_px[i]
         again = class_to_particle(ref2, psi[i], -tt[0], -tt[1])
         assert np.abs(again - parts[i])[m].max() < 0.02, i
+
+
+def test_moved_spectra_are_the_spectra_of_the_moved_image():
+    """engine.core.estep.moved_spectra (a phase ramp on the kept rings) gives the angular
+    spectra of the same masked image moved by d, to the interpolation error (1%)."""
+    from engine.core.estep import moved_spectra
+    from engine.core.fourier import move_images
+
+    b = 48
+    rng = np.random.default_rng(0)
+    images = np.stack([blobs(rng, b) for _ in range(3)])
+    grid = make_grid(b, APIX, 6.0, 2.5, 1.0)
+    inv_s2 = np.ones(len(grid.radii))
+    d = np.array([[2.0, -1.5], [-3.0, 0.5], [0.7, 3.1]])
+    ps = particle_spectra(images, None, grid, inv_s2, keep_rings=True)
+    got = moved_spectra(ps, np.arange(3), d, grid)
+    want = particle_spectra(move_images(images, d), None, grid, inv_s2)
+    scale = np.abs(want.A).max()
+    assert np.abs(got.A - want.A).max() < 0.02 * scale
+    # the other direction is far off: the sign is checked
+    away = particle_spectra(move_images(images, -d), None, grid, inv_s2)
+    assert np.abs(got.A - away.A).max() > 0.3 * scale
+    np.testing.assert_allclose(got.xpow, ps.xpow)
+
+
+@pytest.mark.parametrize("force_max", [True, False])
+def test_a_particle_stranded_off_centre_is_searched_back_at_the_picked_position(force_max):
+    """A particle whose stored offset t0 is 5 px off while it sits at the picked position
+    (one wrong alignment left it there) is found again at the picked position when the
+    origin window is searched too (engine.core.model.search_blocks, same masked pixels);
+    a particle that really sits at t0 keeps t0, and one whose window reaches the picked
+    position is searched around t0 only. Without the origin window the first stays within
+    the window around t0."""
+    from engine.core.estep import moved_spectra
+    from engine.core.fourier import move_images
+    from engine.core.model import origin_window, search_blocks
+
+    b = 48
+    rng = np.random.default_rng(3)
+    refs = np.stack([blobs(rng, b), blobs(rng, b)])
+    grid = make_grid(b, APIX, 360 / 64, 2.5, 1.0)
+    mask = soft_circular_mask(b, 0.45 * b, 0.48 * b)
+    t0 = np.array([[5.0, 0.0], [5.0, 0.0], [0.0, 1.0]])
+    # particle 0: class 1 at the picked position; 1: class 1 moved by t0; 2: class 0 at t0
+    parts = np.stack(
+        [refs[1], move_images(refs[1][None], t0[1:2])[0], move_images(refs[0][None], t0[2:])[0]]
+    )
+    parts += 0.05 * rng.standard_normal(parts.shape).astype(np.float32)
+    images = move_images(parts, -t0) * mask[None]
+    inv_s2 = np.ones(len(grid.radii))
+    refspec = reference_spectra(refs * mask[None], grid)
+    ps = particle_spectra(images, None, grid, inv_s2, keep_rings=True)
+    sc = score_block(ps, refspec, grid)
+
+    home_refs, home_grid = origin_window(refspec, grid)
+    assert len(home_grid.shifts) == 5  # the centre and its four neighbours one step away
+
+    def origin(rows):
+        moved = moved_spectra(ps, rows, t0[rows], grid)
+        return score_block(moved, home_refs, home_grid, sc.ctf2[rows])
+
+    log_pi = np.log([0.5, 0.5])
+    psi = np.zeros(3)
+    res, n_back = search_blocks(sc, log_pi, t0, psi, 3.0, grid, 1.0, force_max, origin, 2.5)
+    assert n_back == 1
+    assert list(res.cls) == [1, 1, 0]
+    assert np.hypot(*res.shift_px[0]) < 0.5, res.shift_px
+    for i in (1, 2):
+        assert np.hypot(*(res.shift_px[i] - t0[i])) < 0.5, res.shift_px
+    # the M-step moves the t0-centred image: particle 0's pose there is -t0
+    li, cc, ww, _, tx, ty = res.pairs
+    top = [np.flatnonzero(li == i)[np.argmax(ww[li == i])] for i in (0, 1, 2)]
+    np.testing.assert_allclose([tx[top[0]], ty[top[0]]], -t0[0], atol=0.5)
+    for i in (1, 2):
+        np.testing.assert_allclose([tx[top[i]], ty[top[i]]], [0.0, 0.0], atol=0.5)
+
+    alone, n0 = search_blocks(sc, log_pi, t0, psi, 3.0, grid, 1.0, force_max, None)
+    assert n0 == 0
+    assert np.hypot(*(alone.shift_px[0] - t0[0])) <= 2.5

@@ -34,6 +34,7 @@ __all__ = [
     "reference_spectra",
     "ParticleSpectra",
     "particle_spectra",
+    "moved_spectra",
     "Scores",
     "score_block",
 ]
@@ -153,6 +154,9 @@ class ParticleSpectra:
     A: np.ndarray  # (M, n, R) complex64 angular spectrum of X C w / sigma2
     B: np.ndarray  # (M, n, R) complex64 angular spectrum of C^2 w / sigma2
     xpow: np.ndarray  # (n,) sum_k |X|^2 / sigma2
+    # (n, R, n_ang) complex64 X C w / sigma2 on the rings, before the angular DFT (kept
+    # with ``keep_rings``, for :func:`moved_spectra`)
+    rings: np.ndarray | None = None
 
 
 def particle_spectra(
@@ -161,6 +165,7 @@ def particle_spectra(
     grid: PolarGrid,
     inv_sigma2_r: np.ndarray,
     intact_first_peak: bool = False,
+    keep_rings: bool = False,
 ) -> ParticleSpectra:
     """Polar spectra of masked small-box particles ``(n, b, b)`` float32.
 
@@ -176,7 +181,8 @@ def particle_spectra(
         C = np.ones((n, len(grid.radii), grid.n_ang), dtype=np.float32)
     # the inverse transform runs over n_psi rotations: scale by n_psi / n_ang
     f = grid.n_psi / grid.n_ang
-    A = _fft.fft(P * (C * (wr * f)), axis=-1)[..., : grid.n_m]
+    rings = P * (C * (wr * f))
+    A = _fft.fft(rings, axis=-1)[..., : grid.n_m]
     B = _fft.rfft(C * C * (wr * f), axis=-1)[..., : grid.n_m]
     xpow = np.sum(np.abs(P) ** 2 * wr, axis=(1, 2))
     return ParticleSpectra(
@@ -184,6 +190,42 @@ def particle_spectra(
         A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),
         B=np.ascontiguousarray(B.transpose(2, 0, 1), dtype=np.complex64),
         xpow=xpow.astype(np.float64),
+        rings=rings.astype(np.complex64, copy=False) if keep_rings else None,
+    )
+
+
+def moved_spectra(
+    ps: ParticleSpectra, rows: np.ndarray, d_px: np.ndarray, grid: PolarGrid
+) -> ParticleSpectra:
+    """The spectra of particles ``rows`` of ``ps`` (made with ``keep_rings``) with the image
+    content moved by ``d_px`` ``(len(rows), 2)`` small px: a phase ramp on the rings, so
+    the same masked pixels, without a second image transform. CTF, noise weights and
+    power do not change; ``Fpad`` is left empty (the M-step is given the block's own)."""
+    if ps.rings is None:
+        raise ValueError("moved_spectra needs spectra made with keep_rings=True")
+    # ramp exp(-2 pi i r (cos a, sin a).d / b), ring by ring: the rings are evenly spaced,
+    # so each ring's ramp is the previous one's times one step (no exp per sample)
+    a = 2.0 * np.pi * np.arange(grid.n_ang) / grid.n_ang
+    d = np.asarray(d_px, dtype=np.float64)
+    u = (np.cos(a)[None, :] * d[:, 0, None] + np.sin(a)[None, :] * d[:, 1, None]) * (
+        -2.0 * np.pi / grid.b
+    )
+    r = grid.radii
+    dr = float(r[1] - r[0]) if len(r) > 1 else 1.0
+    if len(r) > 1 and not np.allclose(np.diff(r), dr):
+        raise ValueError("moved_spectra needs evenly spaced rings")
+    step = np.exp(1j * dr * u).astype(np.complex64)
+    cur = np.exp(1j * r[0] * u).astype(np.complex64)
+    moved = ps.rings[rows]
+    for k in range(len(r)):
+        moved[:, k] *= cur
+        cur *= step
+    A = _fft.fft(moved, axis=-1)[..., : grid.n_m]
+    return ParticleSpectra(
+        Fpad=np.empty((0,) + ps.Fpad.shape[1:], dtype=ps.Fpad.dtype),
+        A=np.ascontiguousarray(A.transpose(2, 0, 1), dtype=np.complex64),
+        B=np.ascontiguousarray(ps.B[:, rows]),
+        xpow=ps.xpow[rows],
     )
 
 
@@ -252,13 +294,20 @@ class Scores:
         return L
 
 
-def score_block(ps: ParticleSpectra, refs: ReferenceSpectra, grid: PolarGrid) -> Scores:
+def score_block(
+    ps: ParticleSpectra,
+    refs: ReferenceSpectra,
+    grid: PolarGrid,
+    ctf2: np.ndarray | None = None,
+) -> Scores:
     """Scores of every pose of every (particle, class) pair.
 
     Rotation index j means the class turned by +360 j / n_psi degrees (RELION's psi is the
     negative); shift index t means the particle shift ``R(psi) shifts[t]`` (small px).
+    ``ctf2``: the CTF term when it is already known (it does not depend on the shift).
     """
     S = np.matmul(ps.A, refs.W)  # (M, n, K*T)
-    Q = np.matmul(ps.B, refs.U)  # (M, n, K)
-    ctf2 = _irfft_rows(Q, grid.n_psi)  # (n, K, psi)
+    if ctf2 is None:
+        Q = np.matmul(ps.B, refs.U)  # (M, n, K)
+        ctf2 = _irfft_rows(Q, grid.n_psi)  # (n, K, psi)
     return Scores(S=S, ctf2=ctf2, xpow=ps.xpow, n_shifts=grid.shifts.shape[0], n_psi=grid.n_psi)

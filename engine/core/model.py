@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,11 @@ from engine.core.dataset import Dataset
 from engine.core.estep import (
     PAD,
     PolarGrid,
+    ReferenceSpectra,
     Scores,
     inverse_dft_matrix,
     make_grid,
+    moved_spectra,
     particle_spectra,
     score_block,
 )
@@ -78,6 +80,7 @@ class Geometry:
     diameter_A: float
     diameter_outer_A: float
     offset_sigma_px: float
+    offset_range_px: float  # radius of the searched offset window
     max_offset_px: float  # cap on a particle's accumulated offset: 15% of the inner diameter
 
 
@@ -95,6 +98,7 @@ def geometry_for(p: ClassifyParams, data: Dataset) -> Geometry:
         diameter_A=d_in,
         diameter_outer_A=d_out,
         offset_sigma_px=sig,
+        offset_range_px=rng_px,
         max_offset_px=max(rng_px, 0.15 * d_in / a),
     )
 
@@ -286,6 +290,24 @@ class BlockResult:
     loglik: np.ndarray
     nsig: np.ndarray
     pairs: tuple[np.ndarray, ...]  # (local idx, class, weight, psi_rad, tx, ty)
+    shift_index: np.ndarray  # (n,) the best pose's row of the searched shifts
+    pair_shift_index: np.ndarray  # the same for every pair
+
+
+def best_poses(sc: Scores, logprior_t: np.ndarray, A: float) -> tuple[np.ndarray, ...]:
+    """:func:`fused_best_poses` of a block: per ``(n, K)`` the best score, its shift and
+    rotation indices, the scores one rotation either side, and the log-likelihood."""
+    n = sc.ctf2.shape[0]
+    T = sc.n_shifts
+    return fused_best_poses(
+        sc.S,
+        inverse_dft_matrix(sc.n_psi),
+        sc.ctf2,
+        sc.xpow,
+        np.ascontiguousarray(np.broadcast_to(logprior_t, (n, T)), dtype=np.float64),
+        1.0 / A,
+        T,
+    )
 
 
 def assign_block(
@@ -296,24 +318,21 @@ def assign_block(
     A: float,
     force_max: bool,
     clock: StageClock | None = None,
+    best: tuple[np.ndarray, ...] | None = None,
 ) -> BlockResult:
     """Posteriors from the pose scores of a block at temperature A (``clock``: the pose
-    search is charged to "poses"; the caller charges the rest)."""
+    search is charged to "poses"; the caller charges the rest). With ``force_max``,
+    ``best`` may give :func:`best_poses` already searched (then ``grid.shifts`` is the table
+    its shift indices point into)."""
     n, K, npsi = sc.ctf2.shape
     T = sc.n_shifts
     step = 2.0 * np.pi / npsi
     shifts = grid.shifts
     ar = np.arange(n)
     if force_max:
-        sbest, ti, j, s_minus, s_plus, lbest = fused_best_poses(
-            sc.S,
-            inverse_dft_matrix(npsi),
-            sc.ctf2,
-            sc.xpow,
-            np.ascontiguousarray(np.broadcast_to(logprior_t, (n, T)), dtype=np.float64),
-            1.0 / A,
-            T,
-        )
+        if best is None:
+            best = best_poses(sc, logprior_t, A)
+        sbest, ti, j, s_minus, s_plus, lbest = best
         if clock is not None:
             clock.lap("poses")
         psi = (j + _refine_parabola(s_minus, sbest, s_plus)) * step  # (n, K) rad
@@ -332,8 +351,10 @@ def assign_block(
         ps = psi[ii, cc]
         t = rotate_vectors(ps, shifts[ti[ii, cc]])
         pairs = (ii, cc, g[ii, cc], ps, t[:, 0], t[:, 1])
+        pair_ti = ti[ii, cc]
+        bt = ti[ar, c_best]
         bpsi = psi[ar, c_best]
-        btp = shifts[ti[ar, c_best]]
+        btp = shifts[bt]
         maxprob = g[ar, c_best]
         loglik = lbest[ar, c_best]
         nsig = keep.sum(axis=1)
@@ -358,6 +379,7 @@ def assign_block(
         t = rotate_vectors(ps, shifts[ti])
         k = keep
         pairs = (ii[k], cc[k], wo[k], ps[k], t[..., 0][k], t[..., 1][k])
+        pair_ti = ti[k]
         cls_post = w.reshape(n, K, -1).sum(axis=2)
         c_best = cls_post.argmax(axis=1)
         within = w.reshape(n, K, -1)[ar, c_best].argmax(axis=1)
@@ -377,6 +399,133 @@ def assign_block(
         loglik=loglik,
         nsig=nsig,
         pairs=pairs,
+        shift_index=bt,
+        pair_shift_index=pair_ti,
+    )
+
+
+def _two_windows(sc: Scores, rows: np.ndarray, other: Scores) -> Scores:
+    """Particles ``rows`` of ``sc`` scored over two shift windows (``sc``'s shifts, then
+    ``other``'s), from the same masked pixels (so ``ctf2`` and ``xpow`` are ``sc``'s)."""
+    M = sc.S.shape[0]
+    n, K = len(rows), sc.ctf2.shape[1]
+    T, T0 = sc.n_shifts, other.n_shifts
+    S = np.concatenate([sc.S[:, rows].reshape(M, n, K, T), other.S.reshape(M, n, K, T0)], axis=3)
+    return Scores(
+        S=S.reshape(M, n, K * (T + T0)),
+        ctf2=sc.ctf2[rows],
+        xpow=sc.xpow[rows],
+        n_shifts=T + T0,
+        n_psi=sc.n_psi,
+    )
+
+
+def _merge_results(n: int, parts: list[tuple[np.ndarray, BlockResult]]) -> BlockResult:
+    """One block's result from the results of disjoint sets of its particles (``rows``)."""
+    first = parts[0][1]
+    out = {}
+    for name in ("cls", "psi_deg", "shift_px", "maxprob", "loglik", "nsig", "shift_index"):
+        a = getattr(first, name)
+        out[name] = np.zeros((n,) + a.shape[1:], dtype=a.dtype)
+        for rows, r in parts:
+            out[name][rows] = getattr(r, name)
+    pairs = tuple(
+        np.concatenate([rows[r.pairs[0]] if i == 0 else r.pairs[i] for rows, r in parts])
+        for i in range(6)
+    )
+    psi = np.concatenate([r.pair_shift_index for _, r in parts])
+    return BlockResult(pairs=pairs, pair_shift_index=psi, **out)
+
+
+def origin_window(refspec: ReferenceSpectra, grid: PolarGrid) -> tuple[ReferenceSpectra, PolarGrid]:
+    """The references and grid of the window searched around the picked position for the
+    particles whose own window does not reach it (``--search-origin``): the shifts of
+    ``grid`` within one search step of the centre (the grid lists them nearest first)."""
+    r = np.hypot(grid.shifts[:, 0], grid.shifts[:, 1])
+    step = r[r > 1e-9].min() if np.any(r > 1e-9) else 0.0
+    T, T0 = len(r), int(np.sum(r <= step + 1e-9))
+    M, R, KT = refspec.W.shape
+    W = refspec.W.reshape(M, R, KT // T, T)[..., :T0].reshape(M, R, -1)
+    return replace(refspec, W=np.ascontiguousarray(W)), replace(grid, shifts=grid.shifts[:T0])
+
+
+def search_blocks(
+    sc: Scores,
+    log_pi: np.ndarray,
+    t0: np.ndarray,
+    psi_deg: np.ndarray,
+    sigma_t: float,
+    grid: PolarGrid,
+    A: float,
+    force_max: bool,
+    origin: Callable[[np.ndarray], Scores] | None = None,
+    reach: float | None = None,
+    clock: StageClock | None = None,
+) -> tuple[BlockResult, int]:
+    """Poses of a block whose particles were centred on their offsets ``t0`` (small px):
+    the window around ``t0``, and, with ``origin``, also the window around the picked
+    position for the particles further than ``reach`` (default: the largest searched shift)
+    from it (``origin(rows)``: their scores with the same masked pixels moved back to the
+    picked position). The prior and the posterior span both windows. Returns the result
+    with total offsets and M-step shifts relative to ``t0``, and how many particles took a
+    pose of the origin window."""
+    n, T = len(t0), grid.shifts.shape[0]
+    if reach is None:
+        reach = float(np.hypot(grid.shifts[:, 0], grid.shifts[:, 1]).max()) if T else 0.0
+    far = np.hypot(t0[:, 0], t0[:, 1]) > reach + 1e-6
+    prior = offset_prior(t0, psi_deg, grid.shifts, sigma_t)
+    if origin is None or not far.any():
+        res = assign_block(sc, log_pi, prior, grid, A, force_max, clock)
+        res.shift_px = t0 + res.shift_px
+        return res, 0
+    rows = np.flatnonzero(far)
+    sc0 = origin(rows)
+    if clock is not None:
+        clock.lap("origin")
+    home = grid.shifts[: sc0.n_shifts]  # the origin window: the nearest shifts of the grid
+    prior0 = offset_prior(np.zeros((len(rows), 2)), psi_deg[rows], home, sigma_t)
+    grid2 = replace(grid, shifts=np.concatenate([grid.shifts, home]))
+    if force_max:  # the better of the two windows per (particle, class)
+        best = [np.array(x) for x in best_poses(sc, prior, A)]
+        b0 = best_poses(sc0, prior0, A)
+        take = b0[0] > best[0][rows]
+        best[1][rows] = np.where(take, b0[1] + T, best[1][rows])
+        for x, x0 in zip(best[:1] + best[2:], b0[:1] + b0[2:], strict=True):
+            x[rows] = np.where(take, x0, x[rows])
+        res = assign_block(sc, log_pi, prior, grid2, A, True, clock, tuple(best))
+        _relative_to_t0(res, t0, T)
+        return res, int((res.shift_index >= T).sum())
+    both = _two_windows(sc, rows, sc0)
+    r = assign_block(both, log_pi, np.hstack([prior[rows], prior0]), grid2, A, False, clock)
+    _relative_to_t0(r, t0[rows], T)
+    parts = [(rows, r)]
+    near = np.flatnonzero(~far)
+    if len(near):
+        rn = assign_block(_rows(sc, near), log_pi, prior[near], grid, A, False, clock)
+        rn.shift_px = t0[near] + rn.shift_px
+        parts.append((near, rn))
+    return _merge_results(n, parts), int((r.shift_index >= T).sum())
+
+
+def _relative_to_t0(res: BlockResult, t0: np.ndarray, T: int) -> None:
+    """Poses searched over two windows (shift index below ``T``: around ``t0``; from ``T``:
+    around the picked position): offsets from the picked position, and M-step shifts
+    relative to ``t0`` (the pixels the M-step is given are centred on ``t0``)."""
+    back = res.shift_index >= T
+    res.shift_px = np.where(back[:, None], res.shift_px, t0 + res.shift_px)
+    li, cc, ww, pr, tx, ty = res.pairs
+    pb = res.pair_shift_index >= T
+    res.pairs = (li, cc, ww, pr, tx - pb * t0[li, 0], ty - pb * t0[li, 1])
+
+
+def _rows(sc: Scores, rows: np.ndarray) -> Scores:
+    """The scores of some particles of a block."""
+    return Scores(
+        S=np.ascontiguousarray(sc.S[:, rows]),
+        ctf2=sc.ctf2[rows],
+        xpow=sc.xpow[rows],
+        n_shifts=sc.n_shifts,
+        n_psi=sc.n_psi,
     )
 
 
@@ -407,6 +556,7 @@ def run_iteration(
     idx_mine = data.owned(idx_all)
     inv_s2 = 1.0 / np.maximum(state.sigma2[np.rint(grid.radii).astype(int)], 1e-30)
     refspec = reference_spectra_parallel(state.refs, grid, threads)
+    home = origin_window(refspec, grid)
     w = state.stats.weight
     log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
     sigma_t = offset_sigma(state, geo, red, learn=p.local_offsets and p.offset_sigma_A is None)
@@ -416,11 +566,12 @@ def run_iteration(
     revisited = 0.0
     ll_sum = 0.0
     done = 0
+    back = 0
     w1 = np.zeros(K)
     w2 = np.zeros(K)
     clock.lap("references")
 
-    def work(idx: np.ndarray) -> tuple[np.ndarray, BlockResult, Stats, StageClock]:
+    def work(idx: np.ndarray) -> tuple[np.ndarray, BlockResult, Stats, StageClock, int]:
         bc = StageClock()
         ctfm = data.ctfm[idx] if (data.ctfm is not None and p.ctf) else None
         if p.local_offsets:  # search around the current offset
@@ -432,13 +583,32 @@ def run_iteration(
             images = move_images(images, -t0)
         images *= geo.mask[None]
         bc.lap("read")
-        ps = particle_spectra(images, ctfm, grid, inv_s2, p.ctf_intact_first_peak)
+        use_origin = p.local_offsets and p.search_origin
+        ps = particle_spectra(images, ctfm, grid, inv_s2, p.ctf_intact_first_peak, use_origin)
         bc.lap("transforms")
         sc = score_block(ps, refspec, grid)
         bc.lap("products")
-        prior = offset_prior(t0, state.psi_deg[idx], grid.shifts, sigma_t)
-        res = assign_block(sc, log_pi, prior, grid, A, p.force_max, bc)
-        res.shift_px = cap_offsets(t0 + res.shift_px, geo.max_offset_px)
+
+        ctf2 = sc.ctf2
+
+        def origin(rows: np.ndarray) -> Scores:  # the same masked pixels, not re-centred
+            moved = moved_spectra(ps, rows, t0[rows], grid)
+            return score_block(moved, home[0], home[1], ctf2[rows])
+
+        res, n_back = search_blocks(
+            sc,
+            log_pi,
+            t0,
+            state.psi_deg[idx],
+            sigma_t,
+            grid,
+            A,
+            p.force_max,
+            origin if use_origin else None,
+            geo.offset_range_px,
+            bc,
+        )
+        res.shift_px = cap_offsets(res.shift_px, geo.max_offset_px)
         del sc
         bc.lap("posteriors")
         part = Stats.zeros(K, b)
@@ -462,11 +632,12 @@ def run_iteration(
             p.ctf_intact_first_peak,
         )
         bc.lap("mstep")
-        return idx, res, part, bc
+        return idx, res, part, bc, n_back
 
-    def commit(_: int, out: tuple[np.ndarray, BlockResult, Stats, StageClock]) -> None:
-        nonlocal changed, revisited, ll_sum, done, w1, w2
-        idx, res, part, bc = out
+    def commit(_: int, out: tuple[np.ndarray, BlockResult, Stats, StageClock, int]) -> None:
+        nonlocal changed, revisited, ll_sum, done, w1, w2, back
+        idx, res, part, bc, n_back = out
+        back += n_back
         clock.add(bc)
         clock.restart()
         prev = state.cls[idx]
@@ -494,10 +665,10 @@ def run_iteration(
     clock.restart()
     batch = red.sum_stats(batch)
     scal = red.sum_array(
-        np.concatenate([[changed, revisited, ll_sum, float(len(idx_mine))], w1, w2])
+        np.concatenate([[changed, revisited, ll_sum, float(len(idx_mine)), back], w1, w2])
     )
     if not online:
-        w1, w2 = scal[4 : 4 + K], scal[4 + K :]
+        w1, w2 = scal[5 : 5 + K], scal[5 + K :]
         state.ess = np.where(w2 > 0, w1**2 / np.maximum(w2, 1e-300), 0.0)
     if online:
         fraction = p.batch_per_class * p.n_classes / max(data.n, 1)
@@ -536,6 +707,7 @@ def run_iteration(
         "changed_fraction": float(scal[0] / scal[1]) if scal[1] > 0 else 1.0,
         "mean_loglik": float(scal[2] / max(scal[3], 1.0)),
         "reseeded": len(reseeded),
+        "back_to_origin": int(scal[4]),
         "seconds": time.perf_counter() - t0,
         "threads": threads,
         "stages": clock.as_dict(),

@@ -103,6 +103,7 @@ def _iterations_table(state: State) -> pd.DataFrame:
             "tdcMeanLogLik": [d["mean_loglik"] for d in h],
             "tdcParticles": [d["n_particles"] for d in h],
             "tdcReseeded": [d.get("reseeded", 0) for d in h],
+            "tdcBackToOrigin": [d.get("back_to_origin", 0) for d in h],
             "tdcSeconds": [d["seconds"] for d in h],
         }
     )

@@ -88,10 +88,12 @@ def move_images(images: np.ndarray, d_px: np.ndarray) -> np.ndarray:
     one). Returns float32."""
     n, b, _ = images.shape
     d = np.asarray(d_px, dtype=np.float64).reshape(n, 2)
-    ky = np.fft.fftfreq(b)[None, :, None]
-    kx = np.fft.rfftfreq(b)[None, None, :]
-    ramp = np.exp(-2j * np.pi * (kx * d[:, 0, None, None] + ky * d[:, 1, None, None]))
-    F = _fft.rfft2(images.astype(np.float32, copy=False)) * ramp.astype(np.complex64)
+    # the ramp is separable: one exp per row and per column frequency, not per pixel
+    ey = np.exp(-2j * np.pi * np.fft.fftfreq(b)[None, :] * d[:, 1, None]).astype(np.complex64)
+    ex = np.exp(-2j * np.pi * np.fft.rfftfreq(b)[None, :] * d[:, 0, None]).astype(np.complex64)
+    F = _fft.rfft2(images.astype(np.float32, copy=False))
+    F *= ey[:, :, None]
+    F *= ex[:, None, :]
     return np.asarray(_fft.irfft2(F, s=(b, b)), dtype=np.float32)
 
 

@@ -17,6 +17,8 @@ column per setting:
   frame (true rotation composed with the assigned in-plane angle), the mean angle to their
   mean orientation; particle-weighted median over classes (degrees, :mod:`engine.sim.evaluate`);
 - direction spread: the same with viewing directions only;
+- axis spread: the direction spread with each direction and its opposite as one (their
+  projections are mirror images; what lies between the two spreads is mirror views mixed);
 - the oracle: good particles grouped by true viewing direction into K clusters, each
   aligned in-plane ideally (a floor for both numbers);
 - class-average resolution against the truth: FRC between each good class average and the
@@ -123,6 +125,7 @@ def measure(sim_dir: Path, job: Path, params: Any, shape: str, reuse: bool) -> d
     return {
         "coherence_deg": ev.coherence_deg,
         "direction_spread_deg": ev.direction_spread_deg,
+        "axis_spread_deg": ev.axis_spread_deg,
         "truth_frc05_A": wmed("res05_A"),
         "truth_frc0143_A": wmed("res0143_A"),
         "own_resolution_A": float(np.median(res[good_cls - 1])) if len(good_cls) else np.nan,
@@ -140,6 +143,7 @@ def measure(sim_dir: Path, job: Path, params: Any, shape: str, reuse: bool) -> d
 ROWS = [
     ("coherence_deg", "orientation coherence (deg)", "{:.1f}"),
     ("direction_spread_deg", "direction spread (deg)", "{:.1f}"),
+    ("axis_spread_deg", "axis spread, d = -d (deg)", "{:.1f}"),
     ("truth_frc05_A", "class vs truth FRC 0.5 (Å)", "{:.1f}"),
     ("truth_frc0143_A", "class vs truth FRC 0.143 (Å)", "{:.1f}"),
     ("own_resolution_A", "own resolution, good (Å)", "{:.1f}"),

@@ -74,3 +74,24 @@ def test_coherence_of_pure_mixed_and_misaligned_classes():
     assert abs(spun.direction_spread_deg - pure.direction_spread_deg) < 1e-6
     mixed = evaluate_arrays(rng.integers(1, 31, len(t)), psi, z, z, t)
     assert mixed.direction_spread_deg > 60.0 and mixed.coherence_deg > 60.0
+
+
+def test_axis_spread_counts_mirror_views_as_one():
+    """Classes that each hold one direction and its opposite (mirror projections): the
+    direction spread is large, the axis spread (d = -d) stays that of the pure classes."""
+    t = _truth(3000)
+    d = np.stack(
+        [
+            np.sin(np.deg2rad(t.rlnAngleTilt)) * np.cos(np.deg2rad(t.rlnAngleRot)),
+            np.sin(np.deg2rad(t.rlnAngleTilt)) * np.sin(np.deg2rad(t.rlnAngleRot)),
+            np.cos(np.deg2rad(t.rlnAngleTilt)),
+        ],
+        axis=1,
+    )
+    z = np.zeros(len(t))
+    psi = t.rlnAnglePsi.to_numpy()
+    pure = evaluate_arrays(np.argmax(d @ d[:30].T, axis=1) + 1, psi, z, z, t)
+    mirrored = evaluate_arrays(np.argmax(np.abs(d @ d[:15].T), axis=1) + 1, psi, z, z, t)
+    assert pure.axis_spread_deg <= pure.direction_spread_deg + 1e-9
+    assert mirrored.direction_spread_deg > 60.0
+    assert mirrored.axis_spread_deg < pure.direction_spread_deg + 5.0

@@ -20,7 +20,11 @@ Over the good particles of every class (junk classes included, junk particles le
   classes (degrees). It grows when a class mixes views *or* aligns its members in-plane
   inconsistently;
 - direction spread: mean angle between the members' viewing directions and the class's
-  mean direction, particle-weighted median over classes (degrees).
+  mean direction, particle-weighted median over classes (degrees);
+- axis spread: the same with each direction and its opposite counted as one (the angle to
+  the class's principal axis, at most 90°). The projections along ``d`` and ``-d`` are
+  mirror images, alike at low resolution for many shapes; the gap between the direction
+  spread and the axis spread is what a class loses to such mirror views.
 
 :func:`oracle_coherence` gives the same numbers for the ideal grouping: the good particles
 clustered by true viewing direction into K groups, each aligned in-plane optimally.
@@ -67,6 +71,7 @@ class Evaluation:
     classes: pd.DataFrame
     coherence_deg: float = float("nan")  # weighted median over classes (module docstring)
     direction_spread_deg: float = float("nan")  # weighted median over classes
+    axis_spread_deg: float = float("nan")  # the same, d and -d as one (module docstring)
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in self.__dict__.items() if k != "classes"}
@@ -123,6 +128,13 @@ def _coherence_of(R: np.ndarray, d: np.ndarray) -> tuple[float, float]:
     md /= np.linalg.norm(md) + 1e-12
     spread = float(np.rad2deg(np.arccos(np.clip(d @ md, -1.0, 1.0))).mean())
     return coh, spread
+
+
+def _axis_spread_of(d: np.ndarray) -> float:
+    """Mean angle (degrees) of the directions ``d`` to their principal axis, ``d`` and ``-d``
+    alike."""
+    axis = np.linalg.eigh(d.T @ d)[1][:, -1]
+    return float(np.rad2deg(np.arccos(np.clip(np.abs(d @ axis), 0.0, 1.0))).mean())
 
 
 def _best_inplane(R: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -197,7 +209,7 @@ def evaluate_arrays(
         psi_t,
         np.asarray(psi_est, dtype=float),
     )
-    coh_rows: list[tuple[float, float, int]] = []
+    coh_rows: list[tuple[float, float, int, float]] = []
     o_t = truth[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(float)
     o_e = np.stack([ox_est, oy_est], axis=1).astype(float)
     rows = []
@@ -211,7 +223,7 @@ def evaluate_arrays(
         n = int(m.sum())
         g = m & good
         if g.sum() >= 2:
-            coh_rows.append((*_coherence_of(Rc[g], d[g]), int(g.sum())))
+            coh_rows.append((*_coherence_of(Rc[g], d[g]), int(g.sum()), _axis_spread_of(d[g])))
         is_good = g.sum() > 0.5 * n
         if not is_good:
             junk_ok += int((m & ~good).sum())
@@ -265,7 +277,7 @@ def evaluate_arrays(
     n_good = int(good.sum())
     n_junk = int((~good).sum())
     table = pd.DataFrame(rows)
-    ch = np.array(coh_rows, dtype=np.float64).reshape(-1, 3)
+    ch = np.array(coh_rows, dtype=np.float64).reshape(-1, 4)
     gm = table["good"].to_numpy(bool) if len(table) else np.zeros(0, bool)
     n_in_good = max(int(table.loc[gm, "n"].sum()) if len(table) else 0, 1)
     return Evaluation(
@@ -282,6 +294,7 @@ def evaluate_arrays(
         classes=table.assign(fraction_of_good=table["n"] / n_in_good) if len(table) else table,
         coherence_deg=weighted_median(ch[:, 0], ch[:, 2]),
         direction_spread_deg=weighted_median(ch[:, 1], ch[:, 2]),
+        axis_spread_deg=weighted_median(ch[:, 3], ch[:, 2]),
     )
 
 

@@ -470,10 +470,12 @@ def search_blocks(
     with total offsets and M-step shifts relative to ``t0``, and how many particles took a
     pose of the origin window."""
     n, T = len(t0), grid.shifts.shape[0]
-    if reach is None:
-        reach = float(np.hypot(grid.shifts[:, 0], grid.shifts[:, 1]).max()) if T else 0.0
-    far = np.hypot(t0[:, 0], t0[:, 1]) > reach + 1e-6
     prior = offset_prior(t0, psi_deg, grid.shifts, sigma_t)
+    far = np.zeros(n, dtype=bool)
+    if origin is not None:
+        if reach is None:
+            reach = float(np.hypot(grid.shifts[:, 0], grid.shifts[:, 1]).max()) if T else 0.0
+        far = np.hypot(t0[:, 0], t0[:, 1]) > reach + 1e-6
     if origin is None or not far.any():
         res = assign_block(sc, log_pi, prior, grid, A, force_max, clock)
         res.shift_px = t0 + res.shift_px
@@ -486,7 +488,7 @@ def search_blocks(
     prior0 = offset_prior(np.zeros((len(rows), 2)), psi_deg[rows], home, sigma_t)
     grid2 = replace(grid, shifts=np.concatenate([grid.shifts, home]))
     if force_max:  # the better of the two windows per (particle, class)
-        best = [np.array(x) for x in best_poses(sc, prior, A)]
+        best = list(best_poses(sc, prior, A))  # fresh arrays: updated in place
         b0 = best_poses(sc0, prior0, A)
         take = b0[0] > best[0][rows]
         best[1][rows] = np.where(take, b0[1] + T, best[1][rows])
@@ -556,7 +558,8 @@ def run_iteration(
     idx_mine = data.owned(idx_all)
     inv_s2 = 1.0 / np.maximum(state.sigma2[np.rint(grid.radii).astype(int)], 1e-30)
     refspec = reference_spectra_parallel(state.refs, grid, threads)
-    home = origin_window(refspec, grid)
+    use_origin = p.local_offsets and p.search_origin
+    home = origin_window(refspec, grid) if use_origin else None
     w = state.stats.weight
     log_pi = np.log(np.maximum(w / w.sum(), 1e-12)) if w.sum() > 0 else np.zeros(K) - np.log(K)
     sigma_t = offset_sigma(state, geo, red, learn=p.local_offsets and p.offset_sigma_A is None)
@@ -583,7 +586,6 @@ def run_iteration(
             images = move_images(images, -t0)
         images *= geo.mask[None]
         bc.lap("read")
-        use_origin = p.local_offsets and p.search_origin
         ps = particle_spectra(images, ctfm, grid, inv_s2, p.ctf_intact_first_peak, use_origin)
         bc.lap("transforms")
         sc = score_block(ps, refspec, grid)
@@ -592,6 +594,7 @@ def run_iteration(
         ctf2 = sc.ctf2
 
         def origin(rows: np.ndarray) -> Scores:  # the same masked pixels, not re-centred
+            assert home is not None
             moved = moved_spectra(ps, rows, t0[rows], grid)
             return score_block(moved, home[0], home[1], ctf2[rows])
 

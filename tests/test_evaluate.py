@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 
 from engine.core.projection import euler_matrix
+from engine.sim.plan import direction_angles, viewing_directions
 from engine.sim.evaluate import (
     class_frame_rotations,
+    direction_clusters,
     evaluate_arrays,
     mean_rotation,
     oracle_coherence,
@@ -95,3 +97,21 @@ def test_axis_spread_counts_mirror_views_as_one():
     assert pure.axis_spread_deg <= pure.direction_spread_deg + 1e-9
     assert mirrored.direction_spread_deg > 60.0
     assert mirrored.axis_spread_deg < pure.direction_spread_deg + 5.0
+
+
+def test_direction_clusters_tile_the_sphere() -> None:
+    # 2,000 uniformly random directions in 20 clusters: each direction belongs to its nearest
+    # centre, each centre is its members' mean direction, and the caps are small (a cap of
+    # 1/20 of the sphere has a radius of 26 deg, its members lie 17 deg from its centre on
+    # average; a random grouping would give 90 deg)
+    t = _truth(2000, seed=3)
+    d = viewing_directions(t["rlnAngleRot"].to_numpy(), t["rlnAngleTilt"].to_numpy())
+    lab, centres = direction_clusters(d, 20)
+    assert np.allclose(np.linalg.norm(centres, axis=1), 1.0)
+    near = np.argmax(d @ centres.T, axis=1)
+    assert np.mean(near == lab) > 0.99
+    ang = np.rad2deg(np.arccos(np.clip(np.sum(d * centres[lab], axis=1), -1.0, 1.0)))
+    assert 14.0 < ang.mean() < 20.0
+    assert np.bincount(lab, minlength=20).min() >= 40
+    rot, tilt = direction_angles(centres)  # and back to the same directions
+    assert np.allclose(viewing_directions(rot, tilt), centres, atol=1e-9)

@@ -41,12 +41,14 @@ import pandas as pd
 from engine.core.projection import Projector
 from engine.io.jobfolder import JobFiles
 from engine.io.star import read_star
+from engine.sim.plan import viewing_directions
 
 __all__ = [
     "Evaluation",
     "evaluate_job",
     "evaluate_arrays",
     "oracle_coherence",
+    "direction_clusters",
     "class_frame_rotations",
     "mean_rotation",
     "rotation_angles_deg",
@@ -75,11 +77,6 @@ class Evaluation:
 
     def as_dict(self) -> dict[str, float]:
         return {k: v for k, v in self.__dict__.items() if k != "classes"}
-
-
-def _dirs(rot: np.ndarray, tilt: np.ndarray) -> np.ndarray:
-    r, t = np.deg2rad(rot), np.deg2rad(tilt)
-    return np.stack([np.sin(t) * np.cos(r), np.sin(t) * np.sin(r), np.cos(t)], axis=1)
 
 
 def class_frame_rotations(
@@ -151,6 +148,23 @@ def _best_inplane(R: np.ndarray, Q: np.ndarray) -> np.ndarray:
     return np.einsum("nij,njk->nik", Rz, R)
 
 
+def direction_clusters(
+    d: np.ndarray, k: int, seed: int = 0, iters: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means of unit viewing directions ``d`` ``(n, 3)``: ``(labels (n,), centres
+    (k, 3))``, ``k <= n``."""
+    rng = np.random.default_rng(seed)
+    centres = d[rng.choice(len(d), size=k, replace=False)]
+    lab = np.zeros(len(d), np.int64)
+    for _ in range(iters):
+        lab = np.argmax(d @ centres.T, axis=1)
+        for c in range(k):
+            m = lab == c
+            v = d[m].mean(axis=0) if m.any() else d[rng.integers(len(d))]
+            centres[c] = v / (np.linalg.norm(v) + 1e-12)
+    return lab, centres
+
+
 def oracle_coherence(
     truth: pd.DataFrame, k: int, seed: int = 0, iters: int = 30
 ) -> tuple[float, float]:
@@ -162,17 +176,9 @@ def oracle_coherence(
     good = truth["tdcViewId"].to_numpy(np.int64) >= 0
     rot = truth["rlnAngleRot"].to_numpy(float)[good]
     tilt = truth["rlnAngleTilt"].to_numpy(float)[good]
-    d = _dirs(rot, tilt)
-    rng = np.random.default_rng(seed)
+    d = viewing_directions(rot, tilt)
     k = min(k, len(d))
-    centres = d[rng.choice(len(d), size=k, replace=False)]
-    lab = np.zeros(len(d), np.int64)
-    for _ in range(iters):
-        lab = np.argmax(d @ centres.T, axis=1)
-        for c in range(k):
-            m = lab == c
-            v = d[m].mean(axis=0) if m.any() else d[rng.integers(len(d))]
-            centres[c] = v / (np.linalg.norm(v) + 1e-12)
+    lab, _ = direction_clusters(d, k, seed, iters)
     R0 = euler_matrix(rot, tilt, np.zeros_like(rot))
     coh, spr, wts = [], [], []
     for c in range(k):
@@ -201,7 +207,9 @@ def evaluate_arrays(
     """Score per-particle results (1-based classes, RELION pose columns in Å) against truth."""
     view = truth["tdcViewId"].to_numpy(np.int64)
     good = view >= 0
-    d = _dirs(truth["rlnAngleRot"].to_numpy(float), truth["rlnAngleTilt"].to_numpy(float))
+    d = viewing_directions(
+        truth["rlnAngleRot"].to_numpy(float), truth["rlnAngleTilt"].to_numpy(float)
+    )
     psi_t = truth["rlnAnglePsi"].to_numpy(float)
     Rc = class_frame_rotations(
         truth["rlnAngleRot"].to_numpy(float),

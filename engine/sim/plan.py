@@ -19,6 +19,8 @@ __all__ = [
     "PER_MICROGRAPH",
     "N_REFERENCE_VIEWS",
     "ViewWeights",
+    "viewing_directions",
+    "direction_angles",
 ]
 
 #: relative frequency of each of the ``n_views`` views (None: all equal)
@@ -37,12 +39,14 @@ def fibonacci_views(k: int) -> np.ndarray:
     return np.stack([rot, tilt], axis=1)
 
 
-def _dirs(rot_deg: np.ndarray, tilt_deg: np.ndarray) -> np.ndarray:
+def viewing_directions(rot_deg: np.ndarray, tilt_deg: np.ndarray) -> np.ndarray:
+    """Unit viewing directions ``(..., 3)`` of RELION angles ``rot, tilt`` (degrees)."""
     r, t = np.deg2rad(rot_deg), np.deg2rad(tilt_deg)
     return np.stack([np.sin(t) * np.cos(r), np.sin(t) * np.sin(r), np.cos(t)], axis=-1)
 
 
-def _angles(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def direction_angles(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rot, tilt)`` degrees of directions ``d`` ``(n, 3)`` (any length)."""
     d = d / np.linalg.norm(d, axis=-1, keepdims=True)
     tilt = np.rad2deg(np.arccos(np.clip(d[:, 2], -1.0, 1.0)))
     rot = np.mod(np.rad2deg(np.arctan2(d[:, 1], d[:, 0])), 360.0)
@@ -114,7 +118,7 @@ def make_plan(
 ) -> Plan:
     k = n_views if n_views is not None else N_REFERENCE_VIEWS
     views = fibonacci_views(k)
-    vdirs = _dirs(views[:, 0], views[:, 1])
+    vdirs = viewing_directions(views[:, 0], views[:, 1])
     if n_views is not None:
         w = (
             np.full(k, 1.0 / k)
@@ -123,11 +127,11 @@ def make_plan(
         )
         view_id = rng.choice(k, size=n, p=w)
         d = vdirs[view_id] + np.deg2rad(2.0) * rng.standard_normal((n, 3))  # ~2 deg jitter
-        rot, tilt = _angles(d)
+        rot, tilt = direction_angles(d)
     else:
         d = rng.standard_normal((n, 3))
-        rot, tilt = _angles(d)
-        view_id = np.argmax(_dirs(rot, tilt) @ vdirs.T, axis=1)
+        rot, tilt = direction_angles(d)
+        view_id = np.argmax(viewing_directions(rot, tilt) @ vdirs.T, axis=1)
     psi = rng.uniform(0.0, 360.0, n)
     r = max_shift_px * np.sqrt(rng.uniform(0.0, 1.0, n))
     a = rng.uniform(0.0, 2.0 * np.pi, n)

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from engine.core.projection import euler_matrix
-from engine.sim.plan import direction_angles, viewing_directions
 from engine.sim.evaluate import (
     class_frame_rotations,
     direction_clusters,
@@ -16,6 +15,7 @@ from engine.sim.evaluate import (
     rotation_angles_deg,
     weighted_median,
 )
+from engine.sim.plan import direction_angles, viewing_directions
 
 
 def _truth(n: int, seed: int = 0) -> pd.DataFrame:

@@ -250,6 +250,16 @@ class ClassifyParams:
         "wins, so one wrong alignment cannot strand it off centre.",
         level="advanced",
     )
+    half_batches: bool = _p(
+        True,
+        flag="--half-batches",
+        label="Two half batches when a batch is the whole data set",
+        help="When one online batch (batch size x classes) would hold every particle, each "
+        "online iteration updates the class averages twice, from one half of the particles "
+        "and then the other: twice the updates for the same particles visited (with fewer "
+        "than 20 particles per class in a half, one update from all).",
+        level="advanced",
+    )
     reseed_dead: bool = _p(
         True,
         flag="--reseed-dead",

@@ -359,11 +359,10 @@ def test_random_views_classes_are_coherent(tmp_path):
     """View purity on uniformly random views (no discrete views to find): the members of each
     class share one 3D orientation in the class frame. 1,200 particles, 12 classes; the
     orientation coherence (engine.sim.evaluate) was 89.6° with the online EM keeping stale
-    class sums (step it^-0.6 with every batch the whole data set) and is 70.4° when such a
-    batch replaces them (engine.core.schedule.step_size). These particles are centred to
-    within 2 px, inside every search, so the test searches around the box centre
-    (--no-local-offsets); with the default local search the offsets pick up noise and the
-    coherence is 79-88° (seeds 1, 0)."""
+    class sums (step it^-0.6 with every batch the whole data set), 70.4° when such a batch
+    replaced them (engine.core.schedule.step_size) and is 66.0° with two half batches per
+    online iteration (--half-batches). These particles are centred to within 2 px, inside
+    every search, so the test searches around the box centre (--no-local-offsets)."""
     from engine.sim.evaluate import evaluate_job
 
     sim = simulate(
@@ -380,22 +379,24 @@ def test_random_views_classes_are_coherent(tmp_path):
 def test_searching_near_the_picked_position_keeps_random_view_classes_coherent(tmp_path):
     """The same random views with the default search around each particle's offset: a
     particle stranded off centre is also searched near the picked position
-    (--search-origin), which lowers the orientation coherence from 87.5 / 79.2 / 96.7° to
-    80.5 / 67.6 / 90.9° (seeds 0 / 1 / 2; search around the box centre: 70.4 / 67.7 /
-    75.6°)."""
+    (--search-origin), and each online iteration is two half batches (--half-batches).
+    Seed 0: 65.8° with both, 71.4° with --no-search-origin, 80.5° with --no-half-batches
+    (seed 1: 68.4°, 74.1°, 67.6°; before the half batches, the default was 80.5 / 67.6 /
+    90.9° at seeds 0 / 1 / 2, and 87.5 / 79.2 / 96.7° without the origin search)."""
     from engine.sim.evaluate import evaluate_job
 
     sim = simulate(
         tmp_path / "sim", n_particles=1200, box=64, apix_A=3.0, snr=0.1, junk_fraction=0.0, seed=4
     )
     coherence = {}
-    for extra in ([], ["--no-search-origin"]):
-        job = tmp_path / f"job{len(extra)}"
+    for extra in ("", "--no-search-origin", "--no-half-batches"):
+        job = tmp_path / f"job{extra}"
         assert main(["run", str(sim.particles_star), "-o", str(job), "--classes", "12",
-                     "--seed", "0", "--progress", "none", *extra]) == 0  # fmt: skip
-        coherence[len(extra)] = evaluate_job(job, sim.truth_star).coherence_deg
-    assert coherence[0] < 85.0, coherence
-    assert coherence[1] - coherence[0] > 3.0, coherence
+                     "--seed", "0", "--progress", "none", *extra.split()]) == 0  # fmt: skip
+        coherence[extra] = evaluate_job(job, sim.truth_star).coherence_deg
+    assert coherence[""] < 72.0, coherence
+    assert coherence["--no-search-origin"] - coherence[""] > 3.0, coherence
+    assert coherence["--no-half-batches"] - coherence[""] > 8.0, coherence
 
 
 def test_particles_off_centre_beyond_the_search_range_are_centred(tmp_path):
@@ -435,7 +436,12 @@ def test_alignment_references_use_their_own_t_and_the_written_averages_the_users
     geo = geometry_for(p, data)
     state = initial_state(p, data, geo)
     r = geo.grid.r_max
-    for it, t_want in ((1, 0.25), (2, 0.25), (3, 2.0)):
+    from engine.core.schedule import n_iterations
+
+    last = n_iterations(p, data.n)
+    assert last == 5  # two online iterations of two half batches each, one full pass
+    for it in range(1, last + 1):
+        t_want = 2.0 if it == last else 0.25
         run_iteration(p, data, geo, state, it)
         for t in (0.25, 2.0):
             same = np.allclose(state.refs, wiener_averages(state.stats, t, geo.mask, r)[0])
@@ -448,3 +454,43 @@ def test_alignment_references_use_their_own_t_and_the_written_averages_the_users
     assert alignment_t(ClassifyParams(n_classes=8, tau2_fudge=3.0)) == 3.0
     assert alignment_t(ClassifyParams(ctf=False)) == 2.0
     assert alignment_t(ClassifyParams(n_classes=8, align_tau2_fudge=0.5)) == 0.5
+
+
+def test_half_batches_split_each_whole_data_iteration_into_two_updates():
+    """When a batch would hold every particle, each online iteration is two updates from the
+    two halves of one permutation (every particle once per iteration, the sums replaced);
+    smaller batches, too few particles per class, or --no-half-batches keep one update."""
+    from engine.core.schedule import (
+        batch_indices,
+        half_batches,
+        n_iterations,
+        step_size,
+        temperature,
+        visits,
+    )
+    from engine.params import ClassifyParams
+
+    p = ClassifyParams(n_classes=50, online_iters=20, full_passes=1, seed=3)
+    n = 5000
+    assert half_batches(p, n)
+    assert n_iterations(p, n) == 41 and visits(p, n) == 21 * n
+    for it in (1, 3, 39):
+        a, b = batch_indices(p, n, it), batch_indices(p, n, it + 1)
+        assert len(a) == 2500 and len(b) == 2500
+        assert np.array_equal(np.union1d(a, b), np.arange(n))
+    assert not np.array_equal(batch_indices(p, n, 1), batch_indices(p, n, 3))
+    assert np.array_equal(batch_indices(p, n, 41), batch_indices(p, n, 41))
+    assert temperature(p, 1, n) == 2.0 and temperature(p, 40, n) == 1.0
+    assert 1.0 < temperature(p, 20, n) < 2.0
+    assert step_size(5, 1.0) == 1.0
+    # one update per iteration: a batch smaller than the data, fewer than 20 per class in a
+    # half, or switched off
+    for q, m in (
+        (p, 20000),
+        (p, 1998),
+        (ClassifyParams(n_classes=50, online_iters=20, half_batches=False), n),
+    ):
+        assert not half_batches(q, m)
+        assert n_iterations(q, m) == q.online_iters + q.full_passes
+        assert temperature(q, q.online_iters, m) == 1.0
+    assert visits(p, 20000) == 20 * 5000 + 20000

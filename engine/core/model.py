@@ -50,7 +50,14 @@ from engine.core.parallel import (
     reference_spectra_parallel,
 )
 from engine.core.pose import rotate_vectors
-from engine.core.schedule import batch_indices, n_iterations, step_size, temperature
+from engine.core.schedule import (
+    batch_indices,
+    half_batches,
+    n_iterations,
+    online_updates,
+    step_size,
+    temperature,
+)
 from engine.params import ClassifyParams
 
 __all__ = [
@@ -60,6 +67,7 @@ __all__ = [
     "geometry_for",
     "classify",
     "n_iterations",
+    "online_updates",
     "temperature",
     "step_size",
 ]
@@ -552,8 +560,8 @@ def run_iteration(
     threads = process_threads(p)
     grid = geo.grid
     K, b = p.n_classes, data.b
-    online = it <= p.online_iters
-    A = temperature(p, it)
+    online = it <= online_updates(p, data.n)
+    A = temperature(p, it, data.n)
     idx_all = batch_indices(p, data.n, it) if online else np.arange(data.n)
     idx_mine = data.owned(idx_all)
     inv_s2 = 1.0 / np.maximum(state.sigma2[np.rint(grid.radii).astype(int)], 1e-30)
@@ -675,6 +683,8 @@ def run_iteration(
         state.ess = np.where(w2 > 0, w1**2 / np.maximum(w2, 1e-300), 0.0)
     if online:
         fraction = p.batch_per_class * p.n_classes / max(data.n, 1)
+        if half_batches(p, data.n):
+            fraction = 1.0  # a half of the data replaces the sums too
         state.stats = state.stats.mix(batch, step_size(it, fraction))
     else:
         state.stats = batch
@@ -682,7 +692,7 @@ def run_iteration(
     nw = st.noise_w.sum(axis=0)
     s2 = np.where(nw > 0, st.noise.sum(axis=0) / np.maximum(nw, 1e-30), state.sigma2)
     state.sigma2 = np.where(s2 > 0, s2, state.sigma2)
-    last = it == n_iterations(p)
+    last = it == n_iterations(p, data.n)
     reseeded: list[int] = []
     if online and p.reseed_dead:
         reseeded = reseed_dead(st, np.random.default_rng([p.seed, 31, it]), 0.1 / K)
@@ -731,7 +741,7 @@ def classify(
     geo = geometry_for(p, data)
     if state is None:
         state = initial_state(p, data, geo, reducer)
-    for it in range(state.iteration + 1, n_iterations(p) + 1):
+    for it in range(state.iteration + 1, n_iterations(p, data.n) + 1):
         cb = (lambda d, t, it=it: on_block(it, d, t)) if on_block else None
         info = run_iteration(p, data, geo, state, it, reducer, cb)
         if on_iteration is not None:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from engine import __version__
 from engine.core.model import Dataset, Geometry, State, class_counts
+from engine.core.schedule import n_iterations
 from engine.io.atomic import atomic_write, atomic_write_text
 from engine.io.jobfolder import JobFiles
 from engine.io.mrc import write_stack
@@ -133,7 +134,7 @@ def write_model(
         "rlnTau2FudgeFactor": p.tau2_fudge,
         "rlnParticleDiameter": geo.diameter_A,
         "tdcIteration": state.iteration,
-        "tdcIterations": p.online_iters + p.full_passes,
+        "tdcIterations": n_iterations(p, data.n),
         "tdcInputPixelSize": data.apix_A,
         "tdcParticles": data.n,
         "tdcMaskOuterDiameter": geo.diameter_outer_A,

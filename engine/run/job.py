@@ -308,6 +308,7 @@ def _classify(
 
     from engine.core.model import classify, gather_state, geometry_for, n_iterations
     from engine.core.particle_residuals import residual_statistics
+    from engine.core.schedule import visits
     from engine.io.job_writer import (
         save_checkpoint,
         write_data,
@@ -320,16 +321,17 @@ def _classify(
     job_dir = files.dir
     geo = geometry_for(params, data)
     job_info.update(
-        box_small=data.b, apix_small_A=data.apix_small_A, n_iterations=n_iterations(params)
+        box_small=data.b,
+        apix_small_A=data.apix_small_A,
+        n_iterations=n_iterations(params, len(pset)),
     )
-    size = min(params.batch_per_class * params.n_classes, len(pset))
-    total = size * params.online_iters + len(pset) * params.full_passes
+    total = visits(params, len(pset))
     done = sum(h["n_particles"] for h in state.history) if state else 0
     prog.start(
         job_dir=str(job_dir),
         n_particles=len(pset),
         n_classes=params.n_classes,
-        n_iterations=n_iterations(params),
+        n_iterations=n_iterations(params, len(pset)),
         box=pset.box,
         box_small=data.b,
         total_visits=total,

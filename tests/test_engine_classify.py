@@ -379,24 +379,46 @@ def test_random_views_classes_are_coherent(tmp_path):
 def test_searching_near_the_picked_position_keeps_random_view_classes_coherent(tmp_path):
     """The same random views with the default search around each particle's offset: a
     particle stranded off centre is also searched near the picked position
-    (--search-origin), and each online iteration is two half batches (--half-batches).
-    Seed 0: 65.8° with both, 71.4° with --no-search-origin, 80.5° with --no-half-batches
-    (seed 1: 68.4°, 74.1°, 67.6°; before the half batches, the default was 80.5 / 67.6 /
-    90.9° at seeds 0 / 1 / 2, and 87.5 / 79.2 / 96.7° without the origin search)."""
+    (--search-origin). Seed 0: 65.8°, 71.4° with --no-search-origin (seed 1: 68.4°, 74.1°;
+    before the half batches 80.5 / 67.6 / 90.9° at seeds 0 / 1 / 2, and 87.5 / 79.2 / 96.7°
+    without the origin search)."""
     from engine.sim.evaluate import evaluate_job
 
     sim = simulate(
         tmp_path / "sim", n_particles=1200, box=64, apix_A=3.0, snr=0.1, junk_fraction=0.0, seed=4
     )
     coherence = {}
-    for extra in ("", "--no-search-origin", "--no-half-batches"):
+    for extra in ("", "--no-search-origin"):
         job = tmp_path / f"job{extra}"
         assert main(["run", str(sim.particles_star), "-o", str(job), "--classes", "12",
                      "--seed", "0", "--progress", "none", *extra.split()]) == 0  # fmt: skip
         coherence[extra] = evaluate_job(job, sim.truth_star).coherence_deg
     assert coherence[""] < 72.0, coherence
     assert coherence["--no-search-origin"] - coherence[""] > 3.0, coherence
-    assert coherence["--no-half-batches"] - coherence[""] > 8.0, coherence
+
+
+@pytest.mark.slow
+def test_half_batches_keep_random_view_classes_coherent(tmp_path):
+    """The same random views, each online iteration as two half batches (--half-batches)
+    or as one batch of all 1,200 particles: coherence 65.8 / 68.4 / 65.4 / 70.5° against
+    80.5 / 67.6 / 90.9 / 73.1° (seeds 0-3; means 67.5° and 78.0°). One seed can go either
+    way (seed 1), so the test asserts the mean over four."""
+    from engine.sim.evaluate import evaluate_job
+
+    sim = simulate(
+        tmp_path / "sim", n_particles=1200, box=64, apix_A=3.0, snr=0.1, junk_fraction=0.0, seed=4
+    )
+    coherence: dict[str, list[float]] = {"": [], "--no-half-batches": []}
+    for seed in range(4):
+        for extra in coherence:
+            job = tmp_path / f"job{seed}{extra}"
+            args = ["run", str(sim.particles_star), "-o", str(job), "--classes", "12"]
+            args += ["--seed", str(seed), "--progress", "none", *extra.split()]
+            assert main(args) == 0
+            coherence[extra].append(evaluate_job(job, sim.truth_star).coherence_deg)
+    mean = {k: float(np.mean(v)) for k, v in coherence.items()}
+    assert mean[""] < 72.0, coherence
+    assert mean["--no-half-batches"] - mean[""] > 5.0, coherence
 
 
 def test_particles_off_centre_beyond_the_search_range_are_centred(tmp_path):

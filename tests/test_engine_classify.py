@@ -488,6 +488,7 @@ def test_half_batches_split_each_whole_data_iteration_into_two_updates():
         n_iterations,
         step_size,
         temperature,
+        update_step,
         visits,
     )
     from engine.params import ClassifyParams
@@ -504,7 +505,8 @@ def test_half_batches_split_each_whole_data_iteration_into_two_updates():
     assert np.array_equal(batch_indices(p, n, 41), batch_indices(p, n, 41))
     assert temperature(p, 1, n) == 2.0 and temperature(p, 40, n) == 1.0
     assert 1.0 < temperature(p, 20, n) < 2.0
-    assert step_size(5, 1.0) == 1.0
+    assert step_size(5, 1.0) == 1.0 and update_step(p, n, 5) == 1.0  # halves replace the sums
+    assert update_step(p, 20000, 5) == 5**-0.6  # a quarter of the data mixes in
     # one update per iteration: a batch smaller than the data, fewer than 20 per class in a
     # half, or switched off
     for q, m in (

@@ -52,11 +52,11 @@ from engine.core.parallel import (
 from engine.core.pose import rotate_vectors
 from engine.core.schedule import (
     batch_indices,
-    half_batches,
     n_iterations,
     online_updates,
     step_size,
     temperature,
+    update_step,
 )
 from engine.params import ClassifyParams
 
@@ -682,10 +682,7 @@ def run_iteration(
         w1, w2 = scal[5 : 5 + K], scal[5 + K :]
         state.ess = np.where(w2 > 0, w1**2 / np.maximum(w2, 1e-300), 0.0)
     if online:
-        fraction = p.batch_per_class * p.n_classes / max(data.n, 1)
-        if half_batches(p, data.n):
-            fraction = 1.0  # a half of the data replaces the sums too
-        state.stats = state.stats.mix(batch, step_size(it, fraction))
+        state.stats = state.stats.mix(batch, update_step(p, data.n, it))
     else:
         state.stats = batch
     st = state.stats

@@ -18,6 +18,7 @@ __all__ = [
     "n_iterations",
     "temperature",
     "step_size",
+    "update_step",
     "batch_indices",
     "visits",
     "HALF_MIN_PER_CLASS",
@@ -54,8 +55,8 @@ def temperature(p: ClassifyParams, it: int, n: int) -> float:
 
 def step_size(it: int, batch_fraction: float = 0.0) -> float:
     """Online-EM step eta of update ``it``: ``it^-0.6``, or 1 when the batch is the whole
-    data set or one of its halves (``batch_fraction`` = batch size / particles >= 1, or
-    :func:`half_batches`; the caller passes 1 then).
+    data set or one of its halves (``batch_fraction`` = batch size / particles >= 1; a half
+    batch counts as 1, :func:`update_step`).
 
     The running class sums are ``(1 - eta) old + eta batch``. With the decay (1, 0.66, 0.52,
     ... 0.17 at iteration 20) they keep sums from early, hot, blurred iterations long after
@@ -66,6 +67,13 @@ def step_size(it: int, batch_fraction: float = 0.0) -> float:
     "Half batches").
     """
     return 1.0 if batch_fraction >= 1.0 else float(it) ** -0.6
+
+
+def update_step(p: ClassifyParams, n: int, it: int) -> float:
+    """:func:`step_size` of online update ``it`` on ``n`` particles: a half batch replaces the
+    sums as the whole data set does."""
+    fraction = 1.0 if half_batches(p, n) else p.batch_per_class * p.n_classes / max(n, 1)
+    return step_size(it, fraction)
 
 
 def batch_indices(p: ClassifyParams, n: int, it: int) -> np.ndarray:

@@ -142,12 +142,10 @@ class Study:
         return refs
 
     def mean_loglik(self, st: M.State, sigma2: np.ndarray) -> float:
-        refs = wiener_averages(st.stats, M.alignment_t(self.p), self.geo.mask, self.geo.grid.r_max)[
-            0
-        ]
-        return float(
-            best_class_scores(self.data, self.geo, st, refs, sigma2, self.p).max(axis=1).mean()
-        )
+        geo = self.geo
+        refs, _, _ = wiener_averages(st.stats, M.alignment_t(self.p), geo.mask, geo.grid.r_max)
+        scores = best_class_scores(self.data, geo, st, refs, sigma2, self.p)
+        return float(scores.max(axis=1).mean())
 
 
 def main(argv: list[str] | None = None) -> int:

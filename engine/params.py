@@ -228,7 +228,8 @@ class ClassifyParams:
         True,
         flag="--center-classes",
         label="Re-center 2D classes",
-        help="Shift each class average to its centre of mass after every iteration.",
+        help="Shift each class average to its centre of mass in the first 75% of the "
+        "online updates and once at the end (the averages written); members follow.",
         level="advanced",
     )
     local_offsets: bool = _p(

@@ -54,6 +54,7 @@ from engine.core.schedule import (
     batch_indices,
     n_iterations,
     online_updates,
+    recentre_update,
     step_size,
     temperature,
     update_step,
@@ -697,12 +698,12 @@ def run_iteration(
     # the class averages written, at the user's T (the SSNR does not depend on T)
     tau2_fudge = p.tau2_fudge if last else alignment_t(p)
     refs, _, ssnr = wiener_averages(st, tau2_fudge, geo.mask, grid.r_max)
-    if p.center_classes and online and not last:
+    if recentre_update(p, data.n, it):
         max_px = max(2.0, 0.1 * b)
         moved = recentre(st, refs, geo.mask, max_px)
         if np.any(moved):
             refs, _, ssnr = wiener_averages(st, tau2_fudge, geo.mask, grid.r_max)
-            if p.local_offsets:
+            if p.local_offsets or last:  # the written offsets follow the written averages
                 follow_recentred(state, moved, geo.max_offset_px)
     state.refs = refs
     state.ssnr = ssnr

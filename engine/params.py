@@ -141,7 +141,9 @@ class ClassifyParams:
         flag="--min-res-align",
         label="Minimum alignment resolution",
         unit="Å",
-        help="Ignore Fourier components coarser than this in alignment; default: use everything.",
+        help="Ignore Fourier components coarser than this in alignment; default: use "
+        "everything. Noisy particles align mostly on the low resolutions (simulated, SNR "
+        "0.05: 40 Å kept the classes, 25 Å lost them).",
         level="advanced",
         min=1.0,
     )

@@ -520,21 +520,21 @@ def test_classes_are_recentred_while_they_form_and_once_at_the_end():
 def test_written_class_averages_are_centred(job, sim):
     """The last update re-centres the class averages it writes (and their members' offsets
     follow, test_alignment_maps_particles_onto_their_class_average): the centre of mass of
-    each class of particles (pixels above 0.2 of its maximum, inside the mask) lies within
+    each class of particles (engine.core.mstep.centre_of_mass, inside the mask) lies within
     half a pixel of the box centre. (Junk classes, such as a carbon edge, move at most 10%
     of the box per update.)"""
     from engine.core.fourier import soft_circular_mask
+    from engine.core.mstep import centre_of_mass
 
     classes, _ = open_stack(job / "run_classes.mrcs")
     ev = evaluate_job(job, sim.truth_star)
     good = ev.classes[ev.classes["good"]]["cls"].to_numpy(int) - 1
     b = classes.shape[-1]
-    y, x = np.mgrid[0:b, 0:b].astype(np.float64) - b // 2
     mask = soft_circular_mask(b, 0.4 * b, 0.48 * b)
     offsets = []
     for c in good:
-        img = np.asarray(classes[c], dtype=np.float64) * mask
-        w = np.where(img > 0.2 * img.max(), img, 0.0)
-        offsets.append(np.hypot((w * x).sum() / w.sum(), (w * y).sum() / w.sum()))
+        com = centre_of_mass(np.asarray(classes[c], dtype=np.float64) * mask)
+        assert com is not None, c
+        offsets.append(float(np.hypot(*com)))
     assert len(offsets) >= 4
     assert max(offsets) < 0.5, offsets

@@ -174,25 +174,33 @@ def resolution_A(ssnr: np.ndarray, b: int, apix_A: float, r_max: int) -> np.ndar
     return np.minimum(res, 999.0)
 
 
+def centre_of_mass(img: np.ndarray) -> np.ndarray | None:
+    """Centre of mass ``(x, y)`` in px from the box centre of the pixels of ``img`` (a masked
+    class average) above 0.2 of its maximum; ``None`` when there are none."""
+    b = img.shape[-1]
+    y, x = np.mgrid[0:b, 0:b].astype(np.float64) - b // 2
+    thr = 0.2 * img.max()
+    wgt = np.where(img > thr, img, 0.0)
+    s = wgt.sum()
+    if s <= 0:
+        return None
+    return np.array([(wgt * x).sum() / s, (wgt * y).sum() / s])
+
+
 def recentre(stats: Stats, refs: np.ndarray, mask: np.ndarray, max_px: float) -> np.ndarray:
-    """Move each class's centre of mass (pixels above 0.2 of max) to the box centre.
+    """Move each class's :func:`centre_of_mass` to the box centre.
 
     Shifts the class sums in place (a phase ramp on ``num``; ``den`` is unchanged) and returns
     the applied shifts ``(K, 2)`` (x, y) in small px.
     """
     K, b, H = stats.num.shape
-    y, x = np.mgrid[0:b, 0:b].astype(np.float64) - b // 2
     ky = np.fft.fftfreq(b)[:, None]
     kx = np.arange(H)[None, :] / b
     out = np.zeros((K, 2))
     for c in range(K):
-        img = refs[c] * mask
-        thr = 0.2 * img.max()
-        wgt = np.where(img > thr, img, 0.0)
-        s = wgt.sum()
-        if s <= 0 or stats.weight[c] <= 0:
+        com = centre_of_mass(refs[c] * mask)
+        if com is None or stats.weight[c] <= 0:
             continue
-        com = np.array([(wgt * x).sum() / s, (wgt * y).sum() / s])
         nrm = np.hypot(*com)
         if nrm < 0.5:
             continue

@@ -119,7 +119,8 @@ def recentre_update(p: ClassifyParams, n: int, it: int) -> bool:
     written; the members' offsets follow). In the last online updates the classes keep
     their place: re-centring every update moved each class by the centre of mass of a noisy
     average, junk classes included, and its members with it (README, "Re-centring": junk in
-    junk classes 65% / 71% against 77% / 78% on the simulation, compact / elongated)."""
+    junk classes 64.6% / 72.3% against 76.5% / 77.3% on the simulation,
+    compact / elongated)."""
     if not p.center_classes:
         return False
     if it == n_iterations(p, n):

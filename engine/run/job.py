@@ -320,18 +320,15 @@ def _classify(
     root = red.rank == 0
     job_dir = files.dir
     geo = geometry_for(params, data)
-    job_info.update(
-        box_small=data.b,
-        apix_small_A=data.apix_small_A,
-        n_iterations=n_iterations(params, len(pset)),
-    )
+    n_updates = n_iterations(params, len(pset))
+    job_info.update(box_small=data.b, apix_small_A=data.apix_small_A, n_iterations=n_updates)
     total = visits(params, len(pset))
     done = sum(h["n_particles"] for h in state.history) if state else 0
     prog.start(
         job_dir=str(job_dir),
         n_particles=len(pset),
         n_classes=params.n_classes,
-        n_iterations=n_iterations(params, len(pset)),
+        n_iterations=n_updates,
         box=pset.box,
         box_small=data.b,
         total_visits=total,
